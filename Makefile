@@ -1,0 +1,49 @@
+# The two commands a new user needs: `make run` and `make test`.
+# Both create .venv when missing and (re)install the project when
+# pyproject.toml is newer than the last install; neither ever prompts.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# Kedro's telemetry plugin must never ask or phone home (CI has no stdin
+# and no internet); matplotlib draws off-screen.
+export DO_NOT_TRACK := 1
+export KEDRO_DISABLE_TELEMETRY := true
+export MPLBACKEND := Agg
+
+.PHONY: run test viz viz-build ui bench lint clean-data install
+
+run: $(STAMP)
+	$(BIN)/kedro run $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+viz: $(STAMP)
+	$(BIN)/kedro viz run --no-browser $(ARGS)
+
+viz-build: $(STAMP)
+	$(BIN)/kedro viz build $(ARGS)
+
+ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run_all $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+clean-data:
+	find data -type f ! -name .gitkeep -delete
+	rm -f mlflow.db

@@ -1,0 +1,91 @@
+"""Turn a :class:`ViewPolicy` into one callable over uint8 batches, plus label mixing."""
+
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import v2
+
+from model_lifecycle.augment import ops
+from model_lifecycle.augment.auto import auto_augment
+from model_lifecycle.augment.config import SupervisedPolicy, ViewPolicy
+
+
+class BatchAugmenter:
+    """Augment a whole batch at once, random parameters drawn per image.
+
+    Usage::
+
+        augment = BatchAugmenter(policy)
+        views = augment(images_uint8, generator)  # B×C×H×W float32 in [0, 1]
+
+    The output keeps the input size; normalisation is the model's business.
+    """
+
+    def __init__(self, policy: ViewPolicy) -> None:
+        self.policy = policy
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"expected uint8 B×C×H×W images, got {images.dtype} "
+                             f"with shape {tuple(images.shape)}")
+        p, g = self.policy, generator
+        x = images.float().div_(255)
+        x = self._geometry(x, g)
+        if p.auto_augment is not None:
+            a = p.auto_augment
+            x = auto_augment(x, a.method, a.num_ops, a.magnitude, g)
+        if p.color_jitter is not None:
+            j = p.color_jitter
+            x = ops.color_jitter(x, j.brightness, j.contrast, j.saturation, j.hue, j.p, g)
+        if p.grayscale is not None:
+            x = ops.random_grayscale(x, p.grayscale.p, g)
+        if p.gaussian_blur is not None:
+            x = ops.gaussian_blur(x, p.gaussian_blur.sigma, p.gaussian_blur.p, g)
+        if p.random_erasing is not None:
+            e = p.random_erasing
+            x = ops.random_erasing(x, e.scale, e.ratio, e.p, g)
+        return x.clamp_(0, 1)  # resampling and blurring can overshoot by rounding
+
+    def _geometry(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        p = self.policy
+        flip_p = p.horizontal_flip.p if p.horizontal_flip is not None else 0.0
+        if p.random_resized_crop is not None:
+            # crop and flip fused into one resampling pass
+            b, _, h, w = x.shape
+            crop = p.random_resized_crop
+            theta = ops.resized_crop_affine(b, h, w, crop.scale, crop.ratio, g)
+            return ops.warp(x, ops.flip_affine(theta, flip_p, g))
+        if p.random_crop is not None:
+            x = ops.random_crop(x, p.random_crop.padding, g)
+        if flip_p > 0:
+            x = ops.horizontal_flip(x, flip_p, g)
+        return x
+
+
+class LabelMixer:
+    """MixUp / CutMix on a batch (torchvision.transforms.v2), for supervised training.
+
+    Returns images and soft labels (B×num_classes). With both configured, each batch
+    uses one of the two at random; a share ``1 - mix_p`` of batches is left unmixed
+    (labels still one-hot).
+    """
+
+    def __init__(self, policy: SupervisedPolicy, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.mix_p = policy.mix_p
+        mixers = []
+        if policy.mixup is not None:
+            mixers.append(v2.MixUp(alpha=policy.mixup.alpha, num_classes=num_classes))
+        if policy.cutmix is not None:
+            mixers.append(v2.CutMix(alpha=policy.cutmix.alpha, num_classes=num_classes))
+        self._mix = v2.RandomChoice(mixers) if len(mixers) > 1 else (mixers or [None])[0]
+
+    @property
+    def enabled(self) -> bool:
+        return self._mix is not None
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._mix is None or torch.rand(1, generator=generator).item() >= self.mix_p:
+            return images, torch.nn.functional.one_hot(labels, self.num_classes).float()
+        return self._mix(images, labels)

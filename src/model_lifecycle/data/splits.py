@@ -1,0 +1,64 @@
+"""Stratified, seeded splits: test, val, train_labeled and train_unlabeled index sets."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from model_lifecycle.data.config import SplitFractions
+from model_lifecycle.data.imageset import ImageSet
+from model_lifecycle.errors import LifecycleError
+
+SPLIT_NAMES = ("train_labeled", "train_unlabeled", "val", "test")
+
+
+def make_splits(data: ImageSet, fractions: SplitFractions, *, labeled_fraction: float,
+                seed: int) -> dict[str, np.ndarray]:
+    """Partition ``range(len(data))`` into the four named, disjoint, sorted index arrays.
+
+    ``test`` is the source's own test split when it has one, otherwise a stratified
+    ``fractions.test`` of all images. ``val`` is a stratified ``fractions.val`` of
+    the rest; ``train_labeled`` a stratified ``labeled_fraction`` of what remains,
+    and ``train_unlabeled`` the remainder (its labels are never used for training).
+    """
+    labels = data.labels
+    everything = np.arange(len(labels))
+    if data.source_test is not None:
+        test, pool = everything[data.source_test], everything[~data.source_test]
+    else:
+        pool, test = _split(everything, labels, fractions.test, seed, "ingest.splits.test",
+                            data.class_names)
+    train, val = _split(pool, labels, fractions.val, seed + 1, "ingest.splits.val",
+                        data.class_names)
+    labeled, unlabeled = _split(train, labels, 1.0 - labeled_fraction, seed + 2,
+                                "ingest.labeled_fraction", data.class_names)
+    return {
+        "train_labeled": np.sort(labeled),
+        "train_unlabeled": np.sort(unlabeled),
+        "val": np.sort(val),
+        "test": np.sort(test),
+    }
+
+
+def _split(indices: np.ndarray, labels: np.ndarray, fraction: float, seed: int, key: str,
+           class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``indices`` into (rest, held-out ``fraction``), stratified by label."""
+    if fraction <= 0:
+        return indices, indices[:0]
+    y = labels[indices]
+    present, counts = np.unique(y, return_counts=True)
+    held_out = int(np.ceil(fraction * len(indices)))
+    rest = len(indices) - held_out
+    smallest = int(counts.min())
+    if smallest < 2 or min(held_out, rest) < len(present):
+        name = class_names[present[counts.argmin()]]
+        need = int(np.ceil(len(present) / min(fraction, 1 - fraction)))
+        raise LifecycleError(
+            f"Cannot stratify {key} = {fraction:g} over {len(indices)} images: "
+            f"both sides must hold every one of the {len(present)} classes and class "
+            f"'{name}' has only {smallest} image(s); add images (at least {need} in all and "
+            f"2 per class) or change {key}."
+        )
+    rest_idx, held_idx = train_test_split(indices, test_size=held_out, stratify=y,
+                                          random_state=seed)
+    return np.asarray(rest_idx), np.asarray(held_idx)

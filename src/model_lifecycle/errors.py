@@ -1,0 +1,10 @@
+"""The one exception type users see: a single sentence that says what to fix."""
+
+
+class LifecycleError(ValueError):
+    """Bad input, reported as one sentence naming the file, key or value and the fix.
+
+    Raised by the library code for every problem a user can correct (a missing path,
+    a corrupt image, an impossible split, an unknown parameter). The project's CLI
+    prints the sentence alone instead of a traceback.
+    """

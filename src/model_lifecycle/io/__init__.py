@@ -1,0 +1,6 @@
+"""The project's own Kedro datasets. Every save writes a temporary file and renames it,
+so a crash mid-write never leaves a half-written "latest" version behind."""
+
+from model_lifecycle.io.arrays import ImageSetDataset, NpzDataset
+
+__all__ = ["ImageSetDataset", "NpzDataset"]
