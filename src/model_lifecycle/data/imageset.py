@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -50,6 +51,10 @@ class ImageSet:
 
     def fingerprint(self) -> str:
         """A short content hash of pixels, labels and class names (changes with any of them)."""
+        return self._fingerprint
+
+    @cached_property
+    def _fingerprint(self) -> str:
         digest = hashlib.sha256()
         digest.update(str(self.images.shape).encode())
         digest.update(np.ascontiguousarray(self.images).data)

@@ -10,6 +10,7 @@ from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.errors import LifecycleError
 
 SPLIT_NAMES = ("train_labeled", "train_unlabeled", "val", "test")
+FINGERPRINT_KEY = "images_fingerprint"
 
 
 def make_splits(data: ImageSet, fractions: SplitFractions, *, labeled_fraction: float,
@@ -37,7 +38,24 @@ def make_splits(data: ImageSet, fractions: SplitFractions, *, labeled_fraction: 
         "train_unlabeled": np.sort(unlabeled),
         "val": np.sort(val),
         "test": np.sort(test),
+        # Ties the splits to the exact images they index (see ``checked_splits``).
+        FINGERPRINT_KEY: np.array(data.fingerprint()),
     }
+
+
+def checked_splits(data: ImageSet, splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The four index arrays, after checking they were made for these very images.
+
+    A run that stopped between saving ``images`` and saving ``splits`` would otherwise
+    pair the newest images with older splits.
+    """
+    made_for = str(splits.get(FINGERPRINT_KEY, ""))
+    if made_for != data.fingerprint():
+        raise LifecycleError(
+            f"The latest splits were made for other images (fingerprint {made_for or 'none'}, "
+            f"images are {data.fingerprint()}): run `kedro run --pipeline=ingest` again."
+        )
+    return {name: splits[name] for name in SPLIT_NAMES}
 
 
 def _split(indices: np.ndarray, labels: np.ndarray, fraction: float, seed: int, key: str,

@@ -2,5 +2,6 @@
 so a crash mid-write never leaves a half-written "latest" version behind."""
 
 from model_lifecycle.io.arrays import ImageSetDataset, NpzDataset
+from model_lifecycle.io.json import JsonDataset
 
-__all__ = ["ImageSetDataset", "NpzDataset"]
+__all__ = ["ImageSetDataset", "JsonDataset", "NpzDataset"]

@@ -1,27 +1,17 @@
-"""Numpy arrays in one ``.npz`` file, versioned, written atomically, read without pickle."""
+"""Numpy arrays in one ``.npz`` file, read without pickle."""
 
 from __future__ import annotations
 
 import io
-import uuid
-from copy import deepcopy
-from pathlib import PurePosixPath
-from typing import Any
 
-import fsspec
 import numpy as np
-from kedro.io.core import (
-    AbstractVersionedDataset,
-    DatasetError,
-    Version,
-    get_filepath_str,
-    get_protocol_and_path,
-)
+from kedro.io.core import DatasetError
 
 from model_lifecycle.data.imageset import ImageSet
+from model_lifecycle.io.base import AtomicFileDataset
 
 
-class NpzDataset(AbstractVersionedDataset[dict[str, np.ndarray], dict[str, np.ndarray]]):
+class NpzDataset(AtomicFileDataset[dict[str, np.ndarray]]):
     """A ``dict[str, np.ndarray]`` stored as one uncompressed ``.npz`` file.
 
     Loading never unpickles (``allow_pickle=False``): only plain numeric and string
@@ -35,60 +25,18 @@ class NpzDataset(AbstractVersionedDataset[dict[str, np.ndarray], dict[str, np.nd
           versioned: true
     """
 
-    def __init__(self, *, filepath: str, version: Version | None = None,
-                 credentials: dict[str, Any] | None = None,
-                 fs_args: dict[str, Any] | None = None,
-                 metadata: dict[str, Any] | None = None) -> None:
-        protocol, path = get_protocol_and_path(filepath, version)
-        fs_args = deepcopy(fs_args) or {}
-        if protocol == "file":
-            fs_args.setdefault("auto_mkdir", True)
-        self._protocol = protocol
-        self._fs = fsspec.filesystem(protocol, **(credentials or {}), **fs_args)
-        self.metadata = metadata
-        super().__init__(filepath=PurePosixPath(path), version=version,
-                         exists_function=self._fs.exists, glob_function=self._fs.glob)
+    def _serialize(self, data: dict[str, np.ndarray]) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, **data)
+        return buffer.getvalue()
 
-    def load(self) -> dict[str, np.ndarray]:
-        path = get_filepath_str(self._get_load_path(), self._protocol)
-        with self._fs.open(path, "rb") as handle:
-            raw = handle.read()
+    def _deserialize(self, raw: bytes, path: str) -> dict[str, np.ndarray]:
         try:
             with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
                 return {key: archive[key] for key in archive.files}
         except ValueError as exc:
             raise DatasetError(f"{path} is not a plain-array .npz file ({exc}); "
                                "re-create it with the pipeline that writes it.") from None
-
-    def save(self, data: dict[str, np.ndarray]) -> None:
-        path = get_filepath_str(self._get_save_path(), self._protocol)
-        buffer = io.BytesIO()
-        np.savez(buffer, **data)
-        self._write_atomically(path, buffer.getvalue())
-        self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
-
-    def _write_atomically(self, path: str, payload: bytes) -> None:
-        # The temporary name never matches the dataset's filename, so Kedro's
-        # "latest version" lookup cannot pick up a partial write.
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        try:
-            with self._fs.open(tmp, "wb") as handle:
-                handle.write(payload)
-            self._fs.mv(tmp, path)
-        finally:
-            if self._fs.exists(tmp):
-                self._fs.rm(tmp)
-
-    def _exists(self) -> bool:
-        try:
-            path = get_filepath_str(self._get_load_path(), self._protocol)
-        except DatasetError:
-            return False
-        return self._fs.exists(path)
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": self._filepath, "protocol": self._protocol,
-                "version": self._version}
 
 
 class ImageSetDataset(NpzDataset):

@@ -1,0 +1,13 @@
+"""Every pipeline under ``pipelines/`` by its folder name; ``__default__`` runs them in order."""
+
+from kedro.framework.project import find_pipelines
+from kedro.pipeline import Pipeline
+
+# Stages of the default run, in lifecycle order. ``inference`` is never part of it.
+LIFECYCLE = ("ingest", "augment")
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    pipelines = find_pipelines(raise_errors=True)
+    pipelines["__default__"] = sum((pipelines[name] for name in LIFECYCLE), Pipeline([]))
+    return pipelines
