@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -9,6 +10,7 @@ from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
 
 from model_lifecycle.errors import LifecycleError
+from model_lifecycle.pipeline_registry import LIFECYCLE
 
 
 class MissingInputsHook:
@@ -30,9 +32,13 @@ class MissingInputsHook:
 
 
 def _producer(dataset: str) -> str:
-    from kedro.framework.project import pipelines
+    """The first lifecycle pipeline that outputs ``dataset``.
 
-    for name, pipeline in pipelines.items():
-        if name != "__default__" and dataset in pipeline.all_outputs():
+    Built directly from the pipeline modules: during ``kedro run --pipelines=x``
+    Kedro's registry holds only ``x``.
+    """
+    for name in LIFECYCLE:
+        module = importlib.import_module(f"model_lifecycle.pipelines.{name}")
+        if dataset in module.create_pipeline().all_outputs():
             return name
     return "__default__"

@@ -9,5 +9,7 @@ LIFECYCLE = ("ingest", "augment")
 
 def register_pipelines() -> dict[str, Pipeline]:
     pipelines = find_pipelines(raise_errors=True)
-    pipelines["__default__"] = sum((pipelines[name] for name in LIFECYCLE), Pipeline([]))
+    # `kedro run --pipelines=x` loads only x; the default run needs (and loads) them all.
+    if all(name in pipelines for name in LIFECYCLE):
+        pipelines["__default__"] = sum((pipelines[name] for name in LIFECYCLE), Pipeline([]))
     return pipelines

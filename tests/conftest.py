@@ -1,0 +1,105 @@
+"""Shared fixtures: tiny real image files, tiny CIFAR-format batches, a Kedro project
+copy whose data and MLflow store live in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ("cat", "dog", "fox")
+
+
+def make_image(mode: str, size: tuple[int, int], seed: int) -> Image.Image:
+    """A random image in any PIL mode (L, RGB, RGBA, P, I;16 …), ``size`` = (w, h)."""
+    rng = np.random.default_rng(seed)
+    rgb = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    if mode == "P":
+        return rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    if mode == "I;16":
+        return Image.fromarray(rng.integers(0, 65536, (size[1], size[0]), dtype=np.uint16))
+    return rgb.convert(mode)
+
+
+@pytest.fixture
+def image_tree(tmp_path: Path) -> Path:
+    """``<root>/<class>/<image>``: 3 classes × 10 images, PNG and JPEG, mixed modes and
+    sizes (no corrupt file; tests add their own)."""
+    root = tmp_path / "images"
+    modes = ("RGB", "L", "RGBA", "P", "RGB")
+    for c, name in enumerate(CLASSES):
+        (root / name).mkdir(parents=True)
+        for i in range(10):
+            image = make_image(modes[i % len(modes)], (20 + i, 12 + 2 * i), seed=100 * c + i)
+            if i % 2 and image.mode in ("RGB", "L"):
+                image.save(root / name / f"{i:02d}.jpg", quality=90)
+            else:
+                image.save(root / name / f"{i:02d}.png")
+    return root
+
+
+def write_cifar_batch(path: Path, n: int, seed: int, override: dict[bytes, Any] | None = None
+                      ) -> None:
+    """A batch in the exact format of ``cifar-10-batches-py/data_batch_*``."""
+    rng = np.random.default_rng(seed)
+    batch = {
+        b"batch_label": b"training batch",
+        b"labels": [int(i % 10) for i in range(n)],
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"filenames": [f"img_{i}.png".encode() for i in range(n)],
+    }
+    batch.update(override or {})
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+
+
+@pytest.fixture
+def cifar_dir(tmp_path: Path) -> Path:
+    """``cifar-10-batches-py/`` with two tiny training batches, a test batch and the meta."""
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
+    write_cifar_batch(root / "data_batch_1", 40, seed=1)
+    write_cifar_batch(root / "data_batch_2", 40, seed=2)
+    write_cifar_batch(root / "test_batch", 20, seed=3)
+    names = [n.encode() for n in ("airplane", "automobile", "bird", "cat", "deer", "dog",
+                                  "frog", "horse", "ship", "truck")]
+    (root / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}, protocol=2))
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., dict]:
+    """Run pipelines of the real project with its real conf, in a scratch folder.
+
+    Returns ``run(pipelines, params=None)``; data lands in ``tmp_path/work/data`` and
+    MLflow in ``tmp_path/work/mlflow.db``.
+    """
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    work = tmp_path / "work"
+    shutil.copytree(PROJECT_ROOT / "conf", work / "conf",
+                    ignore=shutil.ignore_patterns("local"))
+    (work / "conf" / "local").mkdir()
+    monkeypatch.chdir(work)
+    bootstrap_project(PROJECT_ROOT)
+
+    def run(pipelines: list[str] | None = None, params: dict | None = None,
+            env: str | None = None) -> dict:
+        with KedroSession.create(project_path=PROJECT_ROOT, conf_source=str(work / "conf"),
+                                 env=env, runtime_params=params or {}) as session:
+            return session.run(pipeline_names=pipelines)
+
+    run.work = work  # type: ignore[attr-defined]
+    return run

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from model_lifecycle.data.convert import ImageDecodeError, decode_file, to_array
+from tests.conftest import make_image
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "LA", "CMYK", "I;16", "1"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_mode_becomes_uint8_chw(mode, channels):
+    image = make_image("RGB", (11, 7), seed=0).convert(mode) if mode not in ("I;16",) \
+        else make_image("I;16", (11, 7), seed=0)
+    array = to_array(image, (5, 6), channels)
+    assert array.dtype == np.uint8
+    assert array.shape == (channels, 5, 6)
+
+
+def test_transparent_pixels_become_black():
+    rgba = np.zeros((4, 4, 4), dtype=np.uint8)
+    rgba[..., :3] = 255  # white, but fully transparent …
+    rgba[0, 0, 3] = 255  # … except one opaque white pixel
+    array = to_array(Image.fromarray(rgba, "RGBA"), (4, 4), 3)
+    assert array[:, 0, 0].tolist() == [255, 255, 255]
+    assert array[:, 1:, :].max() == 0
+
+
+def test_palette_with_transparency_is_composited():
+    image = Image.new("P", (2, 2), 1)
+    image.putpalette([0, 0, 0, 200, 100, 50] + [0] * 762)
+    image.info["transparency"] = 1
+    assert to_array(image, (2, 2), 3).max() == 0
+
+
+def test_sixteen_bit_is_scaled_not_clipped():
+    image = Image.fromarray(np.full((3, 3), 65535, dtype=np.uint16))
+    assert to_array(image, (3, 3), 1).min() == 255
+    image = Image.fromarray(np.full((3, 3), 32768, dtype=np.uint16))
+    assert 126 <= to_array(image, (3, 3), 1).max() <= 128
+
+
+def test_center_crop_keeps_aspect_and_stretch_does_not():
+    wide = np.zeros((10, 30), dtype=np.uint8)
+    wide[:, :10] = 255  # left third white
+    image = Image.fromarray(wide)
+    cropped = to_array(image, (10, 10), 1, "center_crop")
+    stretched = to_array(image, (10, 10), 1, "stretch")
+    assert cropped.max() < 50  # the centre third is black
+    assert stretched[0, :, :2].min() > 200  # the white third squeezed to the left
+
+
+def test_decode_reports_corrupt_and_non_image_files(tmp_path):
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ImageDecodeError):
+        decode_file(tmp_path / "text.png", (4, 4), 3)
+    good = tmp_path / "ok.jpg"
+    make_image("RGB", (64, 64), 0).save(good, quality=95)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good.read_bytes()[:300])
+    with pytest.raises(ImageDecodeError):
+        decode_file(truncated, (8, 8), 3)
+    assert decode_file(good, (8, 8), 3).shape == (3, 8, 8)
+
+
+def test_jpeg_draft_decode_stays_close_to_full_decode(tmp_path):
+    photo = np.kron(np.random.default_rng(0).integers(0, 256, (8, 8, 3)), np.ones((64, 64, 1)))
+    Image.fromarray(photo.astype(np.uint8)).save(tmp_path / "big.jpg", quality=95)
+    fast = decode_file(tmp_path / "big.jpg", (8, 8), 3).astype(int)
+    with Image.open(tmp_path / "big.jpg") as image:
+        image.load()
+        full = to_array(image, (8, 8), 3).astype(int)
+    assert np.abs(fast - full).mean() < 6

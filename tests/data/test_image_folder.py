@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from model_lifecycle.data import image_folder
+from model_lifecycle.data.image_folder import load_image_folder
+from model_lifecycle.errors import LifecycleError
+from tests.conftest import CLASSES, make_image
+
+
+def test_reads_every_image_into_one_array(image_tree):
+    data = load_image_folder(image_tree, (8, 8), channels=3)
+    assert data.images.shape == (30, 3, 8, 8)
+    assert data.images.dtype == np.uint8
+    assert data.class_names == CLASSES
+    assert np.bincount(data.labels).tolist() == [10, 10, 10]
+    assert data.source_test is None
+
+
+def test_pixels_match_a_direct_decode(image_tree):
+    data = load_image_folder(image_tree, (8, 8), channels=1)
+    with Image.open(image_tree / "dog" / "00.png") as image:
+        expected = np.asarray(image.convert("L").resize((8, 8), Image.Resampling.BILINEAR))
+    first_dog = int(np.flatnonzero(data.labels == 1)[0])
+    # ImageOps.fit crops to the target aspect before resizing: compare loosely
+    assert np.abs(data.images[first_dog, 0].astype(int) - expected.astype(int)).mean() < 60
+    assert data.images[first_dog].std() > 0
+
+
+def test_worker_processes_give_the_same_array(image_tree, monkeypatch):
+    serial = load_image_folder(image_tree, (8, 8), num_workers=1)
+    monkeypatch.setattr(image_folder, "_SERIAL_BELOW", 0)
+    monkeypatch.setattr(image_folder, "_CHUNK", 7)
+    parallel = load_image_folder(image_tree, (8, 8), num_workers=2)
+    np.testing.assert_array_equal(serial.images, parallel.images)
+    np.testing.assert_array_equal(serial.labels, parallel.labels)
+
+
+def test_train_test_layout_marks_the_source_test_split(image_tree, tmp_path):
+    root = tmp_path / "split"
+    root.mkdir()
+    image_tree.rename(root / "train")
+    for name in CLASSES[:2]:
+        (root / "test" / name).mkdir(parents=True)
+        make_image("RGB", (9, 9), 7).save(root / "test" / name / "t.png")
+    data = load_image_folder(root, (8, 8))
+    assert len(data) == 32
+    assert data.source_test.sum() == 2
+    assert sorted(data.labels[data.source_test].tolist()) == [0, 1]
+
+
+def test_corrupt_image_names_the_file(image_tree):
+    (image_tree / "cat" / "04.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(LifecycleError, match=r"cat/04.png.*on_bad_image: skip"):
+        load_image_folder(image_tree, (8, 8))
+
+
+def test_truncated_jpeg_names_the_file(image_tree):
+    good = (image_tree / "fox" / "01.jpg").read_bytes()
+    (image_tree / "fox" / "01.jpg").write_bytes(good[: len(good) // 2])
+    with pytest.raises(LifecycleError, match=r"fox/01.jpg"):
+        load_image_folder(image_tree, (8, 8))
+
+
+def test_non_image_file_names_the_file(image_tree):
+    (image_tree / "dog" / "notes.txt").write_text("hello")
+    with pytest.raises(LifecycleError, match=r"dog/notes.txt \(not an image file"):
+        load_image_folder(image_tree, (8, 8))
+
+
+def test_skip_counts_and_reports_bad_files(image_tree):
+    (image_tree / "cat" / "04.png").write_bytes(b"garbage")
+    (image_tree / "dog" / "notes.txt").write_text("hello")
+    (image_tree / ".DS_Store").write_text("hidden files are ignored")
+    data = load_image_folder(image_tree, (8, 8), on_bad_image="skip")
+    assert len(data) == 29  # 04.png replaced by garbage, notes.txt never an image
+    assert len(data.skipped) == 2
+    assert any("cat/04.png" in item for item in data.skipped)
+    assert np.bincount(data.labels).tolist() == [9, 10, 10]
+
+
+@pytest.mark.parametrize(
+    ("setup", "pattern"),
+    [
+        (lambda root: None, r"holds no class folders"),
+        (lambda root: (root / "only").mkdir() or make_image("RGB", (4, 4), 0).save(
+            root / "only" / "a.png"), r"single class \('only'\)"),
+        (lambda root: [(root / n).mkdir() for n in ("a", "b")] and make_image(
+            "RGB", (4, 4), 0).save(root / "a" / "x.png"), r"Class folder .*/b is empty"),
+        (lambda root: [(root / n).mkdir() for n in ("a", "b")] and make_image(
+            "RGB", (4, 4), 0).save(root / "loose.png"), r"loose.png is not inside a class folder"),
+    ],
+    ids=["empty", "single-class", "empty-class", "loose-image"],
+)
+def test_bad_layouts_are_one_sentence(tmp_path, setup, pattern):
+    root = tmp_path / "root"
+    root.mkdir()
+    setup(root)
+    with pytest.raises(LifecycleError, match=pattern):
+        load_image_folder(root, (8, 8))
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(LifecycleError, match=r"ingest.path .*/nowhere is not a folder"):
+        load_image_folder(tmp_path / "nowhere", (8, 8))
+
+
+def test_test_class_without_training_folder(image_tree, tmp_path):
+    root = tmp_path / "split"
+    root.mkdir()
+    image_tree.rename(root / "train")
+    (root / "test" / "wolf").mkdir(parents=True)
+    make_image("RGB", (4, 4), 0).save(root / "test" / "wolf" / "w.png")
+    with pytest.raises(LifecycleError, match=r"test/wolf has no matching folder"):
+        load_image_folder(root, (8, 8))

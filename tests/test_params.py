@@ -1,0 +1,36 @@
+import pytest
+
+from model_lifecycle.augment import AugmentParams
+from model_lifecycle.data.config import IngestParams
+from model_lifecycle.errors import LifecycleError
+from model_lifecycle.params import parse_params
+
+
+def test_unknown_key_is_one_sentence_naming_the_full_key_and_the_allowed_ones():
+    with pytest.raises(LifecycleError) as error:
+        parse_params(IngestParams, {"splits": {"vall": 0.1}}, "ingest")
+    message = str(error.value)
+    assert "'ingest.splits.vall'" in message
+    assert "parameters_ingest.yml" in message
+    assert "test, val" in message
+    assert "\n" not in message
+
+
+def test_invalid_value_names_key_value_and_rule():
+    with pytest.raises(LifecycleError, match=r"'ingest.labeled_fraction' = 1.5 .*less than or equal to 1"):
+        parse_params(IngestParams, {"labeled_fraction": 1.5}, "ingest")
+
+
+def test_source_that_reads_files_needs_a_path():
+    with pytest.raises(LifecycleError, match="set ingest.path"):
+        parse_params(IngestParams, {"source": "image_folder"}, "ingest")
+
+
+def test_nested_unknown_key_in_augment_policy():
+    with pytest.raises(LifecycleError, match=r"'augment.pretrain.color_jiter'.*color_jitter"):
+        parse_params(AugmentParams, {"pretrain": {"color_jiter": {}}}, "augment")
+
+
+def test_defaults_are_valid():
+    assert parse_params(IngestParams, {}, "ingest").source == "digits"
+    assert parse_params(AugmentParams, None, "augment").seed == 0
