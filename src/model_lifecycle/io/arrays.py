@@ -26,8 +26,13 @@ class NpzDataset(AtomicFileDataset[dict[str, np.ndarray]]):
     """
 
     def _serialize(self, data: dict[str, np.ndarray]) -> bytes:
+        arrays = {key: np.asarray(value) for key, value in data.items()}
+        for key, array in arrays.items():
+            if array.dtype.hasobject:
+                raise DatasetError(f"Array '{key}' holds Python objects, which would need "
+                                   "pickle to store: convert it to numbers or strings.")
         buffer = io.BytesIO()
-        np.savez(buffer, **data)
+        np.savez(buffer, **arrays)
         return buffer.getvalue()
 
     def _deserialize(self, raw: bytes, path: str) -> dict[str, np.ndarray]:
