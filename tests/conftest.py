@@ -88,17 +88,28 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., di
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
+    # Kedro resolves relative catalog paths against the project path: the scratch
+    # project gets the real pyproject.toml and conf/ (not conf/local) and runs the
+    # installed package.
     work = tmp_path / "work"
     shutil.copytree(PROJECT_ROOT / "conf", work / "conf",
                     ignore=shutil.ignore_patterns("local"))
     (work / "conf" / "local").mkdir()
+    # An absolute store: MLflow caches stores by URI, so a relative sqlite URI would
+    # keep pointing at the first test's folder.
+    (work / "conf" / "local" / "mlflow.yml").write_text(
+        f"server:\n  mlflow_tracking_uri: sqlite:///{work}/mlflow.db\n"
+        f"  mlflow_registry_uri: sqlite:///{work}/mlflow.db\n"
+    )
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", work / "pyproject.toml")
+    (work / "src").mkdir()  # the package itself is imported from the installed project
     monkeypatch.chdir(work)
-    bootstrap_project(PROJECT_ROOT)
+    bootstrap_project(work)
 
     def run(pipelines: list[str] | None = None, params: dict | None = None,
             env: str | None = None) -> dict:
-        with KedroSession.create(project_path=PROJECT_ROOT, conf_source=str(work / "conf"),
-                                 env=env, runtime_params=params or {}) as session:
+        with KedroSession.create(project_path=work, env=env,
+                                 runtime_params=params or {}) as session:
             return session.run(pipeline_names=pipelines)
 
     run.work = work  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""A pipeline run alone stops early, with one sentence, when an input was never produced."""
+"""Project hooks: checks before a run starts, and MLflow run bookkeeping after it."""
 
 from __future__ import annotations
 
@@ -9,19 +9,36 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
 
+from pydantic import BaseModel
+
+from model_lifecycle.augment.config import AugmentParams
+from model_lifecycle.data.config import IngestParams
 from model_lifecycle.errors import LifecycleError
+from model_lifecycle.params import parse_params
 from model_lifecycle.pipeline_registry import LIFECYCLE
 
 
-class MissingInputsHook:
-    """Before anything runs (and before an MLflow run is opened), check that every
-    input the selected pipeline reads from the catalog exists, and name the pipeline
-    that produces a missing one."""
+# The validated model of each parameter group a pipeline reads as ``params:<group>``.
+PARAMETER_MODELS: dict[str, type[BaseModel]] = {
+    "ingest": IngestParams,
+    "augment": AugmentParams,
+}
+
+
+class PreflightHook:
+    """Before anything runs (and before an MLflow run is opened): validate every
+    parameter group the selected pipeline reads, then check that every input it reads
+    from the catalog exists, naming the pipeline that produces a missing one."""
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline,
                             catalog: DataCatalog) -> None:
-        for name in sorted(pipeline.inputs()):
+        inputs = sorted(pipeline.inputs())
+        for name in inputs:
+            group = name.removeprefix("params:")
+            if name.startswith("params:") and group in PARAMETER_MODELS:
+                parse_params(PARAMETER_MODELS[group], catalog.load(name), group)
+        for name in inputs:
             if name == "parameters" or name.startswith("params:"):
                 continue
             if not catalog.exists(name):
@@ -42,3 +59,31 @@ def _producer(dataset: str) -> str:
         if dataset in module.create_pipeline().all_outputs():
             return name
     return "__default__"
+
+
+class CloseMlflowRunHook:
+    """End the pipeline's MLflow run completely once the pipeline has finished.
+
+    kedro-mlflow re-opens its run before every node (``start_run(run_id, nested=True)``)
+    and MLflow 3 pushes it on the active-run stack each time, while ``after_pipeline_run``
+    pops it once. In a ``kedro run`` process the interpreter's exit closes the rest; in
+    a notebook or any process running several sessions the next session would log into
+    the previous run. This hook pops what is left, leaving runs the caller opened alone.
+    """
+
+    def __init__(self) -> None:
+        self._caller_run_id: str | None = None
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self) -> None:
+        import mlflow
+
+        active = mlflow.active_run()
+        self._caller_run_id = active.info.run_id if active else None
+
+    @hook_impl(trylast=True)
+    def after_pipeline_run(self) -> None:
+        import mlflow
+
+        while (active := mlflow.active_run()) and active.info.run_id != self._caller_run_id:
+            mlflow.end_run()

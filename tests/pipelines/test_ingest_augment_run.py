@@ -1,0 +1,163 @@
+"""``ingest`` and ``augment`` run end to end through Kedro and kedro-mlflow, on tiny
+real files, with data and the MLflow store in a temporary folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from PIL import Image
+
+from model_lifecycle.data.splits import SPLIT_NAMES
+from model_lifecycle.errors import LifecycleError
+from model_lifecycle.io import ImageSetDataset, JsonDataset, NpzDataset
+from tests.conftest import PROJECT_ROOT, make_image
+
+
+def _versions(work: Path, relative: str) -> list[Path]:
+    return sorted((work / relative).glob("*/" + Path(relative).name))
+
+
+def _runs(work: Path):
+    mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
+    return mlflow.search_runs(experiment_names=["model-lifecycle"], order_by=["start_time ASC"])
+
+
+def _image_folder_params(root: Path, **extra) -> dict:
+    return {"ingest": {"source": "image_folder", "path": str(root), "image_size": 8,
+                       "channels": 3, "labeled_fraction": 0.5,
+                       "splits": {"val": 0.2, "test": 0.2}, "on_bad_image": "skip", **extra}}
+
+
+@pytest.fixture
+def tree_with_bad_files(tmp_path: Path) -> Path:
+    """4 classes × 10 images, half PNG half JPEG, plus one corrupt JPEG."""
+    root = tmp_path / "photos"
+    for c, name in enumerate(("ant", "bee", "cow", "dog")):
+        (root / name).mkdir(parents=True)
+        for i in range(10):
+            image = make_image("RGB", (12, 10), seed=10 * c + i)
+            image.save(root / name / (f"{i}.png" if i % 2 else f"{i}.jpg"))
+    (root / "cow" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return root
+
+
+def test_image_folder_end_to_end(project, tree_with_bad_files):
+    project(["ingest", "augment"], _image_folder_params(tree_with_bad_files))
+    work = project.work
+
+    [images_file] = _versions(work, "data/03_primary/images.npz")
+    [splits_file] = _versions(work, "data/05_model_input/splits.npz")
+    [policy_file] = _versions(work, "data/05_model_input/augmentation_policy.json")
+    assert images_file.parent.name == splits_file.parent.name  # one run, one version
+
+    images = ImageSetDataset(filepath=str(images_file)).load()
+    assert images.images.shape == (40, 3, 8, 8)
+    assert images.class_names == ("ant", "bee", "cow", "dog")
+    assert len(images.skipped) == 1 and "broken.jpg" in images.skipped[0]
+
+    splits = NpzDataset(filepath=str(splits_file)).load()
+    members = np.concatenate([splits[name] for name in SPLIT_NAMES])
+    assert sorted(members.tolist()) == list(range(40))  # disjoint and complete
+    for name in SPLIT_NAMES:  # stratified: every class in every split, counts within 1
+        counts = np.bincount(images.labels[splits[name]], minlength=4)
+        assert counts.min() > 0 and counts.max() - counts.min() <= 1, (name, counts)
+
+    report = json.loads((work / "data/08_reporting/dataset_report.json").read_text())
+    assert report["skipped_count"] == 1
+    assert report["fingerprint"] == images.fingerprint()
+    assert sum(report["split_sizes"].values()) == 40
+    assert (work / "data/08_reporting/class_distribution.png").stat().st_size > 1000
+
+    policy = JsonDataset(filepath=str(policy_file)).load()
+    assert policy["format"] == 1 and policy["supervised"]["random_crop"]["padding"] == 2
+    preview = Image.open(work / "data/08_reporting/augmentation_preview.png")
+    assert preview.size[0] > 300
+
+    runs = _runs(work)
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert run["status"] == "FINISHED"
+    assert run["params.ingest.source"] == "image_folder"
+    assert run["params.ingest.splits.val"] == "0.2"
+    assert run["params.augment.pretrain.color_jitter.p"] == "0.8"
+    assert run["metrics.ingest.n_images"] == 40
+    assert run["metrics.ingest.skipped_images"] == 1
+    client = mlflow.MlflowClient()
+    artifacts = {a.path for folder in ("ingest", "augment")
+                 for a in client.list_artifacts(run["run_id"], folder)}
+    assert artifacts == {"ingest/dataset_report.json", "ingest/class_distribution.png",
+                         "augment/augmentation_policy.json",
+                         "augment/augmentation_preview.png"}
+
+
+def test_cifar_batches_end_to_end_use_the_source_test_split(project, cifar_dir):
+    project(["ingest"], {"ingest": {"source": "cifar10", "path": str(cifar_dir),
+                                    "image_size": 32, "labeled_fraction": 1.0,
+                                    "splits": {"val": 0.125}}})
+    [splits_file] = _versions(project.work, "data/05_model_input/splits.npz")
+    splits = NpzDataset(filepath=str(splits_file)).load()
+    assert splits["test"].tolist() == list(range(80, 100))  # test_batch, as shipped
+    assert len(splits["val"]) == 10 and len(splits["train_unlabeled"]) == 0
+
+
+def test_a_failed_run_is_marked_failed_and_keeps_earlier_versions(project,
+                                                                  tree_with_bad_files):
+    params = _image_folder_params(tree_with_bad_files)
+    project(["ingest"], params)
+    [first] = _versions(project.work, "data/03_primary/images.npz")
+    before = first.read_bytes()
+
+    params["ingest"]["on_bad_image"] = "error"
+    with pytest.raises(LifecycleError, match=r"cow/broken.jpg"):
+        project(["ingest"], params)
+
+    assert _versions(project.work, "data/03_primary/images.npz") == [first]
+    assert first.read_bytes() == before
+    assert _runs(project.work)["status"].tolist() == ["FINISHED", "FAILED"]
+
+
+def test_impossible_split_fails_after_images_but_splits_stay_consistent(
+        project, tree_with_bad_files):
+    project(["ingest"], _image_folder_params(tree_with_bad_files))
+    bad = _image_folder_params(tree_with_bad_files, image_size=6)
+    bad["ingest"]["splits"] = {"val": 0.01, "test": 0.2}
+    with pytest.raises(LifecycleError, match=r"Cannot stratify ingest.splits.val"):
+        project(["ingest"], bad)
+    # the newest images have no matching splits: the augment pipeline says so
+    with pytest.raises(LifecycleError, match=r"run `kedro run --pipeline=ingest` again"):
+        project(["augment"])
+
+
+def test_unknown_parameter_stops_with_one_sentence(project):
+    with pytest.raises(LifecycleError, match=r"Unknown parameter 'augment.pretrain.flip'"):
+        project(["augment"], {"augment": {"pretrain": {"flip": {"p": 0.5}}}})
+
+
+def test_pipeline_alone_without_its_inputs_names_the_pipeline_to_run(project):
+    with pytest.raises(LifecycleError,
+                       match=r"Input 'images' has never been produced: run `kedro run "
+                             r"--pipeline=ingest` first"):
+        project(["augment"])
+    assert not (project.work / "mlflow.db").exists() or _runs(project.work).empty
+
+
+def test_cli_prints_one_sentence_not_a_traceback(tmp_path):
+    work = tmp_path / "cli"
+    work.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--pipelines=ingest", "--params",
+         f"ingest.source=image_folder,ingest.path={tmp_path / 'missing'}"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+        env={**__import__("os").environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work}/m.db"},
+    )
+    assert result.returncode == 1
+    last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    output = result.stderr + result.stdout
+    assert "Error: ingest.path" in output and "missing is not a folder" in output, last
+    assert "Traceback" not in output
