@@ -1,6 +1,6 @@
 import pytest
 
-from model_lifecycle.augment import AugmentParams
+from model_lifecycle.augment.config import AugmentParams
 from model_lifecycle.data.config import IngestParams
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.params import parse_params

@@ -1,10 +1,9 @@
 import pytest
 import torch
 
-from model_lifecycle.augment import (
+from model_lifecycle.augment.augmenter import BatchAugmenter, LabelMixer
+from model_lifecycle.augment.config import (
     AugmentParams,
-    BatchAugmenter,
-    LabelMixer,
     SupervisedPolicy,
     ViewPolicy,
     policy_from_artifact,

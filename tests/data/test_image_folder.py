@@ -113,3 +113,12 @@ def test_test_class_without_training_folder(image_tree, tmp_path):
     make_image("RGB", (4, 4), 0).save(root / "test" / "wolf" / "w.png")
     with pytest.raises(LifecycleError, match=r"test/wolf has no matching folder"):
         load_image_folder(root, (8, 8))
+
+
+def test_a_lone_train_folder_is_a_split_layout_without_test(image_tree, tmp_path):
+    root = tmp_path / "only-train"
+    root.mkdir()
+    image_tree.rename(root / "train")
+    data = load_image_folder(root, (8, 8))
+    assert data.class_names == CLASSES
+    assert data.source_test is None

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from model_lifecycle.data import ImageSet, make_splits
+from model_lifecycle.data.imageset import ImageSet
+from model_lifecycle.data.splits import make_splits
 from model_lifecycle.data.config import SplitFractions
 from model_lifecycle.data.splits import SPLIT_NAMES, checked_splits
 from model_lifecycle.errors import LifecycleError

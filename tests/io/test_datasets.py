@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from kedro.io.core import DatasetError, Version
 
-from model_lifecycle.data import ImageSet
+from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.io import ImageSetDataset, JsonDataset, NpzDataset
 
 

@@ -1,13 +1,5 @@
-"""Batched tensor augmentations and the policy that configures them (no Kedro in here)."""
+"""Batched tensor augmentations and the policy that configures them (no Kedro in here).
 
-from model_lifecycle.augment.augmenter import BatchAugmenter, LabelMixer
-from model_lifecycle.augment.config import (
-    AugmentParams,
-    SupervisedPolicy,
-    ViewPolicy,
-    policy_from_artifact,
-    resolve_policy,
-)
-
-__all__ = ["AugmentParams", "BatchAugmenter", "LabelMixer", "SupervisedPolicy",
-           "ViewPolicy", "policy_from_artifact", "resolve_policy"]
+``config`` (the validated policy) imports no torch, so parameter checks stay cheap;
+``augmenter``, ``ops`` and ``auto`` hold the tensor code.
+"""

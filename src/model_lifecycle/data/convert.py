@@ -73,3 +73,22 @@ def _to_8bit(image: Image.Image) -> Image.Image:
         scale = _HIGH_BIT_DEPTH.get(image.mode) or (257.0 if values.max() > 255 else 1.0)
         return Image.fromarray(np.clip(values / scale, 0, 255).round().astype(np.uint8))
     return image
+
+
+def decode_files(paths: list[str], size_hw: tuple[int, int], channels: int,
+                 resize: Resize) -> tuple[np.ndarray, dict[int, str]]:
+    """Decode many files into one uint8 N×C×H×W array; failures as {index: reason}.
+
+    Runs in decoding worker processes, which import this module alone.
+    """
+    out = np.zeros((len(paths), channels, *size_hw), dtype=np.uint8)
+    errors: dict[int, str] = {}
+    for i, path in enumerate(paths):
+        if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
+            errors[i] = f"not an image file (expected {', '.join(sorted(IMAGE_SUFFIXES))})"
+            continue
+        try:
+            out[i] = decode_file(path, size_hw, channels, resize)
+        except ImageDecodeError as exc:
+            errors[i] = str(exc)
+    return out, errors

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model_lifecycle.data.convert import IMAGE_SUFFIXES, ImageDecodeError, decode_file
+from model_lifecycle.data.convert import IMAGE_SUFFIXES, decode_files
 from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.errors import LifecycleError
 
@@ -74,8 +74,13 @@ def _scan(root: Path) -> tuple[list[_Entry], tuple[str, ...], bool]:
             "<root>/<class>/<image> or <root>/train|test/<class>/<image>."
         )
     subdirs = {p.name: p for p in _visible(root) if p.is_dir()}
-    has_test = {"train", "test"} <= set(subdirs)
-    parts = [(subdirs["train"], False), (subdirs["test"], True)] if has_test else [(root, False)]
+    # <root>/train[/test]/<class>/<image>: a folder holding only "train" (and "test")
+    # is a split layout, never a data set with classes named "train" and "test".
+    split_layout = "train" in subdirs and set(subdirs) <= {"train", "test"}
+    has_test = split_layout and "test" in subdirs
+    parts = [(subdirs["train"], False)] if split_layout else [(root, False)]
+    if has_test:
+        parts.append((subdirs["test"], True))
     train_dir = parts[0][0]
     class_names = tuple(sorted(p.name for p in _visible(train_dir) if p.is_dir()))
     if not class_names:
@@ -132,20 +137,14 @@ def _check_classes(labels: np.ndarray, class_names: tuple[str, ...], root: Path)
         )
 
 
-def _decode_chunk(paths: list[str], size_hw: tuple[int, int], channels: int,
-                  resize: str) -> tuple[np.ndarray, dict[int, str]]:
-    out = np.zeros((len(paths), channels, *size_hw), dtype=np.uint8)
-    errors: dict[int, str] = {}
-    for i, path in enumerate(paths):
-        if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
-            errors[i] = "not an image file (expected " + \
-                ", ".join(sorted(IMAGE_SUFFIXES)) + ")"
-            continue
-        try:
-            out[i] = decode_file(path, size_hw, channels, resize)  # type: ignore[arg-type]
-        except ImageDecodeError as exc:
-            errors[i] = str(exc)
-    return out, errors
+def _worker_context() -> mp.context.BaseContext:
+    """forkserver, not fork: the parent may already run torch's thread pools. Workers
+    fork from a server that has imported only the decoder, not the caller's modules."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(["model_lifecycle.data.convert"])
+    return context
 
 
 def _decode_all(paths: list[str], size_hw: tuple[int, int], channels: int, resize: str,
@@ -155,14 +154,12 @@ def _decode_all(paths: list[str], size_hw: tuple[int, int], channels: int, resiz
     starts = range(0, len(paths), _CHUNK)
     if workers == 1 or len(paths) < _SERIAL_BELOW:
         for start in starts:
-            chunk, errors = _decode_chunk(paths[start:start + _CHUNK], size_hw, channels, resize)
+            chunk, errors = decode_files(paths[start:start + _CHUNK], size_hw, channels, resize)
             yield start, chunk, {start + i: r for i, r in errors.items()}
         return
-    # forkserver, not fork: the parent may already run torch's thread pools.
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context())
     try:
-        futures = [pool.submit(_decode_chunk, paths[s:s + _CHUNK], size_hw, channels, resize)
+        futures = [pool.submit(decode_files, paths[s:s + _CHUNK], size_hw, channels, resize)
                    for s in starts]
         for start, future in zip(starts, futures, strict=True):
             chunk, errors = future.result()

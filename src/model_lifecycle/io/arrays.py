@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import io
+from typing import IO
 
 import numpy as np
 from kedro.io.core import DatasetError
@@ -25,19 +25,18 @@ class NpzDataset(AtomicFileDataset[dict[str, np.ndarray]]):
           versioned: true
     """
 
-    def _serialize(self, data: dict[str, np.ndarray]) -> bytes:
-        arrays = {key: np.asarray(value) for key, value in data.items()}
-        for key, array in arrays.items():
-            if array.dtype.hasobject:
+    def _check(self, data: dict[str, np.ndarray]) -> None:
+        for key, value in data.items():
+            if np.asarray(value).dtype.hasobject:
                 raise DatasetError(f"Array '{key}' holds Python objects, which would need "
                                    "pickle to store: convert it to numbers or strings.")
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        return buffer.getvalue()
 
-    def _deserialize(self, raw: bytes, path: str) -> dict[str, np.ndarray]:
+    def _write(self, data: dict[str, np.ndarray], handle: IO[bytes]) -> None:
+        np.savez(handle, **data)
+
+    def _read(self, handle: IO[bytes], path: str) -> dict[str, np.ndarray]:
         try:
-            with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
+            with np.load(handle, allow_pickle=False) as archive:
                 return {key: archive[key] for key in archive.files}
         except ValueError as exc:
             raise DatasetError(f"{path} is not a plain-array .npz file ({exc}); "

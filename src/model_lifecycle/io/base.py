@@ -7,7 +7,7 @@ import logging
 import uuid
 from copy import deepcopy
 from pathlib import PurePosixPath
-from typing import Any, Generic, TypeVar
+from typing import IO, Any, Generic, TypeVar
 
 import fsspec
 from kedro.io.core import (
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class AtomicFileDataset(AbstractVersionedDataset[T, T], Generic[T]):
-    """One file per (version of a) dataset; subclasses turn data into bytes and back.
+    """One file per (version of a) dataset; subclasses write data to a file and read it back.
 
     ``mlflow_artifact_path``: when set, each saved file is also logged to the active
     MLflow run under that artifact folder. (kedro-mlflow's MlflowArtifactDataset
@@ -47,26 +47,29 @@ class AtomicFileDataset(AbstractVersionedDataset[T, T], Generic[T]):
         super().__init__(filepath=PurePosixPath(path), version=version,
                          exists_function=self._fs.exists, glob_function=self._fs.glob)
 
-    def _serialize(self, data: T) -> bytes:
+    def _write(self, data: T, handle: IO[bytes]) -> None:
         raise NotImplementedError
 
-    def _deserialize(self, raw: bytes, path: str) -> T:
+    def _read(self, handle: IO[bytes], path: str) -> T:
         raise NotImplementedError
+
+    def _check(self, data: T) -> None:
+        """Refuse data that cannot be written, before any file is opened."""
 
     def load(self) -> T:
         path = get_filepath_str(self._get_load_path(), self._protocol)
         with self._fs.open(path, "rb") as handle:
-            return self._deserialize(handle.read(), path)
+            return self._read(handle, path)
 
     def save(self, data: T) -> None:
         path = get_filepath_str(self._get_save_path(), self._protocol)
-        payload = self._serialize(data)
-        # The temporary name never matches the dataset's filename, so Kedro's
-        # "latest version" lookup cannot pick up a partial write.
+        self._check(data)
+        # Streamed to a temporary name that never matches the dataset's filename, so
+        # Kedro's "latest version" lookup cannot pick up a partial write.
         tmp = f"{path}.tmp-{uuid.uuid4().hex}"
         try:
             with self._fs.open(tmp, "wb") as handle:
-                handle.write(payload)
+                self._write(data, handle)
             self._fs.mv(tmp, path)
         finally:
             if self._fs.exists(tmp):

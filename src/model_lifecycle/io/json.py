@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import IO, Any
 
 from kedro.io.core import DatasetError
 
@@ -20,12 +20,12 @@ class JsonDataset(AtomicFileDataset[Any]):
           mlflow_artifact_path: augment
     """
 
-    def _serialize(self, data: Any) -> bytes:
-        return (json.dumps(data, indent=2, sort_keys=False) + "\n").encode()
+    def _write(self, data: Any, handle: IO[bytes]) -> None:
+        handle.write((json.dumps(data, indent=2) + "\n").encode())
 
-    def _deserialize(self, raw: bytes, path: str) -> Any:
+    def _read(self, handle: IO[bytes], path: str) -> Any:
         try:
-            return json.loads(raw)
+            return json.loads(handle.read())
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path} is not valid JSON ({exc}); re-create it with "
                                "the pipeline that writes it.") from None

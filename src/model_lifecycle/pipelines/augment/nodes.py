@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from model_lifecycle.augment import AugmentParams, resolve_policy
+from model_lifecycle.augment.config import AugmentParams, resolve_policy
 from model_lifecycle.augment.preview import preview_grid
-from model_lifecycle.data import ImageSet
+from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.data.splits import checked_splits
 from model_lifecycle.params import parse_params
 

@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from model_lifecycle.data import ImageSet, load_source, make_splits
+from model_lifecycle.data.imageset import ImageSet
+from model_lifecycle.data.sources import load_source
+from model_lifecycle.data.splits import make_splits
 from model_lifecycle.data.config import IngestParams
 from model_lifecycle.data.report import (
     class_distribution_figure,

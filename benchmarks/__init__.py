@@ -1,0 +1,1 @@
+"""Measured comparisons (``make bench``); results land in ``benchmarks/results/``."""

@@ -1,0 +1,91 @@
+"""Helpers shared by the benchmarks: data location, timing, peak memory, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tarfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-train-jpg.tar.gz"
+DEFAULT_WORK = Path(os.environ.get("MODEL_LIFECYCLE_BENCH_DIR", "/tmp/model-lifecycle-bench"))
+
+
+def cifar_jpeg_folder(archive: Path = SHARED_CIFAR, work: Path = DEFAULT_WORK) -> Path:
+    """Extract the CIFAR-10 JPEG tarball once (outside the repository) and return its root."""
+    root = work / "cifar10-jpg"
+    if not (root / ".complete").exists():
+        if not archive.exists():
+            raise SystemExit(f"{archive} not found: pass --archive with the CIFAR-10 JPEG tarball")
+        root.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(root, filter="data")
+        (root / ".complete").touch()
+    return root
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and all its descendants (from /proc)."""
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            with open(f"/proc/{current}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    stack += [int(child) for child in children.read().split()]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total
+
+
+def run_measured(cmd: list[str], *, cwd: Path, env: dict[str, str] | None = None
+                 ) -> tuple[float, int]:
+    """Run ``cmd``; return (wall seconds, peak RSS in bytes of its whole process tree)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _tree_rss(process.pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, _ = process.communicate()
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{output[-3000:]}")
+    return wall, peak
+
+
+def machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "processor": platform.processor() or platform.machine()}
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    result = {"benchmark": name, "date": time.strftime("%Y-%m-%d"), "machine": machine(),
+              **result}
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
