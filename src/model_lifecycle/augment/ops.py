@@ -98,11 +98,8 @@ def random_crop(x: torch.Tensor, padding: int, g: torch.Generator) -> torch.Tens
     padded = F.pad(x, (padding, padding, padding, padding))
     dy = torch.randint(0, 2 * padding + 1, (b,), generator=g)
     dx = torch.randint(0, 2 * padding + 1, (b,), generator=g)
-    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]  # B×1×H×1
-    cols = (dx[:, None] + torch.arange(w))[:, None, None, :]  # B×1×1×W
-    batch = torch.arange(b)[:, None, None, None]
-    channel = torch.arange(x.shape[1])[None, :, None, None]
-    return padded[batch, channel, rows, cols]
+    windows = padded.unfold(2, h, 1).unfold(3, w, 1)  # B×C×dy×dx×H×W, a view
+    return windows[torch.arange(b), :, dy, dx]  # B×C×H×W
 
 
 def horizontal_flip(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
@@ -219,18 +216,21 @@ def gaussian_blur(x: torch.Tensor, sigma: tuple[float, float], p: float,
 def random_erasing(x: torch.Tensor, scale: tuple[float, float], ratio: tuple[float, float],
                    p: float, g: torch.Generator) -> torch.Tensor:
     """Zhong et al. 2017: a random rectangle per image replaced by uniform noise."""
-    b, _, h, w = x.shape
-    area = uniform(*scale, b, g) * h * w
-    aspect = torch.exp(uniform(math.log(ratio[0]), math.log(ratio[1]), b, g))
+    b, c, h, w = x.shape
+    chosen = bernoulli(p, b, g).nonzero().squeeze(1)
+    n = len(chosen)
+    area = uniform(*scale, n, g) * h * w
+    aspect = torch.exp(uniform(math.log(ratio[0]), math.log(ratio[1]), n, g))
     eh = torch.sqrt(area / aspect).round().clamp(1, h)
     ew = torch.sqrt(area * aspect).round().clamp(1, w)
-    top = (torch.rand(b, generator=g) * (h - eh + 1)).floor()
-    left = (torch.rand(b, generator=g) * (w - ew + 1)).floor()
+    top = (torch.rand(n, generator=g) * (h - eh + 1)).floor()
+    left = (torch.rand(n, generator=g) * (w - ew + 1)).floor()
     rows = torch.arange(h)[None, :]
     cols = torch.arange(w)[None, :]
-    in_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])  # B×H
-    in_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])  # B×W
-    mask = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]  # B×1×H×W
-    mask &= _per_image(bernoulli(p, b, g))
-    noise = torch.rand(x.shape, generator=g, dtype=x.dtype)
-    return torch.where(mask, noise, x)
+    in_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])  # n×H
+    in_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])  # n×W
+    mask = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]  # n×1×H×W
+    noise = torch.rand((n, c, h, w), generator=g, dtype=x.dtype)
+    out = x.clone()
+    out[chosen] = torch.where(mask, noise, x[chosen])  # only the chosen images pay
+    return out

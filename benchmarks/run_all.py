@@ -1,0 +1,74 @@
+"""``make bench``: run every benchmark, then write ``benchmarks/RESULTS.md`` from the
+JSON results (the README quotes that file).
+
+    python -m benchmarks.run_all [--only ingest_cifar10 augment_throughput] [--report-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+from benchmarks.common import RESULTS
+
+BENCHMARKS = ("ingest_cifar10", "augment_throughput")
+
+
+def render() -> str:
+    lines = ["# Benchmark results", "",
+             "Written by `make bench` (`python -m benchmarks.run_all`); each section names "
+             "the command that reproduces it. Medians of repeated runs, measured side by "
+             "side in one run on the machine described.", ""]
+    ingest = _load("ingest_cifar10")
+    if ingest:
+        lines += [
+            "## Ingest: CIFAR-10 training set, 50,000 JPEGs (ImageFolder)", "",
+            f"`{ingest['command']}`", "",
+            "| images | median wall time | images/s | peak memory (whole process tree) | goal |",
+            "|---:|---:|---:|---:|---|",
+            f"| {ingest['images']:,} | {ingest['median_wall_s']} s | "
+            f"{ingest['images_per_s']:,} | {ingest['max_peak_rss_gib']} GiB | {ingest['goal']} |",
+            "", f"Runs: {ingest['wall_s']} s; {_machine(ingest)}.", ""]
+    augment = _load("augment_throughput")
+    if augment:
+        lines += [
+            "## Augmentation throughput: batched tensors vs. PIL in a DataLoader", "",
+            f"`{augment['command']}` — {augment['images']:,} CIFAR-10 images "
+            f"{augment['image_shape']}, batches of {augment['batch']}, {augment['cores']} cores. "
+            f"Baseline: {augment['pil_setup']}. Ours: {augment['batched_setup']}.", "",
+            "| policy | PIL + DataLoader (img/s) | batched (img/s) | speed-up |",
+            "|---|---:|---:|---:|"]
+        for name, row in augment["policies"].items():
+            lines.append(f"| {name} | {row['pil_dataloader_img_per_s']:,} | "
+                         f"{row['batched_img_per_s']:,} | {row['speedup']}× |")
+        lines += ["", f"Goal: {augment['goal']}; {_machine(augment)}.", ""]
+    return "\n".join(lines)
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _machine(result: dict) -> str:
+    m = result["machine"]
+    return (f"measured {result['date']} on {m['cpus']} CPU cores ({m['processor']}), "
+            f"Python {m['python']}, torch {m['torch']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", default=list(BENCHMARKS), choices=BENCHMARKS)
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    if not args.report_only:
+        for name in args.only:
+            subprocess.run([sys.executable, "-m", f"benchmarks.{name}"], check=True)
+    (RESULTS.parent / "RESULTS.md").write_text(render())
+    print(f"wrote {RESULTS.parent / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()
