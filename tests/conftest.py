@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
 from PIL import Image
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -78,6 +80,27 @@ def cifar_dir(tmp_path: Path) -> Path:
     return root
 
 
+def scratch_project(work: Path) -> Path:
+    """A copy of the project's pyproject.toml and conf/ (not conf/local) in ``work``.
+
+    Kedro resolves relative catalog paths against the project path, so data lands in
+    ``work/data``; MLflow goes to ``work/mlflow.db``, as an absolute URI because MLflow
+    caches stores by URI and a relative one would keep pointing at the first test's
+    folder. The package itself is imported from the installed project.
+    """
+    shutil.copytree(PROJECT_ROOT / "conf", work / "conf",
+                    ignore=shutil.ignore_patterns("local"))
+    (work / "conf" / "local").mkdir()
+    (work / "conf" / "local" / "mlflow.yml").write_text(
+        f"server:\n  mlflow_tracking_uri: sqlite:///{work}/mlflow.db\n"
+        f"  mlflow_registry_uri: sqlite:///{work}/mlflow.db\n"
+    )
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy(PROJECT_ROOT / name, work / name)
+    (work / "src").mkdir()
+    return work
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., dict]:
     """Run pipelines of the real project with its real conf, in a scratch folder.
@@ -85,24 +108,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., di
     Returns ``run(pipelines, params=None)``; data lands in ``tmp_path/work/data`` and
     MLflow in ``tmp_path/work/mlflow.db``.
     """
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-
-    # Kedro resolves relative catalog paths against the project path: the scratch
-    # project gets the real pyproject.toml and conf/ (not conf/local) and runs the
-    # installed package.
-    work = tmp_path / "work"
-    shutil.copytree(PROJECT_ROOT / "conf", work / "conf",
-                    ignore=shutil.ignore_patterns("local"))
-    (work / "conf" / "local").mkdir()
-    # An absolute store: MLflow caches stores by URI, so a relative sqlite URI would
-    # keep pointing at the first test's folder.
-    (work / "conf" / "local" / "mlflow.yml").write_text(
-        f"server:\n  mlflow_tracking_uri: sqlite:///{work}/mlflow.db\n"
-        f"  mlflow_registry_uri: sqlite:///{work}/mlflow.db\n"
-    )
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", work / "pyproject.toml")
-    (work / "src").mkdir()  # the package itself is imported from the installed project
+    work = scratch_project(tmp_path / "work")
     monkeypatch.chdir(work)
     bootstrap_project(work)
 

@@ -17,7 +17,8 @@ def test_unknown_key_is_one_sentence_naming_the_full_key_and_the_allowed_ones():
 
 
 def test_invalid_value_names_key_value_and_rule():
-    with pytest.raises(LifecycleError, match=r"'ingest.labeled_fraction' = 1.5 .*less than or equal to 1"):
+    rule = r"'ingest.labeled_fraction' = 1.5 .*less than or equal to 1"
+    with pytest.raises(LifecycleError, match=rule):
         parse_params(IngestParams, {"labeled_fraction": 1.5}, "ingest")
 
 

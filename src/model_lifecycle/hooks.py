@@ -5,10 +5,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import mlflow
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
-
 from pydantic import BaseModel
 
 from model_lifecycle.augment.config import AugmentParams
@@ -16,7 +16,6 @@ from model_lifecycle.data.config import IngestParams
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.params import parse_params
 from model_lifecycle.pipeline_registry import LIFECYCLE
-
 
 # The validated model of each parameter group a pipeline reads as ``params:<group>``.
 PARAMETER_MODELS: dict[str, type[BaseModel]] = {
@@ -44,7 +43,7 @@ class PreflightHook:
             if not catalog.exists(name):
                 raise LifecycleError(
                     f"Input '{name}' has never been produced: run "
-                    f"`kedro run --pipeline={_producer(name)}` first."
+                    f"`kedro run --pipelines={_producer(name)}` first."
                 )
 
 
@@ -76,14 +75,10 @@ class CloseMlflowRunHook:
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self) -> None:
-        import mlflow
-
         active = mlflow.active_run()
         self._caller_run_id = active.info.run_id if active else None
 
     @hook_impl(trylast=True)
     def after_pipeline_run(self) -> None:
-        import mlflow
-
         while (active := mlflow.active_run()) and active.info.run_id != self._caller_run_id:
             mlflow.end_run()

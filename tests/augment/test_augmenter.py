@@ -65,7 +65,7 @@ def test_policy_artifact_round_trip_fills_defaults():
 def test_artifact_of_another_format_is_refused():
     artifact = resolve_policy(AugmentParams())
     artifact["format"] = 99
-    with pytest.raises(LifecycleError, match="run `kedro run --pipeline=augment` again"):
+    with pytest.raises(LifecycleError, match="run `kedro run --pipelines=augment` again"):
         policy_from_artifact(artifact, "pretrain")
 
 

@@ -44,7 +44,8 @@ def test_wrong_keys(cifar_dir):
 def test_wrong_shape(cifar_dir):
     write_cifar_batch(cifar_dir / "data_batch_1", 4, 0,
                       {b"data": np.zeros((4, 1000), dtype=np.uint8)})
-    with pytest.raises(LifecycleError, match=r"data_batch_1 'data' is uint8 with shape \(4, 1000\)"):
+    shape = r"data_batch_1 'data' is uint8 with shape \(4, 1000\)"
+    with pytest.raises(LifecycleError, match=shape):
         load_cifar10(cifar_dir, (32, 32))
 
 

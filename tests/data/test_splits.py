@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
 
-from model_lifecycle.data.imageset import ImageSet
-from model_lifecycle.data.splits import make_splits
 from model_lifecycle.data.config import SplitFractions
-from model_lifecycle.data.splits import SPLIT_NAMES, checked_splits
+from model_lifecycle.data.imageset import ImageSet
+from model_lifecycle.data.splits import SPLIT_NAMES, checked_splits, make_splits
 from model_lifecycle.errors import LifecycleError
 
 
@@ -77,5 +76,5 @@ def test_splits_made_for_other_images_are_refused():
     splits = _split(data)
     assert set(checked_splits(data, splits)) == set(SPLIT_NAMES)
     other = _images([20, 20], seed=1)
-    with pytest.raises(LifecycleError, match=r"run `kedro run --pipeline=ingest` again"):
+    with pytest.raises(LifecycleError, match=r"run `kedro run --pipelines=ingest` again"):
         checked_splits(other, splits)

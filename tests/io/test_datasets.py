@@ -1,5 +1,6 @@
 import json
 
+import mlflow
 import numpy as np
 import pytest
 from kedro.io.core import DatasetError, Version
@@ -73,8 +74,6 @@ def test_npz_with_pickled_objects_is_refused(tmp_path):
 
 
 def test_json_dataset_round_trip_and_mlflow_logging(tmp_path, monkeypatch):
-    import mlflow
-
     monkeypatch.chdir(tmp_path)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     dataset = JsonDataset(filepath=str(tmp_path / "policy.json"),

@@ -16,7 +16,7 @@ from PIL import Image
 from model_lifecycle.data.splits import SPLIT_NAMES
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.io import ImageSetDataset, JsonDataset, NpzDataset
-from tests.conftest import PROJECT_ROOT, make_image
+from tests.conftest import make_image, scratch_project
 
 
 def _versions(work: Path, relative: str) -> list[Path]:
@@ -130,7 +130,7 @@ def test_impossible_split_fails_after_images_but_splits_stay_consistent(
     with pytest.raises(LifecycleError, match=r"Cannot stratify ingest.splits.val"):
         project(["ingest"], bad)
     # the newest images have no matching splits: the augment pipeline says so
-    with pytest.raises(LifecycleError, match=r"run `kedro run --pipeline=ingest` again"):
+    with pytest.raises(LifecycleError, match=r"run `kedro run --pipelines=ingest` again"):
         project(["augment"])
 
 
@@ -142,22 +142,20 @@ def test_unknown_parameter_stops_with_one_sentence(project):
 def test_pipeline_alone_without_its_inputs_names_the_pipeline_to_run(project):
     with pytest.raises(LifecycleError,
                        match=r"Input 'images' has never been produced: run `kedro run "
-                             r"--pipeline=ingest` first"):
+                             r"--pipelines=ingest` first"):
         project(["augment"])
     assert not (project.work / "mlflow.db").exists() or _runs(project.work).empty
 
 
 def test_cli_prints_one_sentence_not_a_traceback(tmp_path):
-    work = tmp_path / "cli"
-    work.mkdir()
+    work = scratch_project(tmp_path / "cli")
     result = subprocess.run(
         [sys.executable, "-m", "kedro", "run", "--pipelines=ingest", "--params",
          f"ingest.source=image_folder,ingest.path={tmp_path / 'missing'}"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
-        env={**__import__("os").environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work}/m.db"},
+        cwd=work, capture_output=True, text=True, timeout=300, check=False,
     )
-    assert result.returncode == 1
-    last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     output = result.stderr + result.stdout
-    assert "Error: ingest.path" in output and "missing is not a folder" in output, last
+    assert result.returncode == 1, output[-2000:]
+    assert f"Error: ingest.path {tmp_path / 'missing'} is not a folder" in output
     assert "Traceback" not in output
+    assert _runs(work)["status"].tolist() == ["FAILED"]

@@ -147,7 +147,7 @@ def policy_from_artifact(policy: dict[str, Any], view: Literal["supervised", "pr
     if policy.get("format") != FORMAT_VERSION:
         raise LifecycleError(
             f"The augmentation policy has format {policy.get('format')!r}, this version "
-            f"reads format {FORMAT_VERSION}: run `kedro run --pipeline=augment` again."
+            f"reads format {FORMAT_VERSION}: run `kedro run --pipelines=augment` again."
         )
     model = SupervisedPolicy if view == "supervised" else ViewPolicy
     return model.model_validate(policy[view])

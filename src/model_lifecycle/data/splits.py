@@ -53,7 +53,7 @@ def checked_splits(data: ImageSet, splits: dict[str, np.ndarray]) -> dict[str, n
     if made_for != data.fingerprint():
         raise LifecycleError(
             f"The latest splits were made for other images (fingerprint {made_for or 'none'}, "
-            f"images are {data.fingerprint()}): run `kedro run --pipeline=ingest` again."
+            f"images are {data.fingerprint()}): run `kedro run --pipelines=ingest` again."
         )
     return {name: splits[name] for name in SPLIT_NAMES}
 

@@ -10,6 +10,7 @@ from pathlib import PurePosixPath
 from typing import IO, Any, Generic, TypeVar
 
 import fsspec
+import mlflow
 from kedro.io.core import (
     AbstractVersionedDataset,
     DatasetError,
@@ -80,8 +81,6 @@ class AtomicFileDataset(AbstractVersionedDataset[T, T], Generic[T]):
     def _log_to_mlflow(self, path: str) -> None:
         if self._mlflow_artifact_path is None:
             return
-        import mlflow
-
         if mlflow.active_run() is None:
             log.debug("No active MLflow run: %s not logged", path)
             return

@@ -8,15 +8,15 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from model_lifecycle.data.imageset import ImageSet
-from model_lifecycle.data.sources import load_source
-from model_lifecycle.data.splits import make_splits
 from model_lifecycle.data.config import IngestParams
+from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.data.report import (
     class_distribution_figure,
     dataset_report,
     ingest_metrics,
 )
+from model_lifecycle.data.sources import load_source
+from model_lifecycle.data.splits import make_splits
 from model_lifecycle.params import parse_params
 
 log = logging.getLogger(__name__)
