@@ -22,6 +22,12 @@ def test_invalid_value_names_key_value_and_rule():
         parse_params(IngestParams, {"labeled_fraction": 1.5}, "ingest")
 
 
+@pytest.mark.parametrize("key", ["val", "test"])
+def test_split_fractions_of_one_or_more_are_refused(key):
+    with pytest.raises(LifecycleError, match=rf"'ingest.splits.{key}' = 1.5 .*less than 1"):
+        parse_params(IngestParams, {"splits": {key: 1.5}}, "ingest")
+
+
 def test_source_that_reads_files_needs_a_path():
     with pytest.raises(LifecycleError, match="set ingest.path"):
         parse_params(IngestParams, {"source": "image_folder"}, "ingest")

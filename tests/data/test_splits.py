@@ -66,11 +66,6 @@ def test_too_few_images_for_a_held_out_split():
         _split(data, test=0.0, val=0.1)
 
 
-def test_val_and_test_leaving_nothing_are_refused():
-    with pytest.raises(ValueError, match="lt|less than"):
-        SplitFractions(val=1.0, test=0.5)
-
-
 def test_splits_made_for_other_images_are_refused():
     data = _images([20, 20])
     splits = _split(data)

@@ -18,12 +18,6 @@ class SplitFractions(StrictModel):
     val: float = Field(0.1, ge=0.0, lt=1.0)
     test: float = Field(0.2, ge=0.0, lt=1.0)
 
-    @model_validator(mode="after")
-    def _leave_training_images(self) -> SplitFractions:
-        if (1 - self.test) * (1 - self.val) <= 0:
-            raise ValueError("val and test leave no training images; lower one of them")
-        return self
-
 
 class IngestParams(StrictModel):
     """Validated ``ingest`` group of ``parameters_ingest.yml``."""
