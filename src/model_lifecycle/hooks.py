@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 import mlflow
 from kedro.framework.hooks import hook_impl
-from kedro.io import DataCatalog
+from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
 from pydantic import BaseModel
 
@@ -16,11 +17,24 @@ from model_lifecycle.data.config import IngestParams
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.params import parse_params
 from model_lifecycle.pipeline_registry import LIFECYCLE
+from model_lifecycle.training.config import RuntimeParams
+from model_lifecycle.training.finetune import FinetuneParams
+from model_lifecycle.training.pretrain import PretrainParams
 
 # The validated model of each parameter group a pipeline reads as ``params:<group>``.
 PARAMETER_MODELS: dict[str, type[BaseModel]] = {
     "ingest": IngestParams,
     "augment": AugmentParams,
+    "pretrain": PretrainParams,
+    "finetune": FinetuneParams,
+    "runtime": RuntimeParams,
+}
+
+# Inputs a pipeline can do without, depending on its parameters:
+# dataset → (parameter group, "is it needed?", how else to proceed).
+OPTIONAL_INPUTS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
+    "pretrained_encoder": ("finetune", lambda p: p.init == "pretrained",
+                           "or set finetune.init: scratch"),
 }
 
 
@@ -33,18 +47,23 @@ class PreflightHook:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline,
                             catalog: DataCatalog) -> None:
         inputs = sorted(pipeline.inputs())
+        groups = {}
         for name in inputs:
             group = name.removeprefix("params:")
             if name.startswith("params:") and group in PARAMETER_MODELS:
-                parse_params(PARAMETER_MODELS[group], catalog.load(name), group)
+                groups[group] = parse_params(PARAMETER_MODELS[group], catalog.load(name), group)
         for name in inputs:
-            if name == "parameters" or name.startswith("params:"):
+            if name == "parameters" or name.startswith("params:") or catalog.exists(name):
                 continue
-            if not catalog.exists(name):
-                raise LifecycleError(
-                    f"Input '{name}' has never been produced: run "
-                    f"`kedro run --pipelines={_producer(name)}` first."
-                )
+            group, needed, otherwise = OPTIONAL_INPUTS.get(name, (None, None, ""))
+            if group in groups and not needed(groups[group]):
+                catalog[name] = MemoryDataset(None)  # the node is told there is none
+                continue
+            otherwise = f" {otherwise}" if otherwise else ""
+            raise LifecycleError(
+                f"Input '{name}' has never been produced: run "
+                f"`kedro run --pipelines={_producer(name)}` first{otherwise}."
+            )
 
 
 def _producer(dataset: str) -> str:

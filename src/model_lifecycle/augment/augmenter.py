@@ -84,8 +84,10 @@ class LabelMixer:
     def enabled(self) -> bool:
         return self._mix is not None
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._mix is None or torch.rand(1, generator=generator).item() >= self.mix_p:
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        # torchvision's MixUp/CutMix draw from the global RNG; so does the choice here
+        # (the training loop seeds it per epoch).
+        if self._mix is None or torch.rand(1).item() >= self.mix_p:
             return images, torch.nn.functional.one_hot(labels, self.num_classes).float()
         return self._mix(images, labels)

@@ -1,0 +1,42 @@
+"""Plain convolutional encoders: the fast default for CPU runs, and a VGG."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from model_lifecycle.models.classifier import Encoder
+from model_lifecycle.models.registry import register
+
+
+def conv_bn(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+@register("small_cnn")
+def small_cnn(in_channels: int, width: int = 32) -> Encoder:
+    """Three conv-BN-ReLU pairs at widths w, 2w, 4w, max-pooled between: fast on a CPU."""
+    w = width
+    stages = [
+        nn.Sequential(conv_bn(in_channels, w), conv_bn(w, w)),
+        nn.Sequential(nn.MaxPool2d(2), conv_bn(w, 2 * w), conv_bn(2 * w, 2 * w)),
+        nn.Sequential(nn.MaxPool2d(2), conv_bn(2 * w, 4 * w), conv_bn(4 * w, 4 * w)),
+    ]
+    return Encoder(stages, 4 * w)
+
+
+@register("vgg11_small")
+def vgg11_small(in_channels: int, width: int = 64) -> Encoder:
+    """VGG-11 (Simonyan & Zisserman 2015, configuration A) with batch norm, for 32×32
+    inputs: the five stages keep their widths (64 … 512); pooling stops at 2×2 so that
+    8×8 inputs still work; global average pooling replaces the 4096-wide classifier."""
+    w = width
+    plan = [[w], [2 * w], [4 * w, 4 * w], [8 * w, 8 * w], [8 * w, 8 * w]]
+    stages, cin = [], in_channels
+    for i, widths in enumerate(plan):
+        layers: list[nn.Module] = [nn.MaxPool2d(2, ceil_mode=True)] if 0 < i < 4 else []
+        for cout in widths:
+            layers.append(conv_bn(cin, cout))
+            cin = cout
+        stages.append(nn.Sequential(*layers))
+    return Encoder(stages, cin)

@@ -1,0 +1,53 @@
+"""A small registry of architectures, each adapted to small images (≥ 8 px, 1 or 3 channels)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from model_lifecycle.errors import LifecycleError
+from model_lifecycle.models.classifier import Classifier, Encoder
+
+_ENCODERS: dict[str, Callable[..., Encoder]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., Encoder]], Callable[..., Encoder]]:
+    """Decorator: make an encoder factory ``f(in_channels, **kwargs)`` buildable by name."""
+
+    def add(factory: Callable[..., Encoder]) -> Callable[..., Encoder]:
+        _ENCODERS[name] = factory
+        return factory
+
+    return add
+
+
+def available() -> list[str]:
+    _load_architectures()
+    return sorted(_ENCODERS)
+
+
+def build_model(arch: str, num_classes: int, in_channels: int = 3, **kwargs: Any) -> Classifier:
+    """Build ``arch`` with a fresh linear head of ``num_classes`` outputs."""
+    _load_architectures()
+    if arch not in _ENCODERS:
+        raise LifecycleError(f"Unknown architecture '{arch}': choose one of "
+                             f"{', '.join(sorted(_ENCODERS))}.")
+    try:
+        encoder = _ENCODERS[arch](in_channels, **kwargs)
+    except TypeError as exc:
+        raise LifecycleError(f"Architecture '{arch}' does not take these arguments "
+                             f"({exc}): fix arch_kwargs.") from None
+    spec = {"arch": arch, "num_classes": num_classes, "in_channels": in_channels, **kwargs}
+    return Classifier(encoder, num_classes, spec)
+
+
+def build_from_spec(spec: dict[str, Any]) -> Classifier:
+    """Rebuild the architecture recorded in ``Classifier.spec`` (weights not included)."""
+    spec = dict(spec)
+    return build_model(spec.pop("arch"), spec.pop("num_classes"), spec.pop("in_channels"),
+                       **spec)
+
+
+def _load_architectures() -> None:
+    # Importing the modules runs their @register decorators.
+    from model_lifecycle.models import cnn, mobilenet, resnet  # noqa: F401, PLC0415

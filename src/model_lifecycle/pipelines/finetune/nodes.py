@@ -1,0 +1,74 @@
+"""Nodes of the ``finetune`` pipeline."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from model_lifecycle.augment.config import policy_from_artifact
+from model_lifecycle.data.imageset import ImageSet
+from model_lifecycle.data.splits import checked_splits
+from model_lifecycle.errors import LifecycleError
+from model_lifecycle.models.adapt import apply_strategy, load_torchvision_weights
+from model_lifecycle.models.classifier import Classifier
+from model_lifecycle.models.registry import build_model
+from model_lifecycle.params import parse_params
+from model_lifecycle.training.config import RuntimeParams
+from model_lifecycle.training.finetune import FinetuneParams, finetune
+from model_lifecycle.training.setup import history_for_mlflow, prepare_runtime
+
+log = logging.getLogger(__name__)
+
+
+def finetune_model(images: ImageSet, splits: dict[str, np.ndarray], policy: dict[str, Any],
+                   pretrained_encoder: Classifier | None, params: dict[str, Any],
+                   runtime: dict[str, Any]
+                   ) -> tuple[Classifier, dict[str, list[dict[str, float]]]]:
+    """Fine-tune from ``finetune.init`` with ``finetune.strategy``; returns the model
+    (best epoch on val) and its metric history, test accuracy included."""
+    config = parse_params(FinetuneParams, params, "finetune")
+    run = parse_params(RuntimeParams, runtime, "runtime")
+    device = prepare_runtime(run)
+    model = initial_model(config, pretrained_encoder, images)
+    counts = apply_strategy(model, config.strategy, frozen_stages=config.frozen_stages)
+    log.info("finetune (%s, %s): %d of %d parameters trainable", config.init, config.strategy,
+             counts["trainable_params"], counts["total_params"])
+    result, scores = finetune(model, images.images, images.labels,
+                              checked_splits(images, splits),
+                              policy_from_artifact(policy, "supervised"), config, run, device)
+    log.info("finetune: val accuracy %.4f, test accuracy %.4f", scores["val_accuracy"],
+             scores["test_accuracy"])
+    model.requires_grad_(True)
+    return model.cpu().eval(), history_for_mlflow(
+        result.history, images_per_s=result.images_per_s, best_epoch=result.best_epoch,
+        **scores, **counts)
+
+
+def initial_model(config: FinetuneParams, pretrained: Classifier | None,
+                  images: ImageSet) -> Classifier:
+    """The starting point: a copy of the pretrained model with a fresh head, a new model,
+    or a new model holding torchvision weights from a local file."""
+    n_classes, channels = len(images.class_names), images.image_shape[0]
+    if config.init == "pretrained":
+        if pretrained is None:
+            raise LifecycleError("finetune.init is 'pretrained' but no pretrained_encoder "
+                                 "exists: run `kedro run --pipelines=pretrain` first, or set "
+                                 "finetune.init: scratch.")
+        if pretrained.spec["in_channels"] != channels:
+            raise LifecycleError(
+                f"The pretrained encoder takes {pretrained.spec['in_channels']} channel(s) "
+                f"but the images have {channels}: pretrain again on these images.")
+        model = copy.deepcopy(pretrained)  # the input model stays as it was
+        model.head = nn.Linear(model.encoder.feature_dim, n_classes)
+        model.spec["num_classes"] = n_classes
+        return model
+    model = build_model(config.arch, n_classes, channels, **config.arch_kwargs)
+    if config.init == "torchvision_weights":
+        moved = load_torchvision_weights(model, config.weights_path)
+        log.info("finetune: %d of %d encoder tensors from %s", moved["loaded_tensors"],
+                 moved["encoder_tensors"], config.weights_path)
+    return model

@@ -1,0 +1,14 @@
+"""Wiring of the ``finetune`` pipeline."""
+
+from kedro.pipeline import Node, Pipeline
+
+from model_lifecycle.pipelines.finetune.nodes import finetune_model
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline([
+        Node(finetune_model,
+             ["images", "splits", "augmentation_policy", "pretrained_encoder",
+              "params:finetune", "params:runtime"],
+             ["finetuned_model", "finetune_metrics"], name="finetune_model"),
+    ])

@@ -1,0 +1,1 @@
+"""Self-supervised objectives and the probes that measure what they learned."""

@@ -1,0 +1,99 @@
+"""Supervised fine-tuning on the labeled training images, selected on val."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import nn
+
+from model_lifecycle.augment.augmenter import BatchAugmenter, LabelMixer
+from model_lifecycle.augment.config import SupervisedPolicy
+from model_lifecycle.models.classifier import Classifier
+from model_lifecycle.params import StrictModel
+from model_lifecycle.training.config import OptimizerParams, RuntimeParams, ScheduleParams
+from model_lifecycle.training.data import BatchStream, predict
+from model_lifecycle.training.device import rank, world_size
+from model_lifecycle.training.loop import FitResult, fit
+
+
+class FinetuneParams(StrictModel):
+    """Validated ``finetune`` group of ``parameters_finetune.yml``."""
+
+    init: Literal["pretrained", "scratch", "torchvision_weights"] = "pretrained"
+    weights_path: str | None = None  # torchvision_weights: a local .pth file
+    arch: str = "small_cnn"  # scratch / torchvision_weights (pretrained: the encoder's)
+    arch_kwargs: dict[str, Any] = {}
+    strategy: Literal["full", "linear_probe", "partial", "bitfit"] = "full"
+    frozen_stages: int = Field(0, ge=0)  # partial: encoder stages kept frozen
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=2)
+    optimizer: OptimizerParams = OptimizerParams(lr=0.05, weight_decay=5e-4)
+    schedule: ScheduleParams = ScheduleParams(kind="onecycle", warmup_epochs=3)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    clip_grad_norm: float | None = Field(None, gt=0)
+    patience: int | None = Field(None, ge=1)  # early stopping on val accuracy
+    flip_tta: bool = False  # average with mirrored images at evaluation
+    checkpoint: str | None = None
+    resume: bool = False
+
+    @model_validator(mode="after")
+    def _weights_path_when_needed(self) -> FinetuneParams:
+        if self.init == "torchvision_weights" and not self.weights_path:
+            raise ValueError("init 'torchvision_weights' needs finetune.weights_path, a local "
+                             "torchvision weights file")
+        return self
+
+
+def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
+             *, flip_tta: bool = False) -> float:
+    if len(indices) == 0:
+        return float("nan")
+    logits = predict(model, images, indices, flip_tta=flip_tta)
+    return float((logits.argmax(1).numpy() == labels[indices]).mean())
+
+
+def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
+             splits: dict[str, np.ndarray], policy: SupervisedPolicy, params: FinetuneParams,
+             runtime: RuntimeParams, device: torch.device) -> tuple[FitResult, dict[str, float]]:
+    """Train ``model`` in place on ``train_labeled``; keep its best epoch on ``val``.
+
+    Returns the fit result and the final ``val_accuracy`` and ``test_accuracy``.
+    """
+    model.to(device)
+    if runtime.channels_last:
+        model.to(memory_format=torch.channels_last)
+    mixer = LabelMixer(policy, model.num_classes)
+    stream = BatchStream(images, labels, splits["train_labeled"], batch_size=params.batch_size,
+                         augment=BatchAugmenter(policy), seed=runtime.seed, device=device,
+                         channels_last=runtime.channels_last, rank=rank(),
+                         world_size=world_size())
+
+    def loss_fn(module: nn.Module, views: list[torch.Tensor], targets: torch.Tensor):
+        x, soft = mixer(views[0], targets)
+        logits = module(x)
+        loss = F.cross_entropy(logits, soft.to(logits.dtype),
+                               label_smoothing=params.label_smoothing)
+        return loss, {"accuracy": (logits.argmax(1) == targets).float().mean().item()}
+
+    def evaluate(module: nn.Module, _epoch: int) -> dict[str, float]:
+        return {"val_accuracy": accuracy(module, images, labels, splits["val"],
+                                         flip_tta=params.flip_tta)}
+
+    result = fit(model, loss_fn, stream, epochs=params.epochs, optimizer=params.optimizer,
+                 schedule=params.schedule, evaluate=evaluate, monitor="val_accuracy",
+                 patience=params.patience, clip_grad_norm=params.clip_grad_norm,
+                 device=device, mixed_precision=runtime.mixed_precision,
+                 checkpoint=Path(params.checkpoint) if params.checkpoint else None,
+                 resume=params.resume, config=params.model_dump(mode="json"),
+                 seed=runtime.seed, name="finetune")
+    return result, {
+        "val_accuracy": accuracy(model, images, labels, splits["val"],
+                                 flip_tta=params.flip_tta),
+        "test_accuracy": accuracy(model, images, labels, splits["test"],
+                                  flip_tta=params.flip_tta),
+    }

@@ -1,0 +1,154 @@
+"""``fit``: the one training loop every training node uses."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from model_lifecycle.training.checkpoint import load_checkpoint, save_checkpoint
+from model_lifecycle.training.config import OptimizerParams, ScheduleParams
+from model_lifecycle.training.data import BatchStream
+from model_lifecycle.training.device import autocast, is_main_process
+from model_lifecycle.training.optim import build_optimizer
+from model_lifecycle.training.schedule import learning_rate
+
+log = logging.getLogger(__name__)
+
+# loss_fn(model, views, labels) -> (loss, {metric: value}) for one batch
+LossFn = Callable[[nn.Module, list[torch.Tensor], torch.Tensor],
+                  tuple[torch.Tensor, dict[str, float]]]
+# evaluate(model, epoch) -> {metric: value}, run after every epoch (may return {})
+Evaluate = Callable[[nn.Module, int], dict[str, float]]
+
+
+@dataclass
+class FitResult:
+    history: dict[str, list[list[float]]] = field(default_factory=dict)  # metric → [[epoch, value]]
+    best_epoch: int = -1
+    best_value: float | None = None
+    epochs_run: int = 0
+    images_per_s: float = 0.0
+
+
+def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: int,
+        optimizer: OptimizerParams, schedule: ScheduleParams,
+        evaluate: Evaluate | None = None, monitor: str | None = None,
+        patience: int | None = None, clip_grad_norm: float | None = None,
+        device: torch.device | None = None, mixed_precision: bool = True,
+        checkpoint: Path | None = None, resume: bool = False,
+        config: dict[str, Any] | None = None, seed: int = 0, name: str = "train"
+        ) -> FitResult:
+    """Train ``model`` in place for ``epochs`` over ``data``.
+
+    After each epoch: ``evaluate`` (if given), early stopping on ``monitor`` (higher is
+    better) after ``patience`` epochs without improvement, a checkpoint (if given).
+    At the end the model holds the weights of its best epoch on ``monitor`` (the last
+    epoch without one). ``resume`` continues from ``checkpoint`` when it exists.
+    """
+    device = device or torch.device("cpu")
+    opt = build_optimizer(model, optimizer)
+    total_steps = epochs * len(data)
+    warmup = round(schedule.warmup_epochs * len(data))
+
+    def lr_at(step: int) -> float:
+        return learning_rate(step, total_steps, base_lr=optimizer.lr, warmup_steps=warmup,
+                             kind=schedule.kind)
+
+    result = FitResult()
+    best_state: dict[str, torch.Tensor] | None = None
+    start_epoch = 0
+    if resume and checkpoint is not None and (saved := load_checkpoint(checkpoint)):
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        result = FitResult(**saved["result"])
+        best_state = saved["best_state"]
+        start_epoch = saved["epoch"] + 1
+        log.info("%s: resuming from %s after epoch %d", name, checkpoint, saved["epoch"] + 1)
+
+    seen_images, seen_seconds = 0, 0.0
+    for epoch in range(start_epoch, epochs):
+        if patience is not None and epoch - result.best_epoch > patience and result.best_epoch >= 0:
+            log.info("%s: early stop after epoch %d (best %s %.4f at epoch %d)", name, epoch,
+                     monitor, result.best_value, result.best_epoch + 1)
+            break
+        tic = time.perf_counter()
+        torch.manual_seed(seed * 1009 + epoch)  # anything drawing from the global RNG
+        epoch_metrics = _train_epoch(model, loss_fn, data, epoch, opt, lr_at, device,
+                                     mixed_precision, clip_grad_norm)
+        seconds = time.perf_counter() - tic
+        seen_images += data.images_per_epoch
+        seen_seconds += seconds
+        if evaluate is not None:
+            epoch_metrics.update(evaluate(model, epoch))
+        for key, value in epoch_metrics.items():
+            result.history.setdefault(key, []).append([epoch, float(value)])
+        result.epochs_run = epoch + 1
+        value = epoch_metrics.get(monitor) if monitor else None
+        if monitor is None or (value is not None and (result.best_value is None
+                                                      or value > result.best_value)):
+            result.best_epoch, result.best_value = epoch, value
+            best_state = copy.deepcopy(model.state_dict()) if monitor else None
+        result.images_per_s = seen_images / max(seen_seconds, 1e-9)
+        _progress(name, epoch, epochs, epoch_metrics, data.images_per_epoch / seconds,
+                  seconds * (epochs - epoch - 1))
+        if checkpoint is not None and is_main_process():
+            save_checkpoint(checkpoint, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                "result": vars(result), "best_state": best_state, "config": config or {},
+            })
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return result
+
+
+def _train_epoch(model: nn.Module, loss_fn: LossFn, data: BatchStream, epoch: int,
+                 opt: torch.optim.Optimizer, lr_at: Callable[[int], float],
+                 device: torch.device, mixed_precision: bool,
+                 clip_grad_norm: float | None) -> dict[str, float]:
+    """One pass over ``data``; returns the epoch's mean training metrics and last lr."""
+    _train_mode(model)
+    totals: dict[str, float] = {}
+    lr = 0.0
+    for step_in_epoch, (views, labels) in enumerate(data.epoch(epoch)):
+        lr = lr_at(epoch * len(data) + step_in_epoch)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with autocast(device, mixed_precision):
+            loss, metrics = loss_fn(model, views, labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+        opt.step()
+        for key, value in {"loss": loss.item(), **metrics}.items():
+            totals[key] = totals.get(key, 0.0) + value
+    return {**{f"train_{k}": v / max(1, len(data)) for k, v in totals.items()}, "lr": lr}
+
+
+def _train_mode(model: nn.Module) -> None:
+    """Train mode, except batch norms whose parameters are all frozen: a frozen layer
+    must not keep moving its running statistics."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
+
+
+def _progress(name: str, epoch: int, epochs: int, metrics: dict[str, float],
+              rate: float, eta_s: float) -> None:
+    if not is_main_process():
+        return
+    shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "lr")
+    eta = "" if math.isinf(eta_s) else f"  {int(eta_s // 60)}:{int(eta_s % 60):02d} left"
+    log.info("%s epoch %d/%d  %s  %.0f img/s%s", name, epoch + 1, epochs, shown, rate, eta)

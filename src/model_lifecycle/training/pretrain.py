@@ -1,0 +1,115 @@
+"""Self-supervised pretraining of an encoder: SimCLR or SimSiam, monitored by k-NN accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from model_lifecycle.augment.augmenter import BatchAugmenter
+from model_lifecycle.augment.config import ViewPolicy
+from model_lifecycle.models.classifier import Classifier
+from model_lifecycle.params import StrictModel
+from model_lifecycle.ssl.probes import features, knn_accuracy, linear_probe_accuracy
+from model_lifecycle.ssl.simclr import NTXentLoss, ProjectionHead
+from model_lifecycle.ssl.simsiam import SimSiamLoss, SimSiamPredictor, SimSiamProjector
+from model_lifecycle.training.config import OptimizerParams, RuntimeParams, ScheduleParams
+from model_lifecycle.training.data import BatchStream
+from model_lifecycle.training.device import rank, world_size
+from model_lifecycle.training.loop import FitResult, fit
+
+
+class PretrainParams(StrictModel):
+    """Validated ``pretrain`` group of ``parameters_pretrain.yml``."""
+
+    method: Literal["simclr", "simsiam"] = "simclr"
+    arch: str = "small_cnn"
+    arch_kwargs: dict[str, Any] = {}
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(256, ge=2)
+    optimizer: OptimizerParams = OptimizerParams(lr=0.3, weight_decay=1e-4)
+    schedule: ScheduleParams = ScheduleParams(kind="cosine", warmup_epochs=2)
+    temperature: float = Field(0.2, gt=0)  # simclr
+    projection_dim: int = Field(128, ge=2)
+    hidden_dim: int = Field(512, ge=2)
+    knn_k: int = Field(20, ge=1)
+    eval_every: int = Field(5, ge=1)  # epochs between k-NN checks on val
+    clip_grad_norm: float | None = Field(None, gt=0)
+    checkpoint: str | None = None  # a file; written after every epoch
+    resume: bool = False  # continue from `checkpoint` when it exists
+
+
+class SSLModel(nn.Module):
+    """The encoder plus the method's heads; only the encoder is kept afterwards."""
+
+    def __init__(self, encoder: nn.Module, method: str, params: PretrainParams) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.method = method
+        if method == "simclr":
+            self.projector = ProjectionHead(encoder.feature_dim, params.hidden_dim,
+                                            params.projection_dim)
+            self.criterion = NTXentLoss(params.temperature)
+        else:
+            self.projector = SimSiamProjector(encoder.feature_dim, params.hidden_dim)
+            self.predictor = SimSiamPredictor(params.hidden_dim, max(2, params.hidden_dim // 4))
+            self.criterion = SimSiamLoss()
+
+    def loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        # One encoder pass over both views: batch-norm statistics see the whole 2N batch.
+        z = self.projector(self.encoder(torch.cat([view1, view2])))
+        z1, z2 = z.chunk(2)
+        if self.method == "simclr":
+            return self.criterion(z1, z2)
+        p1, p2 = self.predictor(z1), self.predictor(z2)
+        return self.criterion(p1, p2, z1, z2)
+
+
+def pretrain(model: Classifier, images: np.ndarray, labels: np.ndarray,
+             splits: dict[str, np.ndarray], policy: ViewPolicy, params: PretrainParams,
+             runtime: RuntimeParams, device: torch.device) -> tuple[FitResult, dict[str, float]]:
+    """Train ``model.encoder`` in place on every training image (labels unused).
+
+    Returns the fit result and the final representation quality: k-NN and linear-probe
+    accuracy on ``val`` with ``train_labeled`` as memory bank / probe training set.
+    """
+    train = np.concatenate([splits["train_labeled"], splits["train_unlabeled"]])
+    ssl = SSLModel(model.encoder, params.method, params).to(device)
+    if runtime.channels_last:
+        ssl.to(memory_format=torch.channels_last)
+    stream = BatchStream(images, labels, train, batch_size=params.batch_size,
+                         augment=BatchAugmenter(policy), n_views=2, seed=runtime.seed,
+                         device=device, channels_last=runtime.channels_last,
+                         rank=rank(), world_size=world_size())
+    def loss_fn(module: nn.Module, views: list[torch.Tensor], _labels: torch.Tensor):
+        return module.loss(views[0], views[1]), {}
+
+    def evaluate(_module: nn.Module, epoch: int) -> dict[str, float]:
+        if (epoch + 1) % params.eval_every and epoch + 1 != params.epochs:
+            return {}
+        return {"knn_accuracy": _quality(model.encoder, images, labels, splits,
+                                         params.knn_k)["knn_accuracy"]}
+
+    result = fit(ssl, loss_fn, stream, epochs=params.epochs, optimizer=params.optimizer,
+                 schedule=params.schedule, evaluate=evaluate,
+                 clip_grad_norm=params.clip_grad_norm, device=device,
+                 mixed_precision=runtime.mixed_precision,
+                 checkpoint=Path(params.checkpoint) if params.checkpoint else None,
+                 resume=params.resume, config=params.model_dump(mode="json"),
+                 seed=runtime.seed, name="pretrain")
+    return result, _quality(model.encoder, images, labels, splits, params.knn_k, probe=True)
+
+
+def _quality(encoder: nn.Module, images: np.ndarray, labels: np.ndarray,
+             splits: dict[str, np.ndarray], k: int, *, probe: bool = False) -> dict[str, float]:
+    bank, val = splits["train_labeled"], splits["val"]
+    bank_x, val_x = features(encoder, images, bank), features(encoder, images, val)
+    quality = {"knn_accuracy": knn_accuracy(bank_x, labels[bank], val_x, labels[val], k=k)}
+    if probe:
+        quality["linear_probe_accuracy"] = linear_probe_accuracy(bank_x, labels[bank], val_x,
+                                                                 labels[val])
+    return quality

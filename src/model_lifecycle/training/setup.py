@@ -1,0 +1,36 @@
+"""Seeds, threads and device for a training node, from ``params:runtime``."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from model_lifecycle.training.config import RuntimeParams
+from model_lifecycle.training.device import resolve_device
+
+
+def prepare_runtime(runtime: RuntimeParams) -> torch.device:
+    """Seed every RNG, fix the thread count, and return the device to train on."""
+    random.seed(runtime.seed)
+    np.random.seed(runtime.seed)
+    torch.manual_seed(runtime.seed)
+    if runtime.num_threads:
+        torch.set_num_threads(runtime.num_threads)
+    return resolve_device(runtime.device)
+
+
+def history_for_mlflow(history: dict[str, list[list[float]]], **final: float
+                       ) -> dict[str, list[dict[str, float]]]:
+    """``{metric: [[epoch, value], …]}`` plus final values → kedro-mlflow's metric-history
+    format (``{metric: [{"step": epoch, "value": value}, …]}``).
+
+    Final values (those of the model that is kept) are logged one step after the last
+    epoch, so a metric's latest value in MLflow is the final one."""
+    after = 1 + max((int(e) for points in history.values() for e, _ in points), default=-1)
+    out = {key: [{"step": int(e), "value": float(v)} for e, v in points]
+           for key, points in history.items()}
+    for key, value in final.items():
+        out.setdefault(key, []).append({"step": after, "value": float(value)})
+    return out

@@ -1,0 +1,102 @@
+"""The training loop: resume is exact, early stopping keeps the best epoch, frozen stays frozen."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model_lifecycle.models import build_model
+from model_lifecycle.models.adapt import apply_strategy
+from model_lifecycle.training.config import OptimizerParams, ScheduleParams
+from model_lifecycle.training.data import BatchStream
+from model_lifecycle.training.loop import fit
+from model_lifecycle.training.optim import parameter_groups
+
+
+def _data(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    images = rng.integers(0, 60, (n, 1, 8, 8), dtype=np.uint8)
+    images[np.arange(n), 0, labels * 2, :] = 255  # a learnable stripe per class
+    return images, labels
+
+
+def _loss(model, views, labels):
+    logits = model(views[0])
+    return F.cross_entropy(logits, labels), {}
+
+
+def _train(epochs, *, checkpoint=None, resume=False, evaluate=None, monitor=None,
+           patience=None, model=None):
+    images, labels = _data()
+    torch.manual_seed(0)
+    model = model or build_model("small_cnn", 3, 1, width=4)
+    stream = BatchStream(images, labels, np.arange(len(labels)), batch_size=16,
+                         augment=None, seed=1)
+    result = fit(model, _loss, stream, epochs=epochs, optimizer=OptimizerParams(lr=0.05),
+                 schedule=ScheduleParams(kind="cosine", warmup_epochs=1),
+                 checkpoint=checkpoint, resume=resume, evaluate=evaluate, monitor=monitor,
+                 patience=patience, seed=3)
+    return model, result
+
+
+def test_resume_after_an_interruption_gives_the_same_weights(tmp_path):
+    uninterrupted, _ = _train(4)
+    checkpoint = tmp_path / "ckpt.pt"
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(_model, epoch):
+        if epoch == 2:
+            raise Killed  # dies during epoch 3, after epoch 2's checkpoint
+        return {}
+
+    with pytest.raises(Killed):
+        _train(4, checkpoint=checkpoint, evaluate=kill_after_two)
+    resumed, result = _train(4, checkpoint=checkpoint, resume=True)
+    assert result.epochs_run == 4
+    for (name, a), b in zip(uninterrupted.state_dict().items(),
+                            resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_the_loop_learns_and_logs_one_value_per_epoch():
+    _, result = _train(6)
+    losses = [value for _, value in result.history["train_loss"]]
+    assert len(losses) == 6 and losses[-1] < losses[0] * 0.5
+
+
+def test_early_stopping_stops_and_restores_the_best_epoch():
+    scores = iter([0.5, 0.9, 0.6, 0.7, 0.65, 0.8, 0.99])
+    states = []
+
+    def evaluate(model, _epoch):
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+        return {"val_accuracy": next(scores)}
+
+    model, result = _train(7, evaluate=evaluate, monitor="val_accuracy", patience=2)
+    assert result.best_epoch == 1 and result.best_value == 0.9
+    assert result.epochs_run == 4  # epochs 3 and 4 did not improve: stop before 5
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, states[1][key], rtol=0, atol=0)
+
+
+def test_frozen_parameters_and_their_batch_norm_statistics_stay_put():
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 3, 1, width=4)
+    apply_strategy(model, "linear_probe")
+    before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    head_before = model.head.weight.clone()
+    _train(2, model=model)
+    for key, value in model.encoder.state_dict().items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0, msg=key)
+    assert not torch.equal(model.head.weight, head_before)
+
+
+def test_weight_decay_skips_norms_and_biases():
+    model = build_model("small_cnn", 3, 1, width=4)
+    decayed, plain = parameter_groups(model, 0.1)
+    assert all(p.ndim > 1 for p in decayed["params"])
+    assert all(p.ndim == 1 for p in plain["params"]) and plain["weight_decay"] == 0.0
+    assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
