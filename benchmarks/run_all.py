@@ -13,7 +13,8 @@ import sys
 
 from benchmarks.common import RESULTS
 
-BENCHMARKS = ("ingest_cifar10", "augment_throughput")
+BENCHMARKS = ("ingest_cifar10", "augment_throughput", "loop_overhead", "digits_pretraining",
+              "cifar10_budget")
 
 
 def render() -> str:
@@ -44,6 +45,47 @@ def render() -> str:
             lines.append(f"| {name} | {row['pil_dataloader_img_per_s']:,} | "
                          f"{row['batched_img_per_s']:,} | {row['speedup']}× |")
         lines += ["", f"Goal: {augment['goal']}; {_machine(augment)}.", ""]
+    loop = _load("loop_overhead")
+    if loop:
+        lines += [
+            "## Training-loop overhead", "",
+            f"`{loop['command']}` — {loop['model']}, {loop['images']:,} images 32×32, "
+            f"batch {loop['batch']}, {loop['epochs_per_timing']} epochs per timing.", "",
+            "| plain loop (img/s) | project's `fit` (img/s) | overhead | goal |",
+            "|---:|---:|---:|---|",
+            f"| {loop['plain_img_per_s']:,} | {loop['project_img_per_s']:,} | "
+            f"{loop['overhead_percent']}% | {loop['goal']} |", "",
+            f"Runs: plain {loop['plain_runs']}, project {loop['project_runs']}; "
+            f"{_machine(loop)}.", ""]
+    digits = _load("digits_pretraining")
+    if digits:
+        lines += [
+            "## Digits: pretrained + fine-tuned against from scratch", "",
+            f"`{digits['command']}` — seeds {digits['seeds']}, images "
+            f"{digits['image_size']}, pretraining {digits['pretrain']}, fine-tuning "
+            f"{digits['finetune']}; frozen-feature quality {digits['representation']}.", "",
+            "| labeled fraction | pretrained (mean) | scratch (mean) | gain (points) |",
+            "|---|---:|---:|---:|"]
+        for fraction, row in digits["test_accuracy"].items():
+            lines.append(f"| {fraction} | {row['pretrained']['mean']:.2%} | "
+                         f"{row['scratch']['mean']:.2%} | {row['gain_points']:+} |")
+        lines += ["", f"Goal: {digits['goal']}; {_machine(digits)}.", ""]
+    cifar = _load("cifar10_budget")
+    if cifar:
+        lines += [
+            "## CIFAR-10, 10-minute training budget", "",
+            f"`{cifar['command']}` — {cifar['train_images']:,} training images, "
+            f"{cifar['test_images']:,} held-out test images, {cifar['budget_s']:.0f} s "
+            "each.", "", "| recipe | test accuracy | details |", "|---|---:|---|"]
+        for name in ("article", "project"):
+            if name in cifar:
+                row = dict(cifar[name])
+                lines.append(f"| {name} | {row.pop('test_accuracy'):.2%} | {row} |")
+        if "pretrained_encoder" in cifar:
+            lines.append(f"| pretrained encoder (k-NN) | "
+                         f"{cifar['pretrained_encoder']['knn_accuracy']:.2%} | "
+                         f"{cifar['pretrained_encoder']} |")
+        lines += ["", f"Goal: {cifar['goal']}; {_machine(cifar)}.", ""]
     return "\n".join(lines)
 
 

@@ -100,3 +100,14 @@ def test_weight_decay_skips_norms_and_biases():
     assert all(p.ndim > 1 for p in decayed["params"])
     assert all(p.ndim == 1 for p in plain["params"]) and plain["weight_decay"] == 0.0
     assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
+
+
+def test_bitfit_changes_biases_and_head_only():
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 3, 1, width=4)
+    apply_strategy(model, "bitfit")
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    _train(2, model=model)
+    for name, value in model.named_parameters():
+        moved = not torch.equal(value, before[name])
+        assert moved == (name.endswith(".bias") or name.startswith("head.")), name
