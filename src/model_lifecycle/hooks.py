@@ -13,6 +13,7 @@ from kedro.pipeline import Pipeline
 from pydantic import BaseModel
 
 from model_lifecycle.augment.config import AugmentParams
+from model_lifecycle.compression.config import CompressParams
 from model_lifecycle.data.config import IngestParams
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.params import parse_params
@@ -28,6 +29,7 @@ PARAMETER_MODELS: dict[str, type[BaseModel]] = {
     "pretrain": PretrainParams,
     "finetune": FinetuneParams,
     "runtime": RuntimeParams,
+    "compress": CompressParams,
 }
 
 # Inputs a pipeline can do without, depending on its parameters:

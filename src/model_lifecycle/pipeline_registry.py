@@ -4,7 +4,7 @@ from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
 # Stages of the default run, in lifecycle order. ``inference`` is never part of it.
-LIFECYCLE = ("ingest", "augment", "pretrain", "finetune")
+LIFECYCLE = ("ingest", "augment", "pretrain", "finetune", "compress")
 
 
 def register_pipelines() -> dict[str, Pipeline]:

@@ -1,4 +1,5 @@
-"""A model of the registry as one file: its spec (architecture and arguments) and weights."""
+"""A model of the registry as one file: its spec (architecture and arguments), its layer
+sizes (which pruning changes), its quantization (if any) and its weights."""
 
 from __future__ import annotations
 
@@ -6,16 +7,21 @@ from typing import IO
 
 import torch
 from kedro.io.core import DatasetError
+from torch import nn
 
+from model_lifecycle.compression.quantize import quantize
+from model_lifecycle.compression.structure import layer_sizes, resize_layers
 from model_lifecycle.io.base import AtomicFileDataset
 from model_lifecycle.models.classifier import Classifier
 from model_lifecycle.models.registry import build_from_spec
 
 
-class TorchModelDataset(AtomicFileDataset[Classifier]):
-    """Saves ``{"spec", "state_dict"}`` with ``torch.save``; loads with
-    ``weights_only=True`` (tensors and plain values only: a file cannot run code),
-    rebuilds the architecture from the spec and loads the weights strictly.
+class TorchModelDataset(AtomicFileDataset[nn.Module]):
+    """Saves ``{"spec", "layer_sizes", "quantization", "state_dict"}`` with ``torch.save``;
+    loads with ``weights_only=True`` (tensors and plain values only: a file cannot run
+    code), rebuilds the architecture from the spec, gives pruned layers their recorded
+    sizes, re-applies the same quantization, and loads the weights strictly. Pruned
+    and quantized models therefore reload to identical outputs.
 
     Example (``catalog.yml``)::
 
@@ -25,16 +31,53 @@ class TorchModelDataset(AtomicFileDataset[Classifier]):
           versioned: true
     """
 
-    def _write(self, data: Classifier, handle: IO[bytes]) -> None:
-        state = {k: v.detach().cpu() for k, v in data.state_dict().items()}
-        torch.save({"spec": data.spec, "state_dict": state}, handle)
+    def _write(self, data: nn.Module, handle: IO[bytes]) -> None:
+        quantization = getattr(data, "quantization", None)
+        sizes = data.layer_sizes if quantization else layer_sizes(data)
+        state = data.state_dict()  # keeps its _metadata: quantized layers need the version
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                state[key] = value.detach().cpu()
+        torch.save({"spec": data.spec, "layer_sizes": sizes, "quantization": quantization,
+                    "state_dict": state}, handle)
 
-    def _read(self, handle: IO[bytes], path: str) -> Classifier:
+    def _read(self, handle: IO[bytes], path: str) -> nn.Module:
         try:
             saved = torch.load(handle, map_location="cpu", weights_only=True)
             model = build_from_spec(saved["spec"])
+            quantization = saved.get("quantization")
+            if quantization:
+                model = _float_shell(model, saved["layer_sizes"])
+                example = torch.zeros(1, *quantization["example_shape"])
+                model = quantize(model, example, mode=quantization["mode"])
+            elif saved.get("layer_sizes"):  # absent in files saved before pruning existed
+                resize_layers(model, saved["layer_sizes"], saved["state_dict"])
+                model.encoder.feature_dim = model.head.in_features
             model.load_state_dict(saved["state_dict"])
         except (RuntimeError, KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"{path} is not a model saved by this project ({exc}); "
                                "re-create it with the pipeline that writes it.") from None
         return model.eval()
+
+
+def _float_shell(model: Classifier, sizes: dict[str, dict[str, int]]) -> Classifier:
+    """The float architecture at the recorded (possibly pruned) sizes, weights unset."""
+    shapes = {}
+    modules = dict(model.named_modules())
+    for name, attrs in sizes.items():
+        module = modules[name]
+        if isinstance(module, nn.Conv2d):
+            shape = (attrs["out_channels"], attrs["in_channels"] // attrs["groups"],
+                     *module.kernel_size)
+            shapes[f"{name}.weight"] = torch.empty(shape)
+            shapes[f"{name}.bias"] = torch.empty(attrs["out_channels"])
+        elif isinstance(module, nn.Linear):
+            shapes[f"{name}.weight"] = torch.empty(attrs["out_features"], attrs["in_features"])
+            shapes[f"{name}.bias"] = torch.empty(attrs["out_features"])
+        else:
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                shapes[f"{name}.{key}"] = torch.empty(attrs["num_features"])
+            shapes[f"{name}.num_batches_tracked"] = torch.zeros((), dtype=torch.long)
+    resize_layers(model, sizes, shapes)
+    model.encoder.feature_dim = model.head.in_features
+    return model

@@ -74,7 +74,9 @@ def predict(model: torch.nn.Module, images: np.ndarray, indices: np.ndarray, *,
 
     ``flip_tta`` averages the outputs of each image and its mirror image.
     """
-    device = device or next(model.parameters()).device
+    if device is None:  # a quantized model has no parameters: it runs on the CPU
+        first = next(iter(model.parameters()), None)
+        device = first.device if first is not None else torch.device("cpu")
     was_training = model.training
     model.eval()
     outputs = []

@@ -1,0 +1,1 @@
+"""Pruning, INT8 quantization and distillation (no Kedro in here)."""

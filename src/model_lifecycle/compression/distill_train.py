@@ -1,0 +1,51 @@
+"""Train a student from a teacher's soft targets, on labeled and unlabeled images."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from model_lifecycle.augment.augmenter import BatchAugmenter
+from model_lifecycle.augment.config import ViewPolicy
+from model_lifecycle.compression.config import DistillParams
+from model_lifecycle.compression.distill import distillation_loss
+from model_lifecycle.models.classifier import Classifier
+from model_lifecycle.training.config import RuntimeParams
+from model_lifecycle.training.data import BatchStream
+from model_lifecycle.training.finetune import accuracy
+from model_lifecycle.training.loop import FitResult, fit
+
+
+def distill(student: Classifier, teacher: nn.Module, images: np.ndarray, labels: np.ndarray,
+            splits: dict[str, np.ndarray], policy: ViewPolicy, params: DistillParams,
+            runtime: RuntimeParams, device: torch.device) -> FitResult:
+    """Train ``student`` in place (``teacher`` is only read); keep its best epoch on val.
+
+    Unlabeled images (``use_unlabeled``) carry label −1: only the soft term applies.
+    """
+    train = splits["train_labeled"]
+    targets = labels.copy()
+    if params.use_unlabeled and len(splits["train_unlabeled"]):
+        train = np.concatenate([train, splits["train_unlabeled"]])
+        targets[splits["train_unlabeled"]] = -1
+    teacher = teacher.to(device).eval()
+    student.to(device)
+    stream = BatchStream(images, targets, train, batch_size=params.batch_size,
+                         augment=BatchAugmenter(policy), seed=runtime.seed, device=device)
+
+    def loss_fn(module: nn.Module, views: list[torch.Tensor], y: torch.Tensor):
+        with torch.no_grad():
+            soft_targets = teacher(views[0])
+        logits = module(views[0])
+        loss = distillation_loss(logits, soft_targets, y, temperature=params.temperature,
+                                 alpha=params.alpha)
+        return loss, {}
+
+    def evaluate(module: nn.Module, _epoch: int) -> dict[str, float]:
+        return {"val_accuracy": accuracy(module, images, labels, splits["val"])}
+
+    return fit(student, loss_fn, stream, epochs=params.epochs, optimizer=params.optimizer,
+               schedule=params.schedule, evaluate=evaluate, monitor="val_accuracy",
+               device=device, mixed_precision=runtime.mixed_precision, seed=runtime.seed,
+               name="distill")

@@ -1,0 +1,77 @@
+"""INT8 quantization for x86 CPUs, behind one function (``quantize``).
+
+Uses PyTorch's FX graph mode (``torch.ao.quantization``), which works on the
+installed torch; moving to torchao's PT2E flow means changing this file only.
+Post-training static quantization: batch norms folded into convolutions, per-channel
+weight observers, activations calibrated on a few training batches. Dynamic: linear
+layers only, activations quantized on the fly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+from collections.abc import Iterable, Iterator
+
+import torch
+from torch import nn
+
+from model_lifecycle.compression.structure import layer_sizes
+
+BACKEND = "x86"  # fbgemm + onednn kernels; recorded with every quantized model
+
+
+def quantize(model: nn.Module, example: torch.Tensor, *, mode: str = "static",
+             calibration: Iterable[torch.Tensor] = ()) -> nn.Module:
+    """An INT8 copy of ``model`` (``model`` itself is unchanged). ``calibration`` yields
+    float image batches for ``static`` mode."""
+    with _quiet():
+        return _quantize(model, example, mode, calibration)
+
+
+def _quantize(model: nn.Module, example: torch.Tensor, mode: str,
+              calibration: Iterable[torch.Tensor]) -> nn.Module:
+    from torch.ao.quantization import QConfigMapping, get_default_qconfig_mapping  # noqa: PLC0415
+    from torch.ao.quantization.qconfig import default_dynamic_qconfig  # noqa: PLC0415
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx  # noqa: PLC0415
+
+    torch.backends.quantized.engine = BACKEND
+    float_model = copy.deepcopy(model).eval()
+    if mode == "dynamic":
+        mapping = QConfigMapping().set_object_type(nn.Linear, default_dynamic_qconfig)
+    elif mode == "static":
+        mapping = get_default_qconfig_mapping(BACKEND)
+    else:
+        raise ValueError(f"unknown quantization mode {mode!r}")
+    prepared = prepare_fx(float_model, mapping, (example[:1],))
+    if mode == "static":
+        with torch.no_grad():
+            for batch in calibration:
+                prepared(batch)
+    quantized = convert_fx(prepared)
+    # What TorchModelDataset needs to rebuild it: the float architecture and its sizes.
+    quantized.spec = dict(getattr(model, "spec", {}))
+    quantized.layer_sizes = layer_sizes(model)
+    quantized.quantization = {"mode": mode, "backend": BACKEND,
+                              "example_shape": list(example.shape[1:])}
+    return quantized
+
+
+def fold_batch_norms(model: nn.Module) -> nn.Module:
+    """A float copy with batch norms folded into the convolutions before them: the fair
+    float baseline for latency (quantization folds them too)."""
+    with _quiet():
+        from torch.ao.quantization.quantize_fx import fuse_fx  # noqa: PLC0415
+
+        return fuse_fx(copy.deepcopy(model).eval())
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """torch.ao.quantization warns that it is deprecated in favour of torchao's PT2E flow
+    (the move this module is shaped for); the warnings are not actionable for users."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*reduce_range will be deprecated")
+        yield

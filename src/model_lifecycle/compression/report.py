@@ -1,0 +1,33 @@
+"""The numbers logged for every model variant: accuracy, cost, size, latency."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from model_lifecycle.compression.config import LatencyParams
+from model_lifecycle.compression.prune import cost
+from model_lifecycle.evaluation.cost import cpu_latency_ms, file_size_bytes, parameter_count
+from model_lifecycle.training.finetune import accuracy
+
+
+def describe(model: nn.Module, images: np.ndarray, labels: np.ndarray,
+             splits: dict[str, np.ndarray], latency: LatencyParams, *,
+             float_source: nn.Module | None = None) -> dict[str, float]:
+    """Accuracy on val and test, parameters and MACs (of ``float_source`` for a quantized
+    model), file size in bytes, and median CPU latency per batch size."""
+    example = torch.from_numpy(images[:1]).float() / 255
+    counted = float_source if float_source is not None else model
+    out = {
+        "val_accuracy": accuracy(model, images, labels, splits["val"]),
+        "test_accuracy": accuracy(model, images, labels, splits["test"]),
+        "params": float(parameter_count(counted)),
+        "macs": cost(counted, example)["macs"],
+        "size_bytes": float(file_size_bytes(model)),
+    }
+    for batch in latency.batch_sizes:
+        timing = cpu_latency_ms(model, example, batch_size=batch, threads=latency.threads,
+                                warmup=latency.warmup, repeats=latency.repeats)
+        out[f"latency_b{batch}_ms"] = timing["median"]
+    return out

@@ -1,0 +1,1 @@
+"""Measuring models the same way: latency, size, cost (no Kedro in here)."""

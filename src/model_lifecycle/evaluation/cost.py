@@ -1,0 +1,45 @@
+"""CPU latency (median of repeated timed runs, fixed threads), file size and parameters."""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+
+import torch
+from torch import nn
+
+
+def cpu_latency_ms(model: nn.Module, example: torch.Tensor, *, batch_size: int,
+                   threads: int = 1, warmup: int = 5, repeats: int = 20) -> dict[str, float]:
+    """Median and 95th-percentile milliseconds per forward pass on a batch of
+    ``batch_size`` images shaped like ``example``, with ``threads`` torch threads."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    x = example[:1].expand(batch_size, *example.shape[1:]).contiguous()
+    times = []
+    try:
+        with torch.inference_mode():
+            model.eval()
+            for i in range(warmup + repeats):
+                start = time.perf_counter()
+                model(x)
+                if i >= warmup:
+                    times.append((time.perf_counter() - start) * 1000)
+    finally:
+        torch.set_num_threads(previous)
+    times.sort()
+    return {"median": statistics.median(times),
+            "p95": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]}
+
+
+def file_size_bytes(model: nn.Module) -> int:
+    """Bytes of the model's weights as ``torch.save`` writes them."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Parameters of a float model (quantization keeps the count of its float source)."""
+    return sum(p.numel() for p in model.parameters())
