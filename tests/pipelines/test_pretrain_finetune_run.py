@@ -16,11 +16,15 @@ TINY = {
                  "hidden_dim": 32, "projection_dim": 16},
     "finetune": {"epochs": 3, "batch_size": 64},
     "runtime": {"num_threads": 2},
+    "compress": {"prune": {"recovery_epochs": 1, "final_epochs": 1, "steps": 2},
+                 "distill": {"epochs": 2, "student_kwargs": {"width": 2}},
+                 "quantize": {"calibration_batches": 2},
+                 "latency": {"repeats": 3, "warmup": 1}},
 }
 
 
 def test_default_lifecycle_on_tiny_data(project):
-    project(None, TINY)  # __default__: ingest → augment → pretrain → finetune
+    project(None, TINY)  # __default__: ingest → augment → pretrain → finetune → compress
     work = project.work
     [encoder_file] = _versions(work, "data/06_models/pretrained_encoder.pt")
     [model_file] = _versions(work, "data/06_models/finetuned_model.pt")
@@ -45,6 +49,17 @@ def test_default_lifecycle_on_tiny_data(project):
     assert 0 <= run["metrics.pretrain.linear_probe_accuracy"] <= 1
     assert run["metrics.finetune.trainable_params"] == run["metrics.finetune.total_params"]
     assert (work / "data/06_models/checkpoints/pretrain.pt").exists()
+
+    # compress: every variant saved, reloadable, and measured
+    for name in ("pruned_model", "quantized_model", "distilled_model"):
+        [path] = _versions(work, f"data/06_models/{name}.pt")
+        assert TorchModelDataset(filepath=str(path)).load()(x).shape == (2, 10), name
+    assert run["metrics.pruned.macs_reduction"] >= 2.0
+    assert run["metrics.quantized.size_bytes"] < run["metrics.finetuned.size_bytes"]
+    assert run["metrics.distilled.params"] < run["metrics.finetuned.params"] / 4
+    for variant in ("finetuned", "pruned", "quantized", "distilled"):
+        assert run[f"metrics.{variant}.latency_b32_ms"] > 0
+        assert 0 <= run[f"metrics.{variant}.test_accuracy"] <= 1
 
 
 def test_finetune_without_a_pretrained_encoder_names_what_to_do(project):

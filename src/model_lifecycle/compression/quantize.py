@@ -74,4 +74,5 @@ def _quiet() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*reduce_range will be deprecated")
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions")
         yield

@@ -1,0 +1,154 @@
+"""Pruning removes channels, quantization holds int8 weights, distillation's loss is
+Hinton's formula, and no compression step changes its input model."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model_lifecycle.compression.distill import distillation_loss
+from model_lifecycle.compression.prune import cost, prune_structured, prune_unstructured
+from model_lifecycle.compression.quantize import fold_batch_norms, quantize
+from model_lifecycle.io import TorchModelDataset
+from model_lifecycle.models import build_model
+from tests.models.test_registry import SMALL
+
+
+def _trained_like(arch, channels=3):
+    torch.manual_seed(0)
+    model = build_model(arch, 5, channels, **SMALL[arch])
+    model(torch.rand(16, channels, 16, 16))  # batch-norm statistics away from their init
+    return model.eval()
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                 b.state_dict().values(), strict=True))
+
+
+@pytest.mark.parametrize("arch", sorted(SMALL))
+def test_structured_pruning_removes_channels_and_keeps_the_input_model(arch):
+    model = _trained_like(arch)
+    original = copy.deepcopy(model)
+    example = torch.rand(2, 3, 16, 16)
+    pruned, report = prune_structured(model, example, target=2.0, steps=2)
+    assert _same(model, original)  # the input model is untouched
+    assert report["macs_reduction"] >= 2.0 and report["target_reached"] == 1.0
+    convs = lambda m: [c.out_channels for c in m.modules() if isinstance(c, torch.nn.Conv2d)]  # noqa: E731
+    assert sum(convs(pruned)) < sum(convs(model))
+    assert cost(pruned, example)["params"] < cost(model, example)["params"]
+    for batch in (1, 7):  # other batch sizes and input sizes still run
+        assert pruned(torch.rand(batch, 3, 16, 16)).shape == (batch, 5)
+    assert pruned(torch.rand(2, 3, 24, 24)).shape == (2, 5)
+
+
+def test_taylor_pruning_calls_recovery_at_each_milestone():
+    model = _trained_like("small_cnn")
+    seen = []
+    batch = lambda: (torch.rand(8, 3, 16, 16), torch.randint(0, 5, (8,)))  # noqa: E731
+    _, report = prune_structured(model, torch.rand(2, 3, 16, 16), target=1.5, steps=3,
+                                 importance="taylor", batch=batch,
+                                 recover=lambda m, k: seen.append(k))
+    assert seen == [0, 1, 2] and report["macs_reduction"] >= 1.5
+
+
+def test_unstructured_pruning_zeroes_weights_permanently():
+    model = _trained_like("small_cnn")
+    pruned, report = prune_unstructured(model, amount=0.6)
+    assert report["sparsity"] == pytest.approx(0.6, abs=0.01)
+    assert not any(name.endswith("_orig") for name, _ in pruned.named_parameters())
+    assert (model.encoder.stages[0][0][0].weight != 0).all()  # input untouched
+
+
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_quantized_model_holds_int8_weights_and_stays_close(mode):
+    model = _trained_like("small_cnn")
+    original = copy.deepcopy(model)
+    calibration = [torch.rand(16, 3, 16, 16) for _ in range(4)]
+    quantized = quantize(model, calibration[0], mode=mode, calibration=calibration)
+    assert _same(model, original)
+    dtypes = {v.dtype for v in quantized.state_dict().values() if isinstance(v, torch.Tensor)}
+    packed = [v for k, v in quantized.state_dict().items() if k.endswith("_packed_params")]
+    if mode == "static":
+        assert torch.qint8 in dtypes  # convolution weights
+    assert packed and packed[0][0].dtype == torch.qint8  # the linear head
+    x = torch.rand(8, 3, 16, 16)
+    ref, out = model(x), quantized(x)
+    assert (out - ref).abs().max() < 0.1 * ref.abs().max() + 1e-3
+    assert (out.argmax(1) == ref.argmax(1)).float().mean() >= 0.75
+
+
+def test_folding_batch_norms_keeps_outputs():
+    model = _trained_like("resnet18_small")
+    x = torch.rand(4, 3, 16, 16)
+    torch.testing.assert_close(fold_batch_norms(model)(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_compressed_models_round_trip_exactly_through_the_catalog(tmp_path):
+    model = _trained_like("resnet18_small")
+    example = torch.rand(2, 3, 16, 16)
+    pruned, _ = prune_structured(model, example, target=2.0, steps=1)
+    quantized = quantize(pruned, example, calibration=[torch.rand(8, 3, 16, 16)])
+    x = torch.rand(3, 3, 16, 16)
+    for name, variant in [("pruned", pruned), ("quantized", quantized)]:
+        dataset = TorchModelDataset(filepath=str(tmp_path / f"{name}.pt"))
+        dataset.save(variant)
+        assert torch.equal(dataset.load()(x), variant(x)), name
+
+
+def _reference_kd(student, teacher, labels, t, alpha):
+    """Hinton et al.: alpha·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1−alpha)·CE(s, y)."""
+    p_teacher = F.softmax(teacher / t, dim=1)
+    kl = (p_teacher * (p_teacher.log() - F.log_softmax(student / t, dim=1))).sum(1).mean()
+    return alpha * t * t * kl + (1 - alpha) * F.cross_entropy(student, labels)
+
+
+@pytest.mark.parametrize("n", [1, 4, 32])
+@pytest.mark.parametrize(("t", "alpha"), [(1.0, 0.5), (4.0, 0.9), (2.0, 0.0)])
+def test_distillation_loss_matches_the_formula(n, t, alpha):
+    torch.manual_seed(n)
+    student, teacher = torch.randn(n, 6), torch.randn(n, 6)
+    labels = torch.randint(0, 6, (n,))
+    ours = distillation_loss(student, teacher, labels, temperature=t, alpha=alpha)
+    torch.testing.assert_close(ours, _reference_kd(student, teacher, labels, t, alpha))
+
+
+def test_unlabeled_rows_get_the_soft_term_only_and_the_teacher_gets_no_gradient():
+    student = torch.randn(4, 3, requires_grad=True)
+    teacher = torch.randn(4, 3, requires_grad=True)
+    labels = torch.tensor([-1, -1, -1, -1])
+    soft_only = distillation_loss(student, teacher, labels, temperature=2.0, alpha=0.3)
+    expected = distillation_loss(student, teacher, None, temperature=2.0, alpha=0.3)
+    torch.testing.assert_close(soft_only, expected)
+    soft_only.backward()
+    assert teacher.grad is None and student.grad is not None
+    assert distillation_loss(teacher, teacher, None, temperature=3.0, alpha=1.0).item() \
+        == pytest.approx(0.0, abs=1e-6)
+
+
+def test_distillation_trains_the_student_and_leaves_the_teacher_untouched():
+    import numpy as np  # noqa: PLC0415
+
+    from model_lifecycle.augment.config import ViewPolicy  # noqa: PLC0415
+    from model_lifecycle.compression.config import DistillParams  # noqa: PLC0415
+    from model_lifecycle.compression.distill_train import distill  # noqa: PLC0415
+    from model_lifecycle.training.config import RuntimeParams  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 30)
+    images = rng.integers(0, 60, (90, 1, 8, 8), dtype=np.uint8)
+    images[np.arange(90), 0, labels * 2, :] = 255
+    splits = {"train_labeled": np.arange(0, 90, 3), "train_unlabeled": np.arange(1, 90, 3),
+              "val": np.arange(2, 90, 3)}
+    torch.manual_seed(0)
+    teacher = build_model("small_cnn", 3, 1, width=8).eval()
+    before = copy.deepcopy(teacher)
+    student = build_model("small_cnn", 3, 1, width=4)
+    start = copy.deepcopy(student)
+    result = distill(student, teacher, images, labels, splits, ViewPolicy(),
+                     DistillParams(epochs=2, batch_size=30), RuntimeParams(),
+                     torch.device("cpu"))
+    assert _same(teacher, before)
+    assert not _same(student, start)
+    assert [epoch for epoch, _ in result.history["val_accuracy"]] == [0, 1]
