@@ -17,7 +17,7 @@ TINY = {
     "finetune": {"epochs": 3, "batch_size": 64},
     "runtime": {"num_threads": 2},
     "compress": {"prune": {"recovery_epochs": 1, "final_epochs": 1, "steps": 2},
-                 "distill": {"epochs": 2, "student_kwargs": {"width": 2}},
+                 "distill": {"epochs": 2, "student_kwargs": {"width": 1}},
                  "quantize": {"calibration_batches": 2},
                  "latency": {"repeats": 3, "warmup": 1}},
 }
