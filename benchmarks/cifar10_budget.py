@@ -40,6 +40,7 @@ from torchvision import transforms as T
 from benchmarks.common import DEFAULT_WORK, SHARED_CIFAR, cifar_jpeg_folder, write_result
 from model_lifecycle.augment.config import AugmentParams, SupervisedPolicy
 from model_lifecycle.data.image_folder import load_image_folder
+from model_lifecycle.io import TorchModelDataset
 from model_lifecycle.models import build_model
 from model_lifecycle.ssl.probes import features, knn_accuracy
 from model_lifecycle.training.config import OptimizerParams, RuntimeParams, ScheduleParams
@@ -96,7 +97,7 @@ def article_recipe(images, labels, train, test, budget: float) -> dict:
             "images_seen": seen, "epochs": round(seen / len(train), 2)}
 
 
-def project_recipe(images, labels, train, val, test, budget: float) -> dict:
+def project_recipe(images, labels, train, val, test, budget: float, save_to: Path) -> dict:
     start = time.perf_counter()
     policy = SupervisedPolicy.model_validate({"random_crop": {"padding": 4},
                                         "horizontal_flip": {"p": 0.5}})
@@ -124,6 +125,7 @@ def project_recipe(images, labels, train, val, test, budget: float) -> dict:
     result, scores = finetune(model, images, labels, splits, policy, params(epochs), runtime,
                               CPU)
     trained_s = time.perf_counter() - start
+    TorchModelDataset(filepath=str(save_to)).save(model.cpu().eval())  # for compression
     plain = predict(model, images, test).argmax(1).numpy() == labels[test]
     return {"test_accuracy": round(scores["test_accuracy"], 4),
             "test_accuracy_without_tta": round(float(plain.mean()), 4),
@@ -179,7 +181,7 @@ def main() -> None:
         print("article", results["article"], flush=True)
     if "project" not in args.skip:
         results["project"] = project_recipe(data.images, data.labels, train, val, test,
-                                            args.budget)
+                                            args.budget, args.work / "cifar10_model.pt")
         print("project", results["project"], flush=True)
     if "knn" not in args.skip:
         results["pretrained_encoder"] = pretrained_knn(data.images, data.labels, pool, test,

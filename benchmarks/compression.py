@@ -1,0 +1,168 @@
+"""Every compressed variant against the fine-tuned model: accuracy, MACs, parameters,
+file size and CPU latency, on the embedded digits or on real CIFAR-10.
+
+- digits: the fine-tuned model is trained here (all training labels, the default
+  fine-tuning recipe, from scratch); 360 test images.
+- cifar10: the model trained by ``python -m benchmarks.cifar10_budget`` (saved to
+  ``<work>/cifar10_model.pt``) and the same 10,000 held-out test images.
+
+Variants use the project's default ``compress`` parameters (structured pruning to 2×
+fewer MACs with recovery, static INT8 quantization, a distilled student), plus two
+baselines: the float model with batch norms folded (what INT8 is compared against)
+and the student trained without the teacher. Latency: median of 30 timed runs after
+10 warm-up runs, 1 thread, batch 1 and 32.
+
+    python -m benchmarks.compression --data digits
+    python -m benchmarks.compression --data cifar10
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from sklearn.model_selection import train_test_split
+
+from benchmarks.common import DEFAULT_WORK, SHARED_CIFAR, cifar_jpeg_folder, write_result
+from model_lifecycle.augment.config import AugmentParams
+from model_lifecycle.compression.config import CompressParams
+from model_lifecycle.compression.distill_train import distill
+from model_lifecycle.compression.prune import prune_structured
+from model_lifecycle.compression.quantize import fold_batch_norms, quantize
+from model_lifecycle.compression.report import describe
+from model_lifecycle.data.config import SplitFractions
+from model_lifecycle.data.digits import load_digits
+from model_lifecycle.data.image_folder import load_image_folder
+from model_lifecycle.data.splits import make_splits
+from model_lifecycle.io import TorchModelDataset
+from model_lifecycle.models import build_model
+from model_lifecycle.training.config import OptimizerParams, RuntimeParams, ScheduleParams
+from model_lifecycle.training.finetune import FinetuneParams, finetune
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
+
+
+def _conf(env: str, name: str) -> dict:
+    return yaml.safe_load((ROOT / f"conf/{env}/parameters_{name}.yml").read_text())[name]
+
+
+def digits_setup():
+    data = load_digits((16, 16))
+    splits = make_splits(data, SplitFractions(), labeled_fraction=1.0, seed=0)
+    policy = AugmentParams.model_validate(_conf("base", "augment")).supervised
+    recipe = {**_conf("base", "finetune"), "init": "scratch", "checkpoint": None}
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 10, 1)
+    finetune(model, data.images, data.labels, splits, policy,
+             FinetuneParams.model_validate(recipe), RuntimeParams(), CPU)
+    return data.images, data.labels, splits, policy, model.cpu().eval(), recipe
+
+
+def cifar_setup(work: Path, archive: Path):
+    data = load_image_folder(cifar_jpeg_folder(archive, work), (32, 32), channels=3)
+    pool, test = train_test_split(np.arange(len(data)), test_size=10_000,
+                                  stratify=data.labels, random_state=0)
+    train, val = train_test_split(pool, test_size=1_000, stratify=data.labels[pool],
+                                  random_state=0)
+    splits = {"train_labeled": np.sort(train), "train_unlabeled": train[:0],
+              "val": np.sort(val), "test": np.sort(test)}
+    policy = AugmentParams.model_validate(_conf("cifar10", "augment")).supervised
+    model = TorchModelDataset(filepath=str(work / "cifar10_model.pt")).load()
+    recipe = {"init": "scratch", "epochs": 1, "batch_size": 256, "checkpoint": None,
+              "flip_tta": False}
+    return data.images, data.labels, splits, policy, model, recipe
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=["digits", "cifar10"], default="digits")
+    parser.add_argument("--archive", type=Path, default=SHARED_CIFAR)
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    if args.data == "digits":
+        images, labels, splits, policy, model, recipe = digits_setup()
+    else:
+        images, labels, splits, policy, model, recipe = cifar_setup(args.work, args.archive)
+    config = CompressParams.model_validate({**_conf("base", "compress"),
+                                            "latency": {"threads": 1, "warmup": 10,
+                                                        "repeats": 30}})
+    runtime = RuntimeParams()
+    example = torch.from_numpy(images[:2]).float() / 255
+
+    def recover(m, epochs):
+        if epochs:
+            finetune(m, images, labels, splits, policy, FinetuneParams.model_validate({
+                **recipe, "epochs": epochs, "optimizer": OptimizerParams(lr=config.prune.lr),
+                "schedule": ScheduleParams(kind="cosine", warmup_epochs=0)}), runtime, CPU)
+            m.cpu().eval()
+
+    prune = config.prune
+    pruned, report = prune_structured(model, example, target=prune.target, metric=prune.metric,
+                                      steps=prune.steps,
+                                      recover=lambda m, _k: recover(m, prune.recovery_epochs))
+    recover(pruned, prune.final_epochs)
+    rng = np.random.default_rng(0)
+    calibration = [torch.from_numpy(images[rng.choice(splits["train_labeled"], 64)]).float()
+                   / 255 for _ in range(config.quantize.calibration_batches)]
+    quantized = quantize(model, calibration[0], calibration=calibration)
+    student_args = (config.distill.student_arch, int(labels.max()) + 1, images.shape[1])
+    torch.manual_seed(0)
+    student = build_model(*student_args, **config.distill.student_kwargs)
+    alone = copy.deepcopy(student)
+    distill(student, model, images, labels, splits, policy, config.distill, runtime, CPU)
+    finetune(alone, images, labels, splits, policy, FinetuneParams.model_validate({
+        **recipe, "epochs": config.distill.epochs, "batch_size": config.distill.batch_size,
+        "optimizer": config.distill.optimizer, "schedule": config.distill.schedule}),
+        runtime, CPU)
+    variants = {"finetuned": (model, None),
+                "finetuned, BN folded": (fold_batch_norms(model), model),
+                "pruned (structured)": (pruned, None),
+                "quantized (INT8 static)": (quantized, model),
+                "distilled student": (student.cpu().eval(), None),
+                "student without teacher": (alone.cpu().eval(), None)}
+    table = {}
+    for name, (variant, source) in variants.items():
+        row = describe(variant, images, labels, splits, config.latency, float_source=source)
+        table[name] = {k: round(v, 5) for k, v in row.items()}
+        print(name, table[name], flush=True)
+    base, folded = table["finetuned"], table["finetuned, BN folded"]
+    ratios = {
+        "pruned_macs_reduction": round(base["macs"] / table["pruned (structured)"]["macs"], 2),
+        "pruned_speedup_b32": round(base["latency_b32_ms"]
+                                    / table["pruned (structured)"]["latency_b32_ms"], 2),
+        "pruned_accuracy_drop_points": round(100 * (base["test_accuracy"] - table[
+            "pruned (structured)"]["test_accuracy"]), 2),
+        "int8_size_reduction_vs_folded": round(folded["size_bytes"]
+                                               / table["quantized (INT8 static)"]["size_bytes"], 2),
+        "int8_speedup_b32_vs_folded": round(folded["latency_b32_ms"] / table[
+            "quantized (INT8 static)"]["latency_b32_ms"], 2),
+        "int8_accuracy_drop_points": round(100 * (base["test_accuracy"] - table[
+            "quantized (INT8 static)"]["test_accuracy"]), 2),
+        "student_param_reduction": round(base["params"] / table["distilled student"]["params"], 2),
+        "student_accuracy_drop_points": round(100 * (base["test_accuracy"] - table[
+            "distilled student"]["test_accuracy"]), 2),
+        "distillation_gain_points": round(100 * (table["distilled student"]["test_accuracy"]
+                                                 - table["student without teacher"][
+                                                     "test_accuracy"]), 2),
+    }
+    print(ratios)
+    path = write_result(f"compression_{args.data}", {
+        "command": f"python -m benchmarks.compression --data {args.data}",
+        "test_images": len(splits["test"]), "prune_report": report,
+        "latency": config.latency.model_dump(), "variants": table, "ratios": ratios,
+        "goals": "pruned >= 2x fewer MACs, >= 1.6x faster, within 1 point; INT8 >= 3.5x "
+                 "smaller, >= 2.5x faster at batch 32 than the BN-folded float model, within "
+                 "0.5 point; student >= 4x fewer parameters, within 1.5 points, better than "
+                 "without the teacher",
+    })
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
