@@ -152,3 +152,29 @@ def test_distillation_trains_the_student_and_leaves_the_teacher_untouched():
     assert _same(teacher, before)
     assert not _same(student, start)
     assert [epoch for epoch, _ in result.history["val_accuracy"]] == [0, 1]
+
+
+def test_quantization_aware_training_trains_then_converts_and_round_trips(tmp_path):
+    model = _trained_like("small_cnn")
+    calls = []
+
+    def train(fake_quantized):
+        opt = torch.optim.SGD(fake_quantized.parameters(), lr=0.01)
+        for _ in range(3):
+            loss = F.cross_entropy(fake_quantized(torch.rand(8, 3, 16, 16)),
+                                   torch.randint(0, 5, (8,)))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        calls.append(True)
+
+    quantized = quantize(model, torch.rand(2, 3, 16, 16), mode="qat", train=train)
+    assert calls == [True] and quantized.quantization["mode"] == "qat"
+    assert torch.qint8 in {v.dtype for v in quantized.state_dict().values()
+                           if isinstance(v, torch.Tensor)}
+    dataset = TorchModelDataset(filepath=str(tmp_path / "qat.pt"))
+    dataset.save(quantized)
+    x = torch.rand(3, 3, 16, 16)
+    assert torch.equal(dataset.load()(x), quantized(x))
+    with pytest.raises(ValueError, match="needs a train function"):
+        quantize(model, x, mode="qat")

@@ -23,7 +23,9 @@ class PruneParams(StrictModel):
 
 
 class QuantizeParams(StrictModel):
-    mode: Literal["static", "dynamic"] = "static"  # dynamic: linear layers only
+    mode: Literal["static", "dynamic", "qat"] = "static"  # dynamic: linear layers only
+    qat_epochs: int = Field(3, ge=1)  # qat: fake-quantized fine-tuning epochs
+    qat_lr: float = Field(0.001, gt=0)
     source: Literal["finetuned", "pruned"] = "finetuned"
     calibration_batches: int = Field(8, ge=1)  # static: training batches observed
 

@@ -4,7 +4,9 @@ Uses PyTorch's FX graph mode (``torch.ao.quantization``), which works on the
 installed torch; moving to torchao's PT2E flow means changing this file only.
 Post-training static quantization: batch norms folded into convolutions, per-channel
 weight observers, activations calibrated on a few training batches. Dynamic: linear
-layers only, activations quantized on the fly.
+layers only, activations quantized on the fly. Quantization-aware training (``qat``):
+fake-quantized fine-tuning by a caller-supplied ``train`` function, then conversion;
+the result has the static model's structure.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -23,32 +25,48 @@ BACKEND = "x86"  # fbgemm + onednn kernels; recorded with every quantized model
 
 
 def quantize(model: nn.Module, example: torch.Tensor, *, mode: str = "static",
-             calibration: Iterable[torch.Tensor] = ()) -> nn.Module:
+             calibration: Iterable[torch.Tensor] = (),
+             train: Callable[[nn.Module], None] | None = None) -> nn.Module:
     """An INT8 copy of ``model`` (``model`` itself is unchanged). ``calibration`` yields
-    float image batches for ``static`` mode."""
+    float image batches for ``static`` mode; ``train`` fine-tunes the fake-quantized
+    copy in place for ``qat`` mode."""
     with _quiet():
-        return _quantize(model, example, mode, calibration)
+        return _quantize(model, example, mode, calibration, train)
 
 
 def _quantize(model: nn.Module, example: torch.Tensor, mode: str,
-              calibration: Iterable[torch.Tensor]) -> nn.Module:
-    from torch.ao.quantization import QConfigMapping, get_default_qconfig_mapping  # noqa: PLC0415
+              calibration: Iterable[torch.Tensor],
+              train: Callable[[nn.Module], None] | None) -> nn.Module:
+    from torch.ao.quantization import (  # noqa: PLC0415
+        QConfigMapping,
+        get_default_qat_qconfig_mapping,
+        get_default_qconfig_mapping,
+    )
     from torch.ao.quantization.qconfig import default_dynamic_qconfig  # noqa: PLC0415
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx  # noqa: PLC0415
+    from torch.ao.quantization.quantize_fx import (  # noqa: PLC0415
+        convert_fx,
+        prepare_fx,
+        prepare_qat_fx,
+    )
 
     torch.backends.quantized.engine = BACKEND
     float_model = copy.deepcopy(model).eval()
-    if mode == "dynamic":
-        mapping = QConfigMapping().set_object_type(nn.Linear, default_dynamic_qconfig)
-    elif mode == "static":
-        mapping = get_default_qconfig_mapping(BACKEND)
+    if mode == "qat":
+        if train is None:
+            raise ValueError("quantization-aware training needs a train function")
+        prepared = prepare_qat_fx(float_model.train(), get_default_qat_qconfig_mapping(BACKEND),
+                                  (example[:1],))
+        train(prepared)
+        prepared.eval()
+    elif mode in ("static", "dynamic"):
+        mapping = get_default_qconfig_mapping(BACKEND) if mode == "static" else \
+            QConfigMapping().set_object_type(nn.Linear, default_dynamic_qconfig)
+        prepared = prepare_fx(float_model, mapping, (example[:1],))
+        with torch.no_grad():
+            for batch in calibration if mode == "static" else ():
+                prepared(batch)
     else:
         raise ValueError(f"unknown quantization mode {mode!r}")
-    prepared = prepare_fx(float_model, mapping, (example[:1],))
-    if mode == "static":
-        with torch.no_grad():
-            for batch in calibration:
-                prepared(batch)
     quantized = convert_fx(prepared)
     # What TorchModelDataset needs to rebuild it: the float architecture and its sizes.
     quantized.spec = dict(getattr(model, "spec", {}))

@@ -49,7 +49,9 @@ class TorchModelDataset(AtomicFileDataset[nn.Module]):
             if quantization:
                 model = _float_shell(model, saved["layer_sizes"])
                 example = torch.zeros(1, *quantization["example_shape"])
-                model = quantize(model, example, mode=quantization["mode"])
+                # a QAT model converts to the static model's structure
+                rebuild = "dynamic" if quantization["mode"] == "dynamic" else "static"
+                model = quantize(model, example, mode=rebuild)
             elif saved.get("layer_sizes"):  # absent in files saved before pruning existed
                 resize_layers(model, saved["layer_sizes"], saved["state_dict"])
                 model.encoder.feature_dim = model.head.in_features

@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from model_lifecycle.augment.augmenter import BatchAugmenter
 from model_lifecycle.augment.config import policy_from_artifact
 from model_lifecycle.compression.config import CompressParams
 from model_lifecycle.compression.distill_train import distill
@@ -21,7 +23,9 @@ from model_lifecycle.models.classifier import Classifier
 from model_lifecycle.models.registry import build_model
 from model_lifecycle.params import parse_params
 from model_lifecycle.training.config import OptimizerParams, RuntimeParams, ScheduleParams
+from model_lifecycle.training.data import BatchStream
 from model_lifecycle.training.finetune import FinetuneParams, finetune
+from model_lifecycle.training.loop import fit
 from model_lifecycle.training.setup import prepare_runtime
 
 log = logging.getLogger(__name__)
@@ -86,17 +90,33 @@ def prune_model(finetuned_model: Classifier, images: ImageSet, splits: dict[str,
 
 
 def quantize_model(finetuned_model: Classifier, pruned_model: Classifier, images: ImageSet,
-                   splits: dict[str, np.ndarray], params: dict[str, Any]
+                   splits: dict[str, np.ndarray], policy: dict[str, Any],
+                   params: dict[str, Any], runtime: dict[str, Any]
                    ) -> tuple[nn.Module, Metrics]:
-    """INT8 post-training quantization (static, per-channel, calibrated) or dynamic."""
+    """INT8 quantization: post-training static (per-channel, calibrated), dynamic, or
+    quantization-aware fine-tuning (``qat``)."""
     config = parse_params(CompressParams, params, "compress")
+    run = parse_params(RuntimeParams, runtime, "runtime")
     data = checked_splits(images, splits)
     source = finetuned_model if config.quantize.source == "finetuned" else pruned_model
     rng = np.random.default_rng(0)
     calibration = [torch.from_numpy(images.images[rng.choice(data["train_labeled"], 64)])
                    .float() / 255 for _ in range(config.quantize.calibration_batches)]
     example = calibration[0]
-    quantized = quantize(source, example, mode=config.quantize.mode, calibration=calibration)
+    prepare_runtime(run)
+
+    def train(fake_quantized: nn.Module) -> None:  # qat: on the CPU, where INT8 runs
+        stream = BatchStream(images.images, images.labels, data["train_labeled"],
+                             batch_size=64, augment=BatchAugmenter(
+                                 policy_from_artifact(policy, "supervised")), seed=run.seed)
+        fit(fake_quantized, lambda m, views, y: (F.cross_entropy(m(views[0]), y), {}),
+            stream, epochs=config.quantize.qat_epochs,
+            optimizer=OptimizerParams(lr=config.quantize.qat_lr),
+            schedule=ScheduleParams(kind="cosine", warmup_epochs=0), seed=run.seed,
+            name="qat")
+
+    quantized = quantize(source, example, mode=config.quantize.mode, calibration=calibration,
+                         train=train)
     log.info("quantized (%s, backend %s) from the %s model", config.quantize.mode, BACKEND,
              config.quantize.source)
     numbers = describe(quantized, images.images, images.labels, data, config.latency,
