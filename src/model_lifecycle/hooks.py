@@ -18,9 +18,7 @@ from model_lifecycle.data.config import IngestParams
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.params import parse_params
 from model_lifecycle.pipeline_registry import LIFECYCLE
-from model_lifecycle.training.config import RuntimeParams
-from model_lifecycle.training.finetune import FinetuneParams
-from model_lifecycle.training.pretrain import PretrainParams
+from model_lifecycle.training.config import FinetuneParams, PretrainParams, RuntimeParams
 
 # The validated model of each parameter group a pipeline reads as ``params:<group>``.
 PARAMETER_MODELS: dict[str, type[BaseModel]] = {

@@ -1,10 +1,13 @@
-"""Validated training parameters shared by the pretrain and finetune groups."""
+"""Validated training parameters: the ``runtime``, ``pretrain`` and ``finetune`` groups.
+
+No torch here: parameters are checked before a run starts, for every pipeline.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from model_lifecycle.params import StrictModel
 
@@ -30,3 +33,51 @@ class RuntimeParams(StrictModel):
     num_threads: int | None = Field(None, ge=1)  # CPU threads; None: torch's default
     channels_last: bool = True  # memory layout for convolutions
     mixed_precision: bool = True  # bfloat16 autocast, CUDA only
+
+
+class PretrainParams(StrictModel):
+    """Validated ``pretrain`` group of ``parameters_pretrain.yml``."""
+
+    method: Literal["simclr", "simsiam"] = "simclr"
+    arch: str = "small_cnn"
+    arch_kwargs: dict[str, Any] = {}
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(256, ge=2)
+    optimizer: OptimizerParams = OptimizerParams(lr=0.3, weight_decay=1e-4)
+    schedule: ScheduleParams = ScheduleParams(kind="cosine", warmup_epochs=2)
+    temperature: float = Field(0.2, gt=0)  # simclr
+    projection_dim: int = Field(128, ge=2)
+    hidden_dim: int = Field(512, ge=2)
+    knn_k: int = Field(20, ge=1)
+    eval_every: int = Field(5, ge=1)  # epochs between k-NN checks on val
+    clip_grad_norm: float | None = Field(None, gt=0)
+    checkpoint: str | None = None  # a file; written after every epoch
+    resume: bool = False  # continue from `checkpoint` when it exists
+
+
+class FinetuneParams(StrictModel):
+    """Validated ``finetune`` group of ``parameters_finetune.yml``."""
+
+    init: Literal["pretrained", "scratch", "torchvision_weights"] = "pretrained"
+    weights_path: str | None = None  # torchvision_weights: a local .pth file
+    arch: str = "small_cnn"  # scratch / torchvision_weights (pretrained: the encoder's)
+    arch_kwargs: dict[str, Any] = {}
+    strategy: Literal["full", "linear_probe", "partial", "bitfit"] = "full"
+    frozen_stages: int = Field(0, ge=0)  # partial: encoder stages kept frozen
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=2)
+    optimizer: OptimizerParams = OptimizerParams(lr=0.05, weight_decay=5e-4)
+    schedule: ScheduleParams = ScheduleParams(kind="onecycle", warmup_epochs=3)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    clip_grad_norm: float | None = Field(None, gt=0)
+    patience: int | None = Field(None, ge=1)  # early stopping on val accuracy
+    flip_tta: bool = False  # average with mirrored images at evaluation
+    checkpoint: str | None = None
+    resume: bool = False
+
+    @model_validator(mode="after")
+    def _weights_path_when_needed(self) -> FinetuneParams:
+        if self.init == "torchvision_weights" and not self.weights_path:
+            raise ValueError("init 'torchvision_weights' needs finetune.weights_path, a local "
+                             "torchvision weights file")
+        return self

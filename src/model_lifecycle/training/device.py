@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 import torch.distributed as dist
@@ -36,8 +37,7 @@ def world_size() -> int:
 
 
 def local_rank() -> int:
-    import os  # noqa: PLC0415
-
+    """torchrun's LOCAL_RANK (0 outside torchrun)."""
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 

@@ -3,50 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
 from torch import nn
 
 from model_lifecycle.augment.augmenter import BatchAugmenter, LabelMixer
 from model_lifecycle.augment.config import SupervisedPolicy
 from model_lifecycle.models.classifier import Classifier
-from model_lifecycle.params import StrictModel
-from model_lifecycle.training.config import OptimizerParams, RuntimeParams, ScheduleParams
+from model_lifecycle.training.config import FinetuneParams, RuntimeParams
 from model_lifecycle.training.data import BatchStream, predict
 from model_lifecycle.training.device import rank, world_size
 from model_lifecycle.training.loop import FitResult, fit
-
-
-class FinetuneParams(StrictModel):
-    """Validated ``finetune`` group of ``parameters_finetune.yml``."""
-
-    init: Literal["pretrained", "scratch", "torchvision_weights"] = "pretrained"
-    weights_path: str | None = None  # torchvision_weights: a local .pth file
-    arch: str = "small_cnn"  # scratch / torchvision_weights (pretrained: the encoder's)
-    arch_kwargs: dict[str, Any] = {}
-    strategy: Literal["full", "linear_probe", "partial", "bitfit"] = "full"
-    frozen_stages: int = Field(0, ge=0)  # partial: encoder stages kept frozen
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(64, ge=2)
-    optimizer: OptimizerParams = OptimizerParams(lr=0.05, weight_decay=5e-4)
-    schedule: ScheduleParams = ScheduleParams(kind="onecycle", warmup_epochs=3)
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
-    clip_grad_norm: float | None = Field(None, gt=0)
-    patience: int | None = Field(None, ge=1)  # early stopping on val accuracy
-    flip_tta: bool = False  # average with mirrored images at evaluation
-    checkpoint: str | None = None
-    resume: bool = False
-
-    @model_validator(mode="after")
-    def _weights_path_when_needed(self) -> FinetuneParams:
-        if self.init == "torchvision_weights" and not self.weights_path:
-            raise ValueError("init 'torchvision_weights' needs finetune.weights_path, a local "
-                             "torchvision weights file")
-        return self
 
 
 def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, indices: np.ndarray,

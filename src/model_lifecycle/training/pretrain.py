@@ -3,44 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
 from torch import nn
 
 from model_lifecycle.augment.augmenter import BatchAugmenter
 from model_lifecycle.augment.config import ViewPolicy
 from model_lifecycle.models.classifier import Classifier
-from model_lifecycle.params import StrictModel
 from model_lifecycle.ssl.probes import features, knn_accuracy, linear_probe_accuracy
 from model_lifecycle.ssl.simclr import NTXentLoss, ProjectionHead
 from model_lifecycle.ssl.simsiam import SimSiamLoss, SimSiamPredictor, SimSiamProjector
-from model_lifecycle.training.config import OptimizerParams, RuntimeParams, ScheduleParams
+from model_lifecycle.training.config import PretrainParams, RuntimeParams
 from model_lifecycle.training.data import BatchStream
 from model_lifecycle.training.device import rank, world_size
 from model_lifecycle.training.loop import FitResult, fit
-
-
-class PretrainParams(StrictModel):
-    """Validated ``pretrain`` group of ``parameters_pretrain.yml``."""
-
-    method: Literal["simclr", "simsiam"] = "simclr"
-    arch: str = "small_cnn"
-    arch_kwargs: dict[str, Any] = {}
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(256, ge=2)
-    optimizer: OptimizerParams = OptimizerParams(lr=0.3, weight_decay=1e-4)
-    schedule: ScheduleParams = ScheduleParams(kind="cosine", warmup_epochs=2)
-    temperature: float = Field(0.2, gt=0)  # simclr
-    projection_dim: int = Field(128, ge=2)
-    hidden_dim: int = Field(512, ge=2)
-    knn_k: int = Field(20, ge=1)
-    eval_every: int = Field(5, ge=1)  # epochs between k-NN checks on val
-    clip_grad_norm: float | None = Field(None, gt=0)
-    checkpoint: str | None = None  # a file; written after every epoch
-    resume: bool = False  # continue from `checkpoint` when it exists
 
 
 class SSLModel(nn.Module):
