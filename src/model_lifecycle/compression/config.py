@@ -24,6 +24,7 @@ class PruneParams(StrictModel):
 
 class QuantizeParams(StrictModel):
     mode: Literal["static", "dynamic", "qat"] = "static"  # dynamic: linear layers only
+    backend: Literal["x86", "qnnpack"] = "x86"  # kernels: x86 CPUs, or ARM (qnnpack)
     qat_epochs: int = Field(3, ge=1)  # qat: fake-quantized fine-tuning epochs
     qat_lr: float = Field(0.001, gt=0)
     source: Literal["finetuned", "pruned"] = "finetuned"

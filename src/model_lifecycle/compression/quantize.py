@@ -21,22 +21,23 @@ from torch import nn
 
 from model_lifecycle.compression.structure import layer_sizes
 
-BACKEND = "x86"  # fbgemm + onednn kernels; recorded with every quantized model
+DEFAULT_BACKEND = "x86"  # fbgemm + onednn kernels; "qnnpack" for ARM CPUs
 
 
 def quantize(model: nn.Module, example: torch.Tensor, *, mode: str = "static",
              calibration: Iterable[torch.Tensor] = (),
-             train: Callable[[nn.Module], None] | None = None) -> nn.Module:
-    """An INT8 copy of ``model`` (``model`` itself is unchanged). ``calibration`` yields
-    float image batches for ``static`` mode; ``train`` fine-tunes the fake-quantized
-    copy in place for ``qat`` mode."""
+             train: Callable[[nn.Module], None] | None = None,
+             backend: str = DEFAULT_BACKEND) -> nn.Module:
+    """An INT8 copy of ``model`` (``model`` itself is unchanged) for the kernels of
+    ``backend``. ``calibration`` yields float image batches for ``static`` mode;
+    ``train`` fine-tunes the fake-quantized copy in place for ``qat`` mode."""
     with _quiet():
-        return _quantize(model, example, mode, calibration, train)
+        return _quantize(model, example, mode, calibration, train, backend)
 
 
 def _quantize(model: nn.Module, example: torch.Tensor, mode: str,
               calibration: Iterable[torch.Tensor],
-              train: Callable[[nn.Module], None] | None) -> nn.Module:
+              train: Callable[[nn.Module], None] | None, backend: str) -> nn.Module:
     from torch.ao.quantization import (  # noqa: PLC0415
         QConfigMapping,
         get_default_qat_qconfig_mapping,
@@ -49,17 +50,17 @@ def _quantize(model: nn.Module, example: torch.Tensor, mode: str,
         prepare_qat_fx,
     )
 
-    torch.backends.quantized.engine = BACKEND
+    torch.backends.quantized.engine = backend
     float_model = copy.deepcopy(model).eval()
     if mode == "qat":
         if train is None:
             raise ValueError("quantization-aware training needs a train function")
-        prepared = prepare_qat_fx(float_model.train(), get_default_qat_qconfig_mapping(BACKEND),
+        prepared = prepare_qat_fx(float_model.train(), get_default_qat_qconfig_mapping(backend),
                                   (example[:1],))
         train(prepared)
         prepared.eval()
     elif mode in ("static", "dynamic"):
-        mapping = get_default_qconfig_mapping(BACKEND) if mode == "static" else \
+        mapping = get_default_qconfig_mapping(backend) if mode == "static" else \
             QConfigMapping().set_object_type(nn.Linear, default_dynamic_qconfig)
         prepared = prepare_fx(float_model, mapping, (example[:1],))
         with torch.no_grad():
@@ -71,7 +72,7 @@ def _quantize(model: nn.Module, example: torch.Tensor, mode: str,
     # What TorchModelDataset needs to rebuild it: the float architecture and its sizes.
     quantized.spec = dict(getattr(model, "spec", {}))
     quantized.layer_sizes = layer_sizes(model)
-    quantized.quantization = {"mode": mode, "backend": BACKEND,
+    quantized.quantization = {"mode": mode, "backend": backend,
                               "example_shape": list(example.shape[1:])}
     return quantized
 

@@ -51,7 +51,8 @@ class TorchModelDataset(AtomicFileDataset[nn.Module]):
                 example = torch.zeros(1, *quantization["example_shape"])
                 # a QAT model converts to the static model's structure
                 rebuild = "dynamic" if quantization["mode"] == "dynamic" else "static"
-                model = quantize(model, example, mode=rebuild)
+                model = quantize(model, example, mode=rebuild,
+                                 backend=quantization.get("backend", "x86"))
             elif saved.get("layer_sizes"):  # absent in files saved before pruning existed
                 resize_layers(model, saved["layer_sizes"], saved["state_dict"])
                 model.encoder.feature_dim = model.head.in_features

@@ -15,7 +15,7 @@ from model_lifecycle.augment.config import policy_from_artifact
 from model_lifecycle.compression.config import CompressParams
 from model_lifecycle.compression.distill_train import distill
 from model_lifecycle.compression.prune import prune_structured, prune_unstructured
-from model_lifecycle.compression.quantize import BACKEND, fold_batch_norms, quantize
+from model_lifecycle.compression.quantize import fold_batch_norms, quantize
 from model_lifecycle.compression.report import describe
 from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.data.splits import checked_splits
@@ -116,12 +116,12 @@ def quantize_model(finetuned_model: Classifier, pruned_model: Classifier, images
             name="qat")
 
     quantized = quantize(source, example, mode=config.quantize.mode, calibration=calibration,
-                         train=train)
-    log.info("quantized (%s, backend %s) from the %s model", config.quantize.mode, BACKEND,
-             config.quantize.source)
+                         train=train, backend=config.quantize.backend)
+    log.info("quantized (%s, backend %s) from the %s model", config.quantize.mode,
+             config.quantize.backend, config.quantize.source)
     numbers = describe(quantized, images.images, images.labels, data, config.latency,
                        float_source=source)
-    return quantized, _metrics(numbers | {"backend_x86": 1.0})
+    return quantized, _metrics(numbers)
 
 
 def distill_model(finetuned_model: Classifier, images: ImageSet, splits: dict[str, np.ndarray],
