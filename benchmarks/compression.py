@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--data", choices=["digits", "cifar10"], default="digits")
     parser.add_argument("--archive", type=Path, default=SHARED_CIFAR)
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    parser.add_argument("--prune-target", type=float, default=None,
+                        help="× fewer MACs (default: compress.prune.target)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.data == "digits":
@@ -95,6 +97,8 @@ def main() -> None:
     if args.data == "cifar10":  # 39,000 training images: fewer epochs fit a CPU session
         raw["prune"] = {**raw["prune"], "recovery_epochs": 1, "final_epochs": 2}
         raw["distill"] = {**raw["distill"], "epochs": 6, "student_kwargs": {"width": 16}}
+    if args.prune_target:
+        raw["prune"] = {**raw["prune"], "target": args.prune_target}
     config = CompressParams.model_validate(raw)
     runtime = RuntimeParams()
     example = torch.from_numpy(images[:2]).float() / 255
@@ -156,8 +160,10 @@ def main() -> None:
                                                      "test_accuracy"]), 2),
     }
     print(ratios)
-    path = write_result(f"compression_{args.data}", {
-        "command": f"python -m benchmarks.compression --data {args.data}",
+    suffix = f" --prune-target {args.prune_target:g}" if args.prune_target else ""
+    name = f"compression_{args.data}" + (f"_prune{args.prune_target:g}" if suffix else "")
+    path = write_result(name, {
+        "command": f"python -m benchmarks.compression --data {args.data}{suffix}",
         "test_images": len(splits["test"]), "prune_report": report,
         "latency": config.latency.model_dump(), "variants": table, "ratios": ratios,
         "goals": "pruned >= 2x fewer MACs, >= 1.6x faster, within 1 point; INT8 >= 3.5x "
