@@ -16,9 +16,9 @@ class PruneParams(StrictModel):
     target: float = Field(2.0, gt=1)  # structured: × fewer MACs (or params)
     metric: Literal["macs", "params"] = "macs"
     steps: int = Field(3, ge=1)  # milestones, each followed by a recovery fine-tune
-    recovery_epochs: int = Field(3, ge=0)  # per milestone
-    final_epochs: int = Field(5, ge=0)  # after the last milestone
-    lr: float = Field(0.01, gt=0)  # recovery fine-tuning
+    recovery_epochs: int = Field(10, ge=0)  # per milestone
+    final_epochs: int = Field(30, ge=0)  # after the last milestone
+    lr: float = Field(0.02, gt=0)  # recovery fine-tuning
     amount: float = Field(0.5, gt=0, lt=1)  # unstructured: share of weights zeroed
 
 
