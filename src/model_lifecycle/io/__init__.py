@@ -1,8 +1,22 @@
 """The project's own Kedro datasets. Every save writes a temporary file and renames it,
-so a crash mid-write never leaves a half-written "latest" version behind."""
+so a crash mid-write never leaves a half-written "latest" version behind.
 
-from model_lifecycle.io.arrays import ImageSetDataset, NpzDataset
-from model_lifecycle.io.json import JsonDataset
-from model_lifecycle.io.torch_model import TorchModelDataset
+Imported lazily: the array and JSON datasets need no torch, so a catalog that only
+touches them (``kedro run --pipelines=ingest``) never imports it.
+"""
 
+from importlib import import_module
+
+_WHERE = {
+    "ImageSetDataset": "model_lifecycle.io.arrays",
+    "NpzDataset": "model_lifecycle.io.arrays",
+    "JsonDataset": "model_lifecycle.io.json",
+    "TorchModelDataset": "model_lifecycle.io.torch_model",
+}
 __all__ = ["ImageSetDataset", "JsonDataset", "NpzDataset", "TorchModelDataset"]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,20 +3,20 @@ sizes (which pruning changes), its quantization (if any) and its weights."""
 
 from __future__ import annotations
 
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any
 
-import torch
 from kedro.io.core import DatasetError
-from torch import nn
 
-from model_lifecycle.compression.quantize import quantize
-from model_lifecycle.compression.structure import layer_sizes, resize_layers
 from model_lifecycle.io.base import AtomicFileDataset
-from model_lifecycle.models.classifier import Classifier
-from model_lifecycle.models.registry import build_from_spec
+
+if TYPE_CHECKING:
+    from model_lifecycle.models.classifier import Classifier
+
+# torch and the model code are imported when a model is saved or loaded, not when the
+# catalog is built: a run that touches no model (ingest) never pays for torch.
 
 
-class TorchModelDataset(AtomicFileDataset[nn.Module]):
+class TorchModelDataset(AtomicFileDataset[Any]):
     """Saves ``{"spec", "layer_sizes", "quantization", "state_dict"}`` with ``torch.save``;
     loads with ``weights_only=True`` (tensors and plain values only: a file cannot run
     code), rebuilds the architecture from the spec, gives pruned layers their recorded
@@ -31,7 +31,11 @@ class TorchModelDataset(AtomicFileDataset[nn.Module]):
           versioned: true
     """
 
-    def _write(self, data: nn.Module, handle: IO[bytes]) -> None:
+    def _write(self, data: Any, handle: IO[bytes]) -> None:
+        import torch  # noqa: PLC0415
+
+        from model_lifecycle.compression.structure import layer_sizes  # noqa: PLC0415
+
         quantization = getattr(data, "quantization", None)
         sizes = data.layer_sizes if quantization else layer_sizes(data)
         state = data.state_dict()  # keeps its _metadata: quantized layers need the version
@@ -41,7 +45,13 @@ class TorchModelDataset(AtomicFileDataset[nn.Module]):
         torch.save({"spec": data.spec, "layer_sizes": sizes, "quantization": quantization,
                     "state_dict": state}, handle)
 
-    def _read(self, handle: IO[bytes], path: str) -> nn.Module:
+    def _read(self, handle: IO[bytes], path: str) -> Any:
+        import torch  # noqa: PLC0415
+
+        from model_lifecycle.compression.quantize import quantize  # noqa: PLC0415
+        from model_lifecycle.compression.structure import resize_layers  # noqa: PLC0415
+        from model_lifecycle.models.registry import build_from_spec  # noqa: PLC0415
+
         try:
             saved = torch.load(handle, map_location="cpu", weights_only=True)
             model = build_from_spec(saved["spec"])
@@ -65,6 +75,11 @@ class TorchModelDataset(AtomicFileDataset[nn.Module]):
 
 def _float_shell(model: Classifier, sizes: dict[str, dict[str, int]]) -> Classifier:
     """The float architecture at the recorded (possibly pruned) sizes, weights unset."""
+    import torch  # noqa: PLC0415
+    from torch import nn  # noqa: PLC0415
+
+    from model_lifecycle.compression.structure import resize_layers  # noqa: PLC0415
+
     shapes = {}
     modules = dict(model.named_modules())
     for name, attrs in sizes.items():
