@@ -38,3 +38,18 @@ def test_models_and_splits_are_versioned(catalog):
     for name in ("images", "splits", "augmentation_policy"):
         assert catalog[name].get("versioned") is True, name
         assert Path(catalog[name]["filepath"]).parts[0] == "data"
+
+
+def test_building_the_ingest_side_never_imports_torch():
+    """The ingest stage stays light (its benchmark's memory figure depends on it)."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    code = ("import sys, model_lifecycle.settings, model_lifecycle.pipelines.ingest\n"
+            "from model_lifecycle.io import ImageSetDataset, JsonDataset, NpzDataset, "
+            "TorchModelDataset\n"
+            "TorchModelDataset(filepath='x.pt')\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False, cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr[-1500:]
