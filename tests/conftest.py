@@ -101,15 +101,9 @@ def scratch_project(work: Path) -> Path:
     return work
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., dict]:
-    """Run pipelines of the real project with its real conf, in a scratch folder.
-
-    Returns ``run(pipelines, params=None)``; data lands in ``tmp_path/work/data`` and
-    MLflow in ``tmp_path/work/mlflow.db``.
-    """
-    work = scratch_project(tmp_path / "work")
-    monkeypatch.chdir(work)
+def project_runner(work: Path) -> Callable[..., dict]:
+    """``run(pipelines, params=None, env=None)``: one KedroSession of the project in
+    ``work`` (a :func:`scratch_project`); ``run.work`` is the folder."""
     bootstrap_project(work)
 
     def run(pipelines: list[str] | None = None, params: dict | None = None,
@@ -120,3 +114,15 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., di
 
     run.work = work  # type: ignore[attr-defined]
     return run
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., dict]:
+    """Run pipelines of the real project with its real conf, in a scratch folder.
+
+    Returns ``run(pipelines, params=None)``; data lands in ``tmp_path/work/data`` and
+    MLflow in ``tmp_path/work/mlflow.db``.
+    """
+    work = scratch_project(tmp_path / "work")
+    monkeypatch.chdir(work)
+    return project_runner(work)

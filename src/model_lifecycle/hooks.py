@@ -16,8 +16,10 @@ from model_lifecycle.augment.config import AugmentParams
 from model_lifecycle.compression.config import CompressParams
 from model_lifecycle.data.config import IngestParams
 from model_lifecycle.errors import LifecycleError
+from model_lifecycle.evaluation.config import EvaluateParams
 from model_lifecycle.params import parse_params
 from model_lifecycle.pipeline_registry import LIFECYCLE
+from model_lifecycle.serving.config import InferenceParams, RegisterParams
 from model_lifecycle.training.config import FinetuneParams, PretrainParams, RuntimeParams
 
 # The validated model of each parameter group a pipeline reads as ``params:<group>``.
@@ -28,6 +30,9 @@ PARAMETER_MODELS: dict[str, type[BaseModel]] = {
     "finetune": FinetuneParams,
     "runtime": RuntimeParams,
     "compress": CompressParams,
+    "evaluate": EvaluateParams,
+    "register": RegisterParams,
+    "inference": InferenceParams,
 }
 
 # Inputs a pipeline can do without, depending on its parameters:

@@ -4,7 +4,8 @@ from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
 # Stages of the default run, in lifecycle order. ``inference`` is never part of it.
-LIFECYCLE = ("ingest", "augment", "pretrain", "finetune", "compress")
+LIFECYCLE = ("ingest", "augment", "pretrain", "finetune", "compress", "evaluate",
+             "register")
 
 
 def register_pipelines() -> dict[str, Pipeline]:

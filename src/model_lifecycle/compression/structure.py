@@ -42,3 +42,27 @@ def resize_layers(model: nn.Module, sizes: dict[str, dict[str, int]],
             if buffer is not None and full in state_dict:
                 module.register_buffer(key, torch.empty_like(state_dict[full]))
     return model
+
+
+def float_shell(model: nn.Module, sizes: dict[str, dict[str, int]]) -> nn.Module:
+    """``model`` (freshly built from its spec) resized to the recorded (possibly pruned)
+    layer sizes, weights unset: the float shape of a quantized model."""
+    shapes = {}
+    modules = dict(model.named_modules())
+    for name, attrs in sizes.items():
+        module = modules[name]
+        if isinstance(module, nn.Conv2d):
+            shape = (attrs["out_channels"], attrs["in_channels"] // attrs["groups"],
+                     *module.kernel_size)
+            shapes[f"{name}.weight"] = torch.empty(shape)
+            shapes[f"{name}.bias"] = torch.empty(attrs["out_channels"])
+        elif isinstance(module, nn.Linear):
+            shapes[f"{name}.weight"] = torch.empty(attrs["out_features"], attrs["in_features"])
+            shapes[f"{name}.bias"] = torch.empty(attrs["out_features"])
+        else:
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                shapes[f"{name}.{key}"] = torch.empty(attrs["num_features"])
+            shapes[f"{name}.num_batches_tracked"] = torch.zeros((), dtype=torch.long)
+    resize_layers(model, sizes, shapes)
+    model.encoder.feature_dim = model.head.in_features
+    return model

@@ -6,7 +6,7 @@ Kept free of torch so that decoding worker processes start fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -24,9 +24,10 @@ class ImageDecodeError(Exception):
     """The file is not a readable image (its reason is the message)."""
 
 
-def decode_file(path: str | Path, size_hw: tuple[int, int], channels: int,
+def decode_file(path: str | Path | IO[bytes], size_hw: tuple[int, int], channels: int,
                 resize: Resize = "center_crop") -> np.ndarray:
-    """Read ``path`` and return it as uint8 ``channels``×H×W.
+    """Read ``path`` (a file name or an open binary file) and return it as uint8
+    ``channels``×H×W.
 
     Raises:
         ImageDecodeError: the file is truncated, corrupt or not an image.

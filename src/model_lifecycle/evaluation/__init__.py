@@ -1,1 +1,2 @@
-"""Measuring models the same way: latency, size, cost (no Kedro in here)."""
+"""Measuring every model variant the same way: quality, calibration, latency, size and
+cost, the Pareto front, and the report's figures (no Kedro in here)."""

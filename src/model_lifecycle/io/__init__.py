@@ -11,9 +11,10 @@ _WHERE = {
     "ImageSetDataset": "model_lifecycle.io.arrays",
     "NpzDataset": "model_lifecycle.io.arrays",
     "JsonDataset": "model_lifecycle.io.json",
+    "TableDataset": "model_lifecycle.io.table",
     "TorchModelDataset": "model_lifecycle.io.torch_model",
 }
-__all__ = ["ImageSetDataset", "JsonDataset", "NpzDataset", "TorchModelDataset"]
+__all__ = ["ImageSetDataset", "JsonDataset", "NpzDataset", "TableDataset", "TorchModelDataset"]
 
 
 def __getattr__(name: str):

@@ -3,14 +3,11 @@ sizes (which pruning changes), its quantization (if any) and its weights."""
 
 from __future__ import annotations
 
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from kedro.io.core import DatasetError
 
 from model_lifecycle.io.base import AtomicFileDataset
-
-if TYPE_CHECKING:
-    from model_lifecycle.models.classifier import Classifier
 
 # torch and the model code are imported when a model is saved or loaded, not when the
 # catalog is built: a run that touches no model (ingest) never pays for torch.
@@ -49,7 +46,7 @@ class TorchModelDataset(AtomicFileDataset[Any]):
         import torch  # noqa: PLC0415
 
         from model_lifecycle.compression.quantize import quantize  # noqa: PLC0415
-        from model_lifecycle.compression.structure import resize_layers  # noqa: PLC0415
+        from model_lifecycle.compression.structure import float_shell, resize_layers  # noqa: PLC0415,E501
         from model_lifecycle.models.registry import build_from_spec  # noqa: PLC0415
 
         try:
@@ -57,7 +54,7 @@ class TorchModelDataset(AtomicFileDataset[Any]):
             model = build_from_spec(saved["spec"])
             quantization = saved.get("quantization")
             if quantization:
-                model = _float_shell(model, saved["layer_sizes"])
+                model = float_shell(model, saved["layer_sizes"])
                 example = torch.zeros(1, *quantization["example_shape"])
                 # a QAT model converts to the static model's structure
                 rebuild = "dynamic" if quantization["mode"] == "dynamic" else "static"
@@ -71,31 +68,3 @@ class TorchModelDataset(AtomicFileDataset[Any]):
             raise DatasetError(f"{path} is not a model saved by this project ({exc}); "
                                "re-create it with the pipeline that writes it.") from None
         return model.eval()
-
-
-def _float_shell(model: Classifier, sizes: dict[str, dict[str, int]]) -> Classifier:
-    """The float architecture at the recorded (possibly pruned) sizes, weights unset."""
-    import torch  # noqa: PLC0415
-    from torch import nn  # noqa: PLC0415
-
-    from model_lifecycle.compression.structure import resize_layers  # noqa: PLC0415
-
-    shapes = {}
-    modules = dict(model.named_modules())
-    for name, attrs in sizes.items():
-        module = modules[name]
-        if isinstance(module, nn.Conv2d):
-            shape = (attrs["out_channels"], attrs["in_channels"] // attrs["groups"],
-                     *module.kernel_size)
-            shapes[f"{name}.weight"] = torch.empty(shape)
-            shapes[f"{name}.bias"] = torch.empty(attrs["out_channels"])
-        elif isinstance(module, nn.Linear):
-            shapes[f"{name}.weight"] = torch.empty(attrs["out_features"], attrs["in_features"])
-            shapes[f"{name}.bias"] = torch.empty(attrs["out_features"])
-        else:
-            for key in ("weight", "bias", "running_mean", "running_var"):
-                shapes[f"{name}.{key}"] = torch.empty(attrs["num_features"])
-            shapes[f"{name}.num_batches_tracked"] = torch.zeros((), dtype=torch.long)
-    resize_layers(model, sizes, shapes)
-    model.encoder.feature_dim = model.head.in_features
-    return model

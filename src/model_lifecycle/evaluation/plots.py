@@ -1,0 +1,72 @@
+"""Figures of the evaluation report: confusion matrices, accuracy against latency and
+size with the Pareto front, reliability diagrams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # reports are files, never windows
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def confusion_matrices_figure(details: dict[str, Any], class_names: list[str]) -> plt.Figure:
+    """One row-normalised confusion matrix per variant, side by side."""
+    variants = list(details)
+    size = max(3.0, 0.35 * len(class_names) + 1.5)
+    fig, axes = plt.subplots(1, len(variants), figsize=(size * len(variants), size),
+                             layout="constrained", squeeze=False)
+    for ax, variant in zip(axes[0], variants, strict=True):
+        matrix = np.asarray(details[variant]["confusion_matrix"], dtype=float)
+        normalised = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+        ax.imshow(normalised, vmin=0, vmax=1, cmap="Blues")
+        ax.set_title(variant)
+        ticks = range(len(class_names))
+        ax.set_xticks(ticks, class_names, rotation=90, fontsize=7)
+        ax.set_yticks(ticks, class_names, fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+    return fig
+
+
+def tradeoff_figure(report: pd.DataFrame, *, latency_key: str) -> plt.Figure:
+    """Test accuracy against latency and against file size; the Pareto front joined."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    batch = latency_key.split("_")[1].removeprefix("b")
+    panels = ((axes[0], latency_key, "pareto_latency", f"median CPU latency at batch {batch}, ms"),
+              (axes[1], "size_bytes", "pareto_size", "file size, bytes"))
+    for ax, x_key, front_key, label in panels:
+        ax.scatter(report[x_key], 100 * report["accuracy"], s=40, zorder=3)
+        for _, row in report.iterrows():
+            ax.annotate(row["variant"], (row[x_key], 100 * row["accuracy"]),
+                        textcoords="offset points", xytext=(5, 5), fontsize=8)
+        front = report[report[front_key]].sort_values(x_key)
+        ax.step(front[x_key], 100 * front["accuracy"], where="post", color="tab:red",
+                label="Pareto front", zorder=2)
+        if report[x_key].max() > 10 * report[x_key].min():
+            ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy, %")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    return fig
+
+
+def reliability_figure(details: dict[str, Any], report: pd.DataFrame) -> plt.Figure:
+    """Accuracy against confidence per bin (the diagonal is perfect calibration)."""
+    fig, ax = plt.subplots(figsize=(5, 5), layout="constrained")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
+    ece = dict(zip(report["variant"], report["ece"], strict=True))
+    for variant, detail in details.items():
+        bins = [b for b in detail["reliability"] if b["count"]]
+        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o",
+                label=f"{variant} (ECE {ece[variant]:.3f})")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    return fig

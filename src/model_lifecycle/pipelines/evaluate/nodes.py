@@ -1,0 +1,80 @@
+"""Nodes of the ``evaluate`` pipeline."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from torch import nn
+
+from model_lifecycle.compression.config import CompressParams
+from model_lifecycle.data.imageset import ImageSet
+from model_lifecycle.data.splits import checked_splits
+from model_lifecycle.evaluation.config import EvaluateParams
+from model_lifecycle.evaluation.plots import (
+    confusion_matrices_figure,
+    reliability_figure,
+    tradeoff_figure,
+)
+from model_lifecycle.evaluation.report import evaluate_model, mark_pareto
+from model_lifecycle.params import parse_params
+
+log = logging.getLogger(__name__)
+Metrics = dict[str, list[dict[str, float]]]
+
+
+def evaluate_variants(finetuned_model: nn.Module, pruned_model: nn.Module,
+                      quantized_model: nn.Module, distilled_model: nn.Module,
+                      images: ImageSet, splits: dict[str, np.ndarray],
+                      compress: dict[str, Any], params: dict[str, Any]
+                      ) -> tuple[pd.DataFrame, dict[str, Any], Metrics]:
+    """One report row per variant on the same test images, the details behind each row
+    (per-class report, confusion matrix, reliability bins) and the rows as metrics."""
+    config = parse_params(EvaluateParams, params, "evaluate")
+    methods = _methods(parse_params(CompressParams, compress, "compress"))
+    test = checked_splits(images, splits)["test"]
+    models = {"finetuned": finetuned_model, "pruned": pruned_model,
+              "quantized": quantized_model, "distilled": distilled_model}
+    rows, details = [], {}
+    for variant, model in models.items():
+        row, details[variant] = evaluate_model(model, images.images, images.labels, test,
+                                               images.class_names, config)
+        rows.append({"variant": variant, "method": methods[variant], **row})
+        log.info("%s: test accuracy %.2f%%, %.2f ms at batch 1", variant,
+                 100 * row["accuracy"], row["latency_b1_p50_ms"])
+    mark_pareto(rows, latency_key=_latency_key(config))
+    report = pd.DataFrame(rows)
+    metrics = {f"{row['variant']}.{key}": [{"step": 0, "value": float(value)}]
+               for row in rows for key, value in row.items()
+               if isinstance(value, float)}
+    return report, {"class_names": list(images.class_names), "variants": details}, metrics
+
+
+def plot_evaluation(evaluation_report: pd.DataFrame, evaluation_details: dict[str, Any],
+                    params: dict[str, Any]) -> tuple[Figure, Figure, Figure]:
+    """Confusion matrices, accuracy against latency and size (Pareto front), reliability."""
+    config = parse_params(EvaluateParams, params, "evaluate")
+    variants = evaluation_details["variants"]
+    return (confusion_matrices_figure(variants, evaluation_details["class_names"]),
+            tradeoff_figure(evaluation_report, latency_key=_latency_key(config)),
+            reliability_figure(variants, evaluation_report))
+
+
+def _latency_key(config: EvaluateParams) -> str:
+    return f"latency_b{max(config.latency.batch_sizes)}_p50_ms"
+
+
+def _methods(compress: CompressParams) -> dict[str, str]:
+    """How each variant was made, in words (a registry tag and a report column)."""
+    prune, quant = compress.prune, compress.quantize
+    pruning = (f"structured pruning ({prune.importance}, {prune.target:g}x fewer "
+               f"{prune.metric})" if prune.method == "structured"
+               else f"unstructured pruning ({prune.amount:.0%} of weights)")
+    return {"finetuned": "none",
+            "pruned": pruning,
+            "quantized": f"int8 {quant.mode} quantization ({quant.backend}) of the "
+                         f"{quant.source} model",
+            "distilled": f"distillation into {compress.distill.student_arch}"}

@@ -1,0 +1,2 @@
+"""The registered model (an MLflow pyfunc taking raw images), the champion rule, and
+registration (no Kedro in here)."""

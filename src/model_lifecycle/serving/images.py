@@ -1,0 +1,44 @@
+"""Raw images in any form a client sends (encoded file bytes or uint8 pixel arrays) to
+the uint8 C×H×W the model was trained on, with the ingest pipeline's own conversion."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from model_lifecycle.data.convert import ImageDecodeError, Resize, decode_file, to_array
+
+
+def to_model_input(image: Any, size_hw: tuple[int, int], channels: int,
+                   resize: Resize = "center_crop") -> np.ndarray:
+    """One image as uint8 ``channels``×H×W, converted exactly as ``ingest`` converts files.
+
+    ``image`` is the bytes of an image file (PNG, JPEG, … any format PIL reads) or a
+    uint8 array H×W (grayscale) or H×W×C (C = 1, 3 or 4), as PIL and numpy lay it out.
+
+    Raises:
+        ImageDecodeError: the bytes are not a readable image, or the array's shape or
+            type is not an image's.
+    """
+    if image is None:
+        raise ImageDecodeError("no image: give each row an 'image' (file bytes) or a "
+                               "'pixels' (uint8 array) value")
+    if isinstance(image, bytes | bytearray | memoryview):
+        return decode_file(io.BytesIO(bytes(image)), size_hw, channels, resize)
+    array = np.asarray(image)
+    if array.dtype == object:  # nested arrays, as MLflow hands over a JSON "pixels" value
+        array = np.array(array.tolist())
+    if array.dtype != np.uint8:
+        if not np.issubdtype(array.dtype, np.integer) or array.min() < 0 or array.max() > 255:
+            raise ImageDecodeError(f"pixel arrays must hold uint8 values 0-255, got "
+                                   f"{array.dtype} values")
+        array = array.astype(np.uint8)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ImageDecodeError(f"a pixel array must be H×W or H×W×C with C = 1, 3 or 4, "
+                               f"got shape {array.shape}")
+    return to_array(Image.fromarray(array), size_hw, channels, resize)

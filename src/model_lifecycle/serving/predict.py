@@ -1,0 +1,48 @@
+"""Batch predictions with a registered model: load it by alias, predict files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+
+from model_lifecycle.errors import LifecycleError
+
+
+def load_registered(name: str, alias: str) -> tuple[mlflow.pyfunc.PyFuncModel, str]:
+    """The version of registered model ``name`` that holds ``alias``, and its number."""
+    try:
+        version = mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
+    except MlflowException:
+        raise LifecycleError(
+            f"No version of registered model '{name}' holds the alias '{alias}' in the "
+            f"registry at {mlflow.get_registry_uri()}: run `kedro run` (or `kedro run "
+            f"--pipelines=register`) first, or set register.model_name / "
+            f"inference.alias.") from None
+    return mlflow.pyfunc.load_model(f"models:/{name}@{alias}"), str(version)
+
+
+def predict_files(model: mlflow.pyfunc.PyFuncModel, folder: Path | None, *,
+                  batch_size: int = 256) -> pd.DataFrame:
+    """``file`` (relative to ``folder``), ``class``, ``confidence`` and ``error`` for
+    every file under ``folder`` (recursively, hidden files skipped), in name order."""
+    if folder is None:
+        raise LifecycleError("inference.input_dir is not set: run `kedro run "
+                             "--pipelines=inference --params=inference.input_dir=<folder>`.")
+    if not folder.is_dir():
+        raise LifecycleError(f"inference.input_dir '{folder}' is not a folder: give the "
+                             f"folder that holds the images to predict.")
+    files = sorted(path for path in folder.rglob("*") if path.is_file()
+                   and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+    if not files:
+        raise LifecycleError(f"inference.input_dir '{folder}' holds no files: put the "
+                             f"images to predict in it.")
+    tables = []
+    for start in range(0, len(files), batch_size):
+        chunk = files[start:start + batch_size]
+        answer = model.predict(pd.DataFrame({"image": [path.read_bytes() for path in chunk]}))
+        answer.insert(0, "file", [str(path.relative_to(folder)) for path in chunk])
+        tables.append(answer[["file", "class", "confidence", "error"]])
+    return pd.concat(tables, ignore_index=True)

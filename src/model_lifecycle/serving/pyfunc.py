@@ -1,0 +1,98 @@
+"""The registered model: an MLflow pyfunc that takes raw images and answers class names
+and probabilities, applying the training data's preprocessing itself.
+
+An explicit pyfunc rather than kedro-mlflow's ``pipeline_ml_factory``: with Kedro 1.x
+that route can finish without logging the model (kedro-mlflow issue #690), and a
+registry entry that may silently be missing is not one to serve from.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types.schema import Array, ColSpec, Map, Schema
+
+# A request is a table with one image per row, in either column:
+#   image:  the bytes of an image file (PNG, JPEG, …); base64 in a JSON request
+#   pixels: a uint8 array H×W or H×W×C, as nested lists in a JSON request
+SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("binary", "image", required=False),
+                   ColSpec(Array(Array(Array("long"))), "pixels", required=False)]),
+    outputs=Schema([ColSpec("string", "class"), ColSpec("double", "confidence"),
+                    ColSpec(Map("double"), "probabilities"),
+                    ColSpec("string", "error", required=False)]),
+)
+
+
+class ImageClassifier(mlflow.pyfunc.PythonModel):
+    """Artifacts: ``model`` (a file saved by ``TorchModelDataset``) and ``preprocessing``
+    (JSON: ``class_names``, ``channels``, ``size_hw``, ``resize``).
+
+    ``predict`` returns one row per input row: ``class``, ``confidence``,
+    ``probabilities`` (class name → probability) and ``error`` — the reason when that
+    row's image could not be read (the other rows are still answered).
+    """
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        import torch  # noqa: PLC0415
+
+        from model_lifecycle.io.torch_model import TorchModelDataset  # noqa: PLC0415
+
+        self._torch = torch
+        self._model = TorchModelDataset(filepath=context.artifacts["model"]).load()
+        self._prep = json.loads(Path(context.artifacts["preprocessing"]).read_text())
+
+    def predict(self, context: Any, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> pd.DataFrame:
+        from model_lifecycle.data.convert import ImageDecodeError  # noqa: PLC0415
+        from model_lifecycle.serving.images import to_model_input  # noqa: PLC0415
+
+        prep = self._prep
+        arrays, errors = [], {}
+        for i, image in enumerate(_images(model_input)):
+            try:
+                arrays.append(to_model_input(image, tuple(prep["size_hw"]), prep["channels"],
+                                             prep["resize"]))
+            except ImageDecodeError as exc:
+                errors[i] = str(exc)
+        probabilities = self.probabilities(np.stack(arrays)) if arrays else np.empty((0, 0))
+        names, rows, good = prep["class_names"], [], iter(probabilities)
+        for i in range(len(model_input)):
+            if i in errors:
+                rows.append({"class": None, "confidence": None, "probabilities": None,
+                             "error": errors[i]})
+                continue
+            p = next(good)
+            rows.append({"class": names[int(p.argmax())], "confidence": float(p.max()),
+                         "probabilities": dict(zip(names, map(float, p), strict=True)),
+                         "error": None})
+        return pd.DataFrame(rows, columns=["class", "confidence", "probabilities", "error"])
+
+    def probabilities(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Softmax outputs for uint8 N×C×H×W images already preprocessed."""
+        torch = self._torch
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                x = torch.from_numpy(images[start:start + batch_size]).float() / 255
+                out.append(torch.softmax(self._model(x).float(), 1).numpy())
+        return np.concatenate(out)
+
+
+def _images(table: pd.DataFrame) -> list[Any]:
+    """The image of each row: its ``image`` bytes, else its ``pixels``."""
+    def cell(row: pd.Series, column: str) -> Any:
+        value = row.get(column)
+        return None if value is None or (np.isscalar(value) and pd.isna(value)) else value
+
+    images = []
+    for _, row in table.iterrows():
+        image = cell(row, "image")
+        images.append(image if image is not None else cell(row, "pixels"))
+    return images

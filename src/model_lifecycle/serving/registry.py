@@ -1,0 +1,90 @@
+"""Every variant into the MLflow model registry, with tags and the aliases that name the
+baseline and the champion. The only module that talks to the registry API."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from PIL import Image
+from torch import nn
+
+import model_lifecycle
+from model_lifecycle.io.torch_model import TorchModelDataset
+from model_lifecycle.serving.champion import choose_champion
+from model_lifecycle.serving.config import RegisterParams
+from model_lifecycle.serving.pyfunc import SIGNATURE, ImageClassifier
+
+log = logging.getLogger(__name__)
+
+# The report columns copied onto each registered version as tags.
+TAGGED = ("method", "accuracy", "f1_macro", "ece", "size_bytes", "latency_b1_p50_ms",
+          "latency_b32_p50_ms", "params", "macs")
+# What the registered model imports when it is served (pinned to what trained it).
+REQUIREMENTS = ("mlflow", "torch", "torchvision", "numpy", "pandas", "pillow", "kedro",
+                "fsspec", "pydantic")
+
+
+def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
+                      preprocessing: dict[str, Any], example_image: np.ndarray,
+                      config: RegisterParams) -> dict[str, Any]:
+    """Log each model as a pyfunc model version of ``config.model_name``, tag it with its
+    report row, and point the ``baseline`` and ``champion`` aliases.
+
+    ``preprocessing``: ``class_names``, ``channels``, ``size_hw``, ``resize``;
+    ``example_image``: one uint8 C×H×W image, the input example (as a PNG).
+    Returns the registry summary: versions, aliases and the champion decision.
+    """
+    rows = report.to_dict(orient="records")
+    decision = choose_champion(rows, prefer=config.prefer,
+                               max_accuracy_drop=config.max_accuracy_drop)
+    client = mlflow.MlflowClient()
+    example = pd.DataFrame({"image": [_png(example_image)]})
+    versions = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        prep_file = Path(tmp, "preprocessing.json")
+        prep_file.write_text(json.dumps(preprocessing, indent=2))
+        for row in rows:
+            variant = row["variant"]
+            model_file = Path(tmp, variant, "model.pt")
+            TorchModelDataset(filepath=str(model_file)).save(models[variant])
+            info = mlflow.pyfunc.log_model(
+                name=variant, python_model=ImageClassifier(),
+                artifacts={"model": str(model_file), "preprocessing": str(prep_file)},
+                code_paths=[str(Path(model_lifecycle.__file__).parent)],
+                signature=SIGNATURE, input_example=example,
+                registered_model_name=config.model_name,
+                pip_requirements=[f"{name}=={metadata.version(name)}"
+                                  for name in REQUIREMENTS])
+            version = str(info.registered_model_version)
+            versions[variant] = version
+            client.set_model_version_tag(config.model_name, version, "variant", variant)
+            for key in TAGGED:
+                client.set_model_version_tag(config.model_name, version, key, str(row[key]))
+    client.set_registered_model_alias(config.model_name, "baseline", versions["finetuned"])
+    champion = versions[decision["champion"]]
+    client.set_registered_model_alias(config.model_name, "champion", champion)
+    for key, value in decision.items():
+        text = ", ".join(value) if isinstance(value, list) else str(value)
+        client.set_model_version_tag(config.model_name, champion, f"champion.{key}", text)
+    log.info("registered %s versions %s; champion: %s (version %s)", config.model_name,
+             versions, decision["champion"], champion)
+    return {"model_name": config.model_name, "versions": versions,
+            "aliases": {"baseline": versions["finetuned"], "champion": champion},
+            "decision": decision}
+
+
+def _png(image: np.ndarray) -> bytes:
+    """A uint8 C×H×W image as PNG bytes."""
+    pixels = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
