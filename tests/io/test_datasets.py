@@ -2,11 +2,12 @@ import json
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from kedro.io.core import DatasetError, Version
 
 from model_lifecycle.data.imageset import ImageSet
-from model_lifecycle.io import ImageSetDataset, JsonDataset, NpzDataset
+from model_lifecycle.io import ImageSetDataset, JsonDataset, NpzDataset, TableDataset
 
 
 def _image_set():
@@ -85,3 +86,18 @@ def test_json_dataset_round_trip_and_mlflow_logging(tmp_path, monkeypatch):
                                                  artifact_path="augment/policy.json",
                                                  dst_path=str(tmp_path / "dl"))
     assert json.loads(open(logged).read()) == {"format": 1, "steps": [1, 2]}
+
+
+def test_table_dataset_round_trips_and_previews_for_kedro_viz(tmp_path):
+    table = pd.DataFrame({"file": ["a.png", "b.png"], "class": ["7", None],
+                          "confidence": [0.9, None]})
+    path = str(tmp_path / "predictions.csv")
+    TableDataset(filepath=path, version=Version(None, None)).save(table)
+    dataset = TableDataset(filepath=path, version=Version(None, None),
+                           load_args={"dtype": {"class": str}})
+    pd.testing.assert_frame_equal(dataset.load(), table.astype({"class": object}),
+                                  check_dtype=False)
+    assert dataset.load()["class"][0] == "7"  # a name, not the number 7
+    preview = dataset.preview(nrows=1)
+    assert preview["columns"] == ["file", "class", "confidence"]
+    assert preview["data"] == [["a.png", "7", 0.9]]

@@ -3,7 +3,7 @@ logged to MLflow, with a preview for kedro-viz."""
 
 from __future__ import annotations
 
-from typing import IO
+from typing import IO, Any
 
 import pandas as pd
 from kedro_datasets._typing import TablePreview  # the name kedro-viz recognises
@@ -25,11 +25,17 @@ class TableDataset(AtomicFileDataset[pd.DataFrame]):
               preview_args: {nrows: 10}
     """
 
+    def __init__(self, *, load_args: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        """``load_args`` go to ``pandas.read_csv`` (e.g. ``dtype: {class: str}``, so that
+        class names that look like numbers stay names); the rest to the base class."""
+        super().__init__(**kwargs)
+        self._load_args = dict(load_args or {})
+
     def _write(self, data: pd.DataFrame, handle: IO[bytes]) -> None:
         handle.write(data.to_csv(index=False).encode())
 
     def _read(self, handle: IO[bytes], path: str) -> pd.DataFrame:
-        return pd.read_csv(handle)
+        return pd.read_csv(handle, **self._load_args)
 
     def preview(self, nrows: int = 10) -> TablePreview:
         """The first ``nrows`` rows in kedro-viz's table preview format."""

@@ -24,10 +24,8 @@ def load_registered(name: str, alias: str) -> tuple[mlflow.pyfunc.PyFuncModel, s
     return mlflow.pyfunc.load_model(f"models:/{name}@{alias}"), str(version)
 
 
-def predict_files(model: mlflow.pyfunc.PyFuncModel, folder: Path | None, *,
-                  batch_size: int = 256) -> pd.DataFrame:
-    """``file`` (relative to ``folder``), ``class``, ``confidence`` and ``error`` for
-    every file under ``folder`` (recursively, hidden files skipped), in name order."""
+def files_to_predict(folder: Path | None) -> list[Path]:
+    """Every file under ``folder`` (recursively, hidden ones skipped), in name order."""
     if folder is None:
         raise LifecycleError("inference.input_dir is not set: run `kedro run "
                              "--pipelines=inference --params=inference.input_dir=<folder>`.")
@@ -39,10 +37,17 @@ def predict_files(model: mlflow.pyfunc.PyFuncModel, folder: Path | None, *,
     if not files:
         raise LifecycleError(f"inference.input_dir '{folder}' holds no files: put the "
                              f"images to predict in it.")
+    return files
+
+
+def predict_files(model: mlflow.pyfunc.PyFuncModel, folder: Path, files: list[Path], *,
+                  batch_size: int = 256) -> pd.DataFrame:
+    """``file`` (relative to ``folder``), ``class``, ``confidence`` and ``error`` (why a
+    file could not be read) for each of ``files``, read ``batch_size`` at a time."""
     tables = []
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]
         answer = model.predict(pd.DataFrame({"image": [path.read_bytes() for path in chunk]}))
-        answer.insert(0, "file", [str(path.relative_to(folder)) for path in chunk])
+        answer.insert(0, "file", [path.relative_to(folder).as_posix() for path in chunk])
         tables.append(answer[["file", "class", "confidence", "error"]])
     return pd.concat(tables, ignore_index=True)

@@ -20,7 +20,7 @@ from mlflow.types.schema import Array, ColSpec, Map, Schema
 
 # A request is a table with one image per row, in either column:
 #   image:  the bytes of an image file (PNG, JPEG, …); base64 in a JSON request
-#   pixels: a uint8 array H×W or H×W×C, as nested lists in a JSON request
+#   pixels: a uint8 array H×W×C (C = 1, 3 or 4), as nested lists in a JSON request
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("binary", "image", required=False),
                    ColSpec(Array(Array(Array("long"))), "pixels", required=False)]),

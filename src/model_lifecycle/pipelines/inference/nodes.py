@@ -9,7 +9,7 @@ import pandas as pd
 
 from model_lifecycle.params import parse_params
 from model_lifecycle.serving.config import InferenceParams, RegisterParams
-from model_lifecycle.serving.predict import load_registered, predict_files
+from model_lifecycle.serving.predict import files_to_predict, load_registered, predict_files
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +20,9 @@ def predict_folder(params: dict[str, Any], register: dict[str, Any]) -> pd.DataF
     ``error``, ``model_version``). Unreadable files get their reason in ``error``."""
     config = parse_params(InferenceParams, params, "inference")
     name = parse_params(RegisterParams, register, "register").model_name
+    files = files_to_predict(config.input_dir)
     model, version = load_registered(name, config.alias)
-    predictions = predict_files(model, config.input_dir, batch_size=config.batch_size)
+    predictions = predict_files(model, config.input_dir, files, batch_size=config.batch_size)
     predictions["model_version"] = version
     failed = predictions["error"].notna()
     if failed.any():

@@ -1,0 +1,277 @@
+"""The whole default lifecycle on tiny data, run once: ingest → … → compress → evaluate →
+register; then batch inference, the HTTP endpoint and the notebook against its results."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import nbclient
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from model_lifecycle.errors import LifecycleError
+from model_lifecycle.io import TableDataset, TorchModelDataset
+from model_lifecycle.serving.champion import choose_champion
+from tests.conftest import PROJECT_ROOT, project_runner, scratch_project
+from tests.pipelines.test_ingest_augment_run import _runs, _versions
+from tests.pipelines.test_pretrain_finetune_run import TINY
+
+VARIANTS = ("finetuned", "pruned", "quantized", "distilled")
+NAME = "model-lifecycle"
+
+
+@pytest.fixture(scope="module")
+def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """``kedro run`` (the default pipeline) once, with tiny parameters."""
+    work = scratch_project(tmp_path_factory.mktemp("lifecycle") / "work")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(work)
+        run = project_runner(work)
+        run(None, TINY)
+        yield run
+
+
+@pytest.fixture
+def registry(lifecycle) -> mlflow.MlflowClient:
+    uri = f"sqlite:///{lifecycle.work / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return mlflow.MlflowClient()
+
+
+def _latest(work: Path, relative: str) -> Path:
+    return _versions(work, relative)[-1]
+
+
+def _report(work: Path) -> pd.DataFrame:
+    path = _latest(work, "data/08_reporting/evaluation_report.csv")
+    return TableDataset(filepath=str(path)).load()
+
+
+def _test_images(work: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
+    images = np.load(_latest(work, "data/03_primary/images.npz"))
+    test = np.load(_latest(work, "data/05_model_input/splits.npz"))["test"][:count]
+    return images["images"][test], images["labels"][test]
+
+
+def _encode(image: np.ndarray, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image[0]).save(buffer, format=fmt, quality=95)
+    return buffer.getvalue()
+
+
+def test_training_and_compression_outputs(lifecycle):
+    work = lifecycle.work
+    [encoder_file] = _versions(work, "data/06_models/pretrained_encoder.pt")
+    encoder = TorchModelDataset(filepath=str(encoder_file)).load()
+    model = TorchModelDataset(filepath=str(_latest(work, "data/06_models/finetuned_model.pt"))
+                              ).load()
+    assert model.spec["arch"] == encoder.spec["arch"] == "small_cnn"
+    x = torch.rand(2, 1, 8, 8)
+    assert not torch.equal(model.features(x), encoder.features(x))  # fine-tuned further
+
+    run = _runs(work).iloc[0]
+    assert run["status"] == "FINISHED"
+    assert run["params.pretrain.method"] == "simclr"
+    client = mlflow.MlflowClient()
+    losses = client.get_metric_history(run["run_id"], "pretrain.train_loss")
+    assert [m.step for m in losses] == [0, 1]
+    knn = client.get_metric_history(run["run_id"], "pretrain.knn_accuracy")
+    assert [m.step for m in knn] == [0, 1, 2]  # each epoch, then the final encoder
+    assert len(client.get_metric_history(run["run_id"], "finetune.val_accuracy")) == 4
+    assert 0 <= run["metrics.pretrain.linear_probe_accuracy"] <= 1
+    assert run["metrics.finetune.trainable_params"] == run["metrics.finetune.total_params"]
+    assert (work / "data/06_models/checkpoints/pretrain.pt").exists()
+    for name in ("pruned_model", "quantized_model", "distilled_model"):
+        path = _latest(work, f"data/06_models/{name}.pt")
+        assert TorchModelDataset(filepath=str(path)).load()(x).shape == (2, 10), name
+    assert run["metrics.pruned.macs_reduction"] >= 2.0
+    assert run["metrics.quantized.size_bytes"] < run["metrics.finetuned.size_bytes"]
+    assert run["metrics.distilled.params"] < run["metrics.finetuned.params"] / 4
+
+
+def test_evaluation_report_has_one_row_per_variant(lifecycle):
+    work = lifecycle.work
+    report = _report(work).set_index("variant")
+    assert tuple(report.index) == VARIANTS
+    for column in ("accuracy", "precision_macro", "recall_macro", "f1_macro",
+                   "top3_accuracy", "ece"):
+        assert report[column].between(0, 1).all(), column
+    assert (report["top3_accuracy"] >= report["accuracy"]).all()
+    assert (report["latency_b32_p95_ms"] >= report["latency_b32_p50_ms"]).all()
+    assert (report["test_images"] == report["test_images"].iloc[0]).all()
+    # measured the same way as compress measured them: the same test accuracy
+    run = _runs(work).iloc[0]
+    for variant in VARIANTS:
+        assert report.loc[variant, "accuracy"] == pytest.approx(
+            run[f"metrics.{variant}.test_accuracy"]), variant
+        assert run[f"metrics.evaluate.{variant}.accuracy"] == pytest.approx(
+            report.loc[variant, "accuracy"])
+    # quantization keeps the float architecture's parameters and MACs
+    assert report.loc["quantized", "params"] == report.loc["finetuned", "params"]
+    assert report.loc["quantized", "size_bytes"] < report.loc["finetuned", "size_bytes"]
+    assert report["pareto_size"].any() and report["pareto_latency"].any()
+    details = json.loads(_latest(work, "data/08_reporting/evaluation_details.json").read_text())
+    matrix = np.array(details["variants"]["finetuned"]["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == report.loc["finetuned", "test_images"]
+    for figure in ("confusion_matrices", "accuracy_tradeoffs", "reliability_diagram"):
+        assert (work / f"data/08_reporting/{figure}.png").stat().st_size > 0
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run["run_id"],
+                                                                      "evaluate")}
+    assert "evaluate/accuracy_tradeoffs.png" in artifacts
+
+
+def test_every_variant_is_registered_and_the_aliases_obey_the_rule(lifecycle, registry):
+    report = _report(lifecycle.work)
+    versions = {v.tags["variant"]: v for v in registry.search_model_versions(f"name='{NAME}'")}
+    assert set(versions) == set(VARIANTS)
+    for variant, version in versions.items():
+        row = report.set_index("variant").loc[variant]
+        assert float(version.tags["accuracy"]) == pytest.approx(row["accuracy"])
+        assert version.tags["method"] == row["method"]
+    aliases = registry.get_registered_model(NAME).aliases
+    assert str(aliases["baseline"]) == str(versions["finetuned"].version)
+    expected = choose_champion(report.to_dict(orient="records"), prefer="size",
+                               max_accuracy_drop=0.01)["champion"]
+    assert str(aliases["champion"]) == str(versions[expected].version)
+    # the rule, checked directly: within 1 point of the baseline, and nothing eligible smaller
+    champion = report.set_index("variant").loc[expected]
+    baseline = report.set_index("variant").loc["finetuned"]
+    assert champion["accuracy"] >= baseline["accuracy"] - 0.01
+    eligible = report[report["accuracy"] >= baseline["accuracy"] - 0.01]
+    assert champion["size_bytes"] == eligible["size_bytes"].min()
+    tags = registry.get_model_version_by_alias(NAME, "champion").tags
+    assert tags["champion.cost_column"] == "size_bytes"
+    assert float(tags["champion.baseline_accuracy"]) == pytest.approx(baseline["accuracy"])
+
+
+def test_the_registered_champion_takes_raw_images(lifecycle, registry):
+    images, _ = _test_images(lifecycle.work, 6)
+    served = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    from_png = served.predict(pd.DataFrame({"image": [_encode(i, "PNG") for i in images]}))
+    from_pixels = served.predict(pd.DataFrame({"pixels": list(images.transpose(0, 2, 3, 1))}))
+    pd.testing.assert_frame_equal(from_png, from_pixels)
+    # the same answers as the champion's own catalog file on the same pixels
+    variant = registry.get_model_version_by_alias(NAME, "champion").tags["variant"]
+    model = TorchModelDataset(filepath=str(_latest(lifecycle.work,
+                                                   f"data/06_models/{variant}_model.pt"))).load()
+    with torch.inference_mode():
+        expected = torch.softmax(model(torch.from_numpy(images).float() / 255), 1).numpy()
+    assert list(from_png["confidence"]) == pytest.approx(list(expected.max(1)), abs=1e-6)
+    assert list(from_png["class"]) == [str(c) for c in expected.argmax(1)]
+    assert sum(from_png["probabilities"][0].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_inference_pipeline_predicts_a_folder_and_reports_bad_files(lifecycle, registry,
+                                                                    tmp_path):
+    images, _ = _test_images(lifecycle.work, 4)
+    folder = tmp_path / "incoming"
+    (folder / "sub").mkdir(parents=True)
+    for i, image in enumerate(images):
+        (folder / ("sub" if i % 2 else "") / f"{i}.png").write_bytes(_encode(image, "PNG"))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    lifecycle(["inference"], {"inference": {"input_dir": str(folder)}})
+
+    predictions = TableDataset(filepath=str(_latest(
+        lifecycle.work, "data/07_model_output/predictions.csv")),
+        load_args={"dtype": {"class": str}}).load()
+    assert list(predictions["file"]) == ["0.png", "2.png", "broken.jpg", "sub/1.png",
+                                         "sub/3.png"]
+    bad = predictions.set_index("file").loc["broken.jpg"]
+    assert pd.isna(bad["class"]) and isinstance(bad["error"], str)
+    champion = str(registry.get_model_version_by_alias(NAME, "champion").version)
+    assert (predictions["model_version"].astype(str) == champion).all()
+    served = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    direct = served.predict(pd.DataFrame({"image": [_encode(i, "PNG") for i in images]}))
+    good = predictions.dropna(subset=["class"]).set_index("file")
+    for i in range(len(images)):
+        name = f"{'sub/' if i % 2 else ''}{i}.png"
+        assert good.loc[name, "class"] == direct["class"][i]
+
+
+def test_inference_errors_name_the_fix(project, tmp_path):
+    with pytest.raises(LifecycleError, match="inference.input_dir is not set"):
+        project(["inference"])
+    with pytest.raises(LifecycleError, match=r"No version of registered model "
+                       r"'model-lifecycle' holds the alias 'champion'.*run `kedro run`"):
+        project(["inference"], {"inference": {"input_dir": str(tmp_path)}})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def test_mlflow_models_serve_answers_like_the_model_in_process(lifecycle, registry):
+    uri = f"sqlite:///{lifecycle.work / 'mlflow.db'}"
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
+           # the scoring server is started as `uvicorn …`, found on PATH
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}@champion",
+         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+        env=env, cwd=PROJECT_ROOT.parent, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the server did not start:\n{server.stdout.read().decode()}")
+                time.sleep(0.5)
+        images, _ = _test_images(lifecycle.work, 4)
+        encoded = [_encode(images[0], "PNG"), _encode(images[1], "JPEG"),
+                   _encode(images[2], "PNG"), _encode(images[3], "JPEG")]
+        body = {"dataframe_split": {"columns": ["image"], "data": [
+            [base64.b64encode(data).decode()] for data in encoded]}}
+        answers = _post(f"http://127.0.0.1:{port}/invocations", body)["predictions"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    in_process = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").predict(
+        pd.DataFrame({"image": encoded}))
+    assert [a["class"] for a in answers] == list(in_process["class"])
+    for answer, (_, row) in zip(answers, in_process.iterrows(), strict=True):
+        assert answer["confidence"] == pytest.approx(row["confidence"], abs=1e-6)
+        assert answer["probabilities"] == pytest.approx(row["probabilities"], abs=1e-6)
+        assert answer["error"] is None
+
+
+def test_the_notebook_runs_top_to_bottom(lifecycle, registry):
+    notebook = nbformat.read(PROJECT_ROOT / "notebooks" / "compare_variants.ipynb",
+                             as_version=4)
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3", resources={
+        "metadata": {"path": str(lifecycle.work)}}).execute()
+    printed = "".join(output.get("text", "") for cell in notebook.cells
+                      if cell.cell_type == "code" for output in cell.outputs)
+    version = registry.get_model_version_by_alias(NAME, "champion")
+    assert f"champion: version {version.version} ({version.tags['variant']})" in printed

@@ -1,0 +1,49 @@
+"""The registered model's preprocessing equals the ingest pipeline's, for file bytes and
+for pixel arrays."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model_lifecycle.data.convert import ImageDecodeError, decode_file
+from model_lifecycle.serving.images import to_model_input
+from tests.conftest import make_image
+
+
+@pytest.mark.parametrize("mode, fmt", [("RGB", "PNG"), ("L", "PNG"), ("RGBA", "PNG"),
+                                       ("P", "PNG"), ("RGB", "JPEG"), ("L", "JPEG")])
+def test_bytes_are_converted_like_ingested_files(tmp_path, mode, fmt):
+    image = make_image(mode, (20, 14), seed=3)
+    path = tmp_path / f"x.{fmt.lower()}"
+    image.save(path, format=fmt)
+    for channels in (1, 3):
+        expected = decode_file(path, (8, 8), channels)
+        assert np.array_equal(to_model_input(path.read_bytes(), (8, 8), channels), expected)
+
+
+def test_pixel_arrays_equal_their_png():
+    rgb = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    from_png = to_model_input(buffer.getvalue(), (8, 8), 3)
+    assert np.array_equal(to_model_input(rgb, (8, 8), 3), from_png)
+    # nested lists (a JSON request) and int64 values are accepted too
+    assert np.array_equal(to_model_input(rgb.astype(np.int64).tolist(), (8, 8), 3), from_png)
+    gray = rgb[:, :, 0]
+    assert np.array_equal(to_model_input(gray, (8, 8), 1),
+                          to_model_input(gray[:, :, None], (8, 8), 1))
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (b"not an image", "not an image"),
+    (np.zeros((4, 4, 2), np.uint8), "H×W or H×W×C"),
+    (np.full((4, 4), 300), "uint8 values"),
+    (None, "no image"),
+])
+def test_unusable_input_says_why(bad, reason):
+    with pytest.raises(ImageDecodeError, match=reason):
+        to_model_input(bad, (8, 8), 3)
