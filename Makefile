@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export KEDRO_DISABLE_TELEMETRY := true
 export MPLBACKEND := Agg
 
-.PHONY: run test viz viz-build ui bench lint clean-data install
+.PHONY: run test viz viz-build ui serve screenshots bench lint clean-data install
 
 run: $(STAMP)
 	$(BIN)/kedro run $(ARGS)
@@ -29,6 +29,19 @@ viz-build: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 $(ARGS)
+
+# The registered model behind HTTP (POST /invocations). MLFLOW_TRACKING_URI must be
+# absolute for models:/ URIs; the scoring server (uvicorn) is found on PATH.
+MODEL ?= model-lifecycle
+ALIAS ?= champion
+serve: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="sqlite:///$(CURDIR)/mlflow.db" \
+	$(BIN)/mlflow models serve -m "models:/$(MODEL)@$(ALIAS)" --env-manager local \
+	  --host 127.0.0.1 --port 5001 $(ARGS)
+
+# docs/images/mlflow-*.png from a running `make ui` (needs Chromium: apt-get install chromium)
+screenshots:
+	scripts/screenshot_ui.sh http://127.0.0.1:5000 $(MODEL)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all $(ARGS)

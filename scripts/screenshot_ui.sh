@@ -93,7 +93,9 @@ with sync_playwright() as p:
     page.wait_for_timeout(1000)
     page.screenshot(path=f"{out_dir}/mlflow-runs.png")
 
-    # (b) Registered model page: versions table with aliases.
+    # (b) Registered model page: versions table with aliases (tall enough for four
+    # versions and their tags).
+    page.set_viewport_size({"width": 1600, "height": 2100})
     page.goto(f"{url}/#/models/{urllib.parse.quote(model)}")
     page.wait_for_selector('a[href*="/versions/"]')
     page.add_style_tag(content=HIDE_ASSISTANT_BUTTON)

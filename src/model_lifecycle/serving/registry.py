@@ -66,9 +66,17 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
                                   for name in REQUIREMENTS])
             version = str(info.registered_model_version)
             versions[variant] = version
+            client.update_model_version(config.model_name, version, description=(
+                f"{variant} ({row['method']}): test accuracy {row['accuracy']:.2%}, "
+                f"{row['size_bytes'] / 1024:.0f} KiB"))
             client.set_model_version_tag(config.model_name, version, "variant", variant)
             for key in TAGGED:
-                client.set_model_version_tag(config.model_name, version, key, str(row[key]))
+                client.set_model_version_tag(config.model_name, version, key, _text(row[key]))
+    client.update_registered_model(config.model_name, description=(
+        "Image classifier of the model-lifecycle project. Each version is one variant "
+        "(tag `variant`) measured on the same test split. Alias `baseline`: the fine-tuned "
+        f"model; alias `champion`: {decision['rule']}. Input: a table with an `image` "
+        "(encoded file bytes) or `pixels` (uint8 H×W×C) per row."))
     client.set_registered_model_alias(config.model_name, "baseline", versions["finetuned"])
     champion = versions[decision["champion"]]
     client.set_registered_model_alias(config.model_name, "champion", champion)
@@ -80,6 +88,11 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
     return {"model_name": config.model_name, "versions": versions,
             "aliases": {"baseline": versions["finetuned"], "champion": champion},
             "decision": decision}
+
+
+def _text(value: Any) -> str:
+    """A tag value: numbers to 6 significant digits (0.858333, 593265, 0.357069)."""
+    return f"{value:.6g}" if isinstance(value, float | int) else str(value)
 
 
 def _png(image: np.ndarray) -> bytes:
