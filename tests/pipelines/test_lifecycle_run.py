@@ -144,7 +144,7 @@ def test_every_variant_is_registered_and_the_aliases_obey_the_rule(lifecycle, re
     assert set(versions) == set(VARIANTS)
     for variant, version in versions.items():
         row = report.set_index("variant").loc[variant]
-        assert float(version.tags["accuracy"]) == pytest.approx(row["accuracy"])
+        assert float(version.tags["accuracy"]) == pytest.approx(row["accuracy"], rel=1e-5)
         assert version.tags["method"] == row["method"]
     aliases = registry.get_registered_model(NAME).aliases
     assert str(aliases["baseline"]) == str(versions["finetuned"].version)
