@@ -3,6 +3,7 @@ sizes (which pruning changes), its quantization (if any) and its weights."""
 
 from __future__ import annotations
 
+import warnings
 from typing import IO, Any
 
 from kedro.io.core import DatasetError
@@ -50,7 +51,11 @@ class TorchModelDataset(AtomicFileDataset[Any]):
         from model_lifecycle.models.registry import build_from_spec  # noqa: PLC0415
 
         try:
-            saved = torch.load(handle, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():
+                # torch's own unpickling of quantized tensors goes through TypedStorage
+                # and warns about it; nothing a user of the file can act on
+                warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
+                saved = torch.load(handle, map_location="cpu", weights_only=True)
             model = build_from_spec(saved["spec"])
             quantization = saved.get("quantization")
             if quantization:
