@@ -17,7 +17,7 @@ def confusion_matrices_figure(details: dict[str, Any], class_names: list[str]) -
     """One row-normalised confusion matrix per variant, side by side."""
     variants = list(details)
     size = max(3.0, 0.35 * len(class_names) + 1.5)
-    fig, axes = plt.subplots(1, len(variants), figsize=(size * len(variants), size),
+    fig, axes = plt.subplots(1, len(variants), figsize=(size * len(variants), size + 1),
                              layout="constrained", squeeze=False)
     for ax, variant in zip(axes[0], variants, strict=True):
         matrix = np.asarray(details[variant]["confusion_matrix"], dtype=float)
@@ -36,17 +36,20 @@ def tradeoff_figure(report: pd.DataFrame, *, latency_key: str) -> plt.Figure:
     """Test accuracy against latency and against file size; the Pareto front joined."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     batch = latency_key.split("_")[1].removeprefix("b")
-    panels = ((axes[0], latency_key, "pareto_latency", f"median CPU latency at batch {batch}, ms"),
-              (axes[1], "size_bytes", "pareto_size", "file size, bytes"))
-    for ax, x_key, front_key, label in panels:
-        ax.scatter(report[x_key], 100 * report["accuracy"], s=40, zorder=3)
-        for _, row in report.iterrows():
-            ax.annotate(row["variant"], (row[x_key], 100 * row["accuracy"]),
-                        textcoords="offset points", xytext=(5, 5), fontsize=8)
+    panels = ((axes[0], latency_key, "pareto_latency", 1.0,
+               f"median CPU latency at batch {batch}, ms"),
+              (axes[1], "size_bytes", "pareto_size", 1024.0, "file size, KiB"))
+    for ax, x_key, front_key, scale, label in panels:
+        x = report[x_key] / scale
+        ax.scatter(x, 100 * report["accuracy"], s=40, zorder=3)
+        for variant, xi, accuracy in zip(report["variant"], x, report["accuracy"],
+                                         strict=True):
+            ax.annotate(variant, (xi, 100 * accuracy), textcoords="offset points",
+                        xytext=(5, 5), fontsize=8)
         front = report[report[front_key]].sort_values(x_key)
-        ax.step(front[x_key], 100 * front["accuracy"], where="post", color="tab:red",
-                label="Pareto front", zorder=2)
-        if report[x_key].max() > 10 * report[x_key].min():
+        ax.step(front[x_key] / scale, 100 * front["accuracy"], where="post",
+                color="tab:red", label="Pareto front", zorder=2)
+        if x.max() > 10 * x.min():
             ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy, %")
