@@ -112,7 +112,7 @@ def main() -> None:
 
     prune = config.prune
     pruned, report = prune_structured(model, example, target=prune.target, metric=prune.metric,
-                                      steps=prune.steps,
+                                      steps=prune.steps, round_to=prune.round_to,
                                       recover=lambda m, _k: recover(m, prune.recovery_epochs))
     recover(pruned, prune.final_epochs)
     rng = np.random.default_rng(0)

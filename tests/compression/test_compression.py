@@ -43,6 +43,20 @@ def test_structured_pruning_removes_channels_and_keeps_the_input_model(arch):
     assert pruned(torch.rand(2, 3, 24, 24)).shape == (2, 5)
 
 
+def test_round_to_keeps_channel_counts_multiples_and_is_ignored_on_narrow_models():
+    example = torch.rand(2, 1, 16, 16)
+    wide = build_model("small_cnn", 10, 1, width=32)
+    pruned, report = prune_structured(wide, example, target=2.0, steps=1, round_to=8)
+    widths = [c.out_channels for c in pruned.encoder.modules()
+              if isinstance(c, torch.nn.Conv2d)]
+    assert all(w % 8 == 0 for w in widths) and report["macs_reduction"] >= 2.0
+    narrow = build_model("small_cnn", 10, 1, width=4)  # 4-channel layers: 8 would empty them
+    pruned, report = prune_structured(narrow, example, target=2.0, steps=1, round_to=8)
+    assert report["target_reached"] == 1.0
+    assert min(c.out_channels for c in pruned.encoder.modules()
+               if isinstance(c, torch.nn.Conv2d)) > 0
+
+
 def test_taylor_pruning_calls_recovery_at_each_milestone():
     model = _trained_like("small_cnn")
     seen = []

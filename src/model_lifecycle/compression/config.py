@@ -15,6 +15,7 @@ class PruneParams(StrictModel):
     importance: Literal["magnitude", "taylor"] = "magnitude"  # structured
     target: float = Field(2.0, gt=1)  # structured: × fewer MACs (or params)
     metric: Literal["macs", "params"] = "macs"
+    round_to: int | None = Field(8, ge=1)  # channel counts kept multiples of this; null: any
     steps: int = Field(3, ge=1)  # milestones, each followed by a recovery fine-tune
     recovery_epochs: int = Field(10, ge=0)  # per milestone
     final_epochs: int = Field(30, ge=0)  # after the last milestone
@@ -48,6 +49,7 @@ class LatencyParams(StrictModel):
     batch_sizes: tuple[int, ...] = (1, 32)
     warmup: int = Field(5, ge=0)
     repeats: int = Field(20, ge=3)
+    channels_last: bool = True  # memory format of weights and input while timed
 
 
 class CompressParams(StrictModel):

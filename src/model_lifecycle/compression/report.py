@@ -28,6 +28,7 @@ def describe(model: nn.Module, images: np.ndarray, labels: np.ndarray,
     }
     for batch in latency.batch_sizes:
         timing = cpu_latency_ms(model, example, batch_size=batch, threads=latency.threads,
-                                warmup=latency.warmup, repeats=latency.repeats)
+                                warmup=latency.warmup, repeats=latency.repeats,
+                                channels_last=latency.channels_last)
         out[f"latency_b{batch}_ms"] = timing["median"]
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import statistics
 import time
@@ -11,12 +12,22 @@ from torch import nn
 
 
 def cpu_latency_ms(model: nn.Module, example: torch.Tensor, *, batch_size: int,
-                   threads: int = 1, warmup: int = 5, repeats: int = 20) -> dict[str, float]:
+                   threads: int = 1, warmup: int = 5, repeats: int = 20,
+                   channels_last: bool = True) -> dict[str, float]:
     """Median and 95th-percentile milliseconds per forward pass on a batch of
-    ``batch_size`` images shaped like ``example``, with ``threads`` torch threads."""
+    ``batch_size`` images shaped like ``example``, with ``threads`` torch threads.
+
+    Every model is timed in one declared memory format (a copy of it is converted;
+    ``model`` is left as it is): weights and input channels-last by default, as the
+    registered model runs them, so that no variant is timed in a different layout
+    merely because of how it was made (training leaves weights channels-last, loading
+    a file leaves them contiguous).
+    """
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = copy.deepcopy(model).to(memory_format=layout)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    x = example[:1].expand(batch_size, *example.shape[1:]).contiguous()
+    x = example[:1].expand(batch_size, *example.shape[1:]).contiguous(memory_format=layout)
     times = []
     try:
         with torch.inference_mode():

@@ -48,7 +48,8 @@ def evaluate_model(model: nn.Module, images: np.ndarray, labels: np.ndarray,
     latency = params.latency
     for batch in latency.batch_sizes:
         timing = cpu_latency_ms(model, example, batch_size=batch, threads=latency.threads,
-                                warmup=latency.warmup, repeats=latency.repeats)
+                                warmup=latency.warmup, repeats=latency.repeats,
+                                channels_last=latency.channels_last)
         row[f"latency_b{batch}_p50_ms"] = timing["median"]
         row[f"latency_b{batch}_p95_ms"] = timing["p95"]
     largest = max(latency.batch_sizes)
