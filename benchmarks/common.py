@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tarfile
 import threading
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 RESULTS = Path(__file__).parent / "results"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-train-jpg.tar.gz"
 DEFAULT_WORK = Path(os.environ.get("MODEL_LIFECYCLE_BENCH_DIR", "/tmp/model-lifecycle-bench"))
 
@@ -89,3 +91,20 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
               **result}
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
+
+
+def scratch_project(work: Path) -> Path:
+    """A fresh copy of the project's configuration in ``work/project``, whose data and
+    MLflow store live there (outside the repository)."""
+    project = work / "project"
+    shutil.rmtree(project, ignore_errors=True)
+    shutil.copytree(PROJECT_ROOT / "conf", project / "conf",
+                    ignore=shutil.ignore_patterns("local"))
+    (project / "conf" / "local").mkdir()
+    (project / "conf" / "local" / "mlflow.yml").write_text(
+        f"server:\n  mlflow_tracking_uri: sqlite:///{project}/mlflow.db\n"
+        f"  mlflow_registry_uri: sqlite:///{project}/mlflow.db\n")
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", project)
+    shutil.copy(PROJECT_ROOT / ".telemetry", project)
+    (project / "src").mkdir()
+    return project

@@ -5,13 +5,15 @@ file size and CPU latency, on the embedded digits or on real CIFAR-10.
   fine-tuning recipe, from scratch); 360 test images.
 - cifar10: the model trained by ``python -m benchmarks.cifar10_budget`` (saved to
   ``<work>/cifar10_model.pt``) and the same 10,000 held-out test images; recovery
-  and distillation run fewer epochs (1 per milestone + 2, and 6) to fit a CPU session.
+  and distillation run fewer epochs (2 per milestone + 6, and 15) to fit a CPU session
+  (``--recovery-epochs``, ``--final-epochs``, ``--distill-epochs`` change them).
 
 Variants use the project's default ``compress`` parameters (structured pruning to 2×
-fewer MACs with recovery, static INT8 quantization, a distilled student), plus two
+fewer MACs with channel counts kept multiples of 8, recovery fine-tuning, static INT8
+quantization, a distilled student), plus two
 baselines: the float model with batch norms folded (what INT8 is compared against)
 and the student trained without the teacher. Latency: median of 30 timed runs after
-10 warm-up runs, 1 thread, batch 1 and 32.
+10 warm-up runs, 1 thread, batch 1 and 32, weights and input channels-last.
 
     python -m benchmarks.compression --data digits
     python -m benchmarks.compression --data cifar10
@@ -79,14 +81,24 @@ def cifar_setup(work: Path, archive: Path):
     return data.images, data.labels, splits, policy, model, recipe
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=["digits", "cifar10"], default="digits")
     parser.add_argument("--archive", type=Path, default=SHARED_CIFAR)
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--prune-target", type=float, default=None,
                         help="× fewer MACs (default: compress.prune.target)")
-    args = parser.parse_args()
+    parser.add_argument("--recovery-epochs", type=int, default=None,
+                        help="per milestone (default: the conf's; 2 on cifar10)")
+    parser.add_argument("--final-epochs", type=int, default=None,
+                        help="after the last milestone (default: the conf's; 6 on cifar10)")
+    parser.add_argument("--distill-epochs", type=int, default=None,
+                        help="student epochs (default: the conf's; 15 on cifar10)")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
     torch.set_num_threads(2)
     if args.data == "digits":
         images, labels, splits, policy, model, recipe = digits_setup()
@@ -95,10 +107,13 @@ def main() -> None:
     raw = {**_conf("base", "compress"),
            "latency": {"threads": 1, "warmup": 10, "repeats": 30}}
     if args.data == "cifar10":  # 39,000 training images: fewer epochs fit a CPU session
-        raw["prune"] = {**raw["prune"], "recovery_epochs": 1, "final_epochs": 2}
-        raw["distill"] = {**raw["distill"], "epochs": 6, "student_kwargs": {"width": 16}}
-    if args.prune_target:
-        raw["prune"] = {**raw["prune"], "target": args.prune_target}
+        raw["prune"] = {**raw["prune"], "recovery_epochs": 2, "final_epochs": 6}
+        raw["distill"] = {**raw["distill"], "epochs": 15, "student_kwargs": {"width": 16}}
+    options = {"target": args.prune_target, "recovery_epochs": args.recovery_epochs,
+               "final_epochs": args.final_epochs}
+    raw["prune"] = {**raw["prune"], **{k: v for k, v in options.items() if v is not None}}
+    if args.distill_epochs is not None:
+        raw["distill"] = {**raw["distill"], "epochs": args.distill_epochs}
     config = CompressParams.model_validate(raw)
     runtime = RuntimeParams()
     example = torch.from_numpy(images[:2]).float() / 255
@@ -160,10 +175,15 @@ def main() -> None:
                                                      "test_accuracy"]), 2),
     }
     print(ratios)
-    suffix = f" --prune-target {args.prune_target:g}" if args.prune_target else ""
-    name = f"compression_{args.data}" + (f"_prune{args.prune_target:g}" if suffix else "")
+    flags = {"--prune-target": args.prune_target, "--recovery-epochs": args.recovery_epochs,
+             "--final-epochs": args.final_epochs, "--distill-epochs": args.distill_epochs}
+    suffix = "".join(f" {flag} {value:g}" for flag, value in flags.items() if value is not None)
+    name = f"compression_{args.data}" + ("_custom" if suffix else "")
     path = write_result(name, {
         "command": f"python -m benchmarks.compression --data {args.data}{suffix}",
+        "epochs": {"recovery_per_milestone": config.prune.recovery_epochs,
+                   "final_recovery": config.prune.final_epochs,
+                   "distill": config.distill.epochs},
         "test_images": len(splits["test"]), "prune_report": report,
         "latency": config.latency.model_dump(), "variants": table, "ratios": ratios,
         "goals": "pruned >= 2x fewer MACs, >= 1.6x faster, within 1 point; INT8 >= 3.5x "

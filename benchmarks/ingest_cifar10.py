@@ -11,7 +11,6 @@ workers together). Goal: ≤ 60 s and ≤ 2 GB on 2 cores.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -21,26 +20,9 @@ from benchmarks.common import (
     SHARED_CIFAR,
     cifar_jpeg_folder,
     run_measured,
+    scratch_project,
     write_result,
 )
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def scratch_project(work: Path) -> Path:
-    """A copy of the project's configuration whose data and MLflow store live in ``work``."""
-    project = work / "project"
-    shutil.rmtree(project, ignore_errors=True)
-    shutil.copytree(PROJECT_ROOT / "conf", project / "conf",
-                    ignore=shutil.ignore_patterns("local"))
-    (project / "conf" / "local").mkdir()
-    (project / "conf" / "local" / "mlflow.yml").write_text(
-        f"server:\n  mlflow_tracking_uri: sqlite:///{project}/mlflow.db\n"
-        f"  mlflow_registry_uri: sqlite:///{project}/mlflow.db\n")
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", project)
-    shutil.copy(PROJECT_ROOT / ".telemetry", project)
-    (project / "src").mkdir()
-    return project
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ BENCHMARKS = {
     "loop_overhead": ["benchmarks.loop_overhead"],
     "digits_pretraining": ["benchmarks.digits_pretraining"],
     "compression_digits": ["benchmarks.compression", "--data", "digits"],
+    "default_run": ["benchmarks.default_run"],
     "cifar10_budget": ["benchmarks.cifar10_budget"],
     "compression_cifar10": ["benchmarks.compression", "--data", "cifar10"],
 }
@@ -95,16 +96,37 @@ def render() -> str:
                          f"{cifar['pretrained_encoder']['knn_accuracy']:.2%} | "
                          f"{cifar['pretrained_encoder']} |")
         lines += ["", f"Goal: {cifar['goal']}; {_machine(cifar)}.", ""]
-    for data in ("digits", "cifar10"):
-        result = _load(f"compression_{data}")
+    sections = [(_load(f"compression_{data}"), lambda r, d=data: _compression(r, d))
+                for data in ("digits", "cifar10")] + [(_load("default_run"), _default_run)]
+    for result, render_section in sections:
         if result:
-            lines += _compression(result, data)
+            lines += render_section(result)
     return "\n".join(lines)
 
 
+def _default_run(result: dict) -> list[str]:
+    decision = result["champion"]
+    lines = ["## The default lifecycle", "", f"`{result['command']}` from an empty project, "
+             f"{len(result['wall_s'])} runs: median **{result['median_wall_s']} s** "
+             f"(runs {', '.join(f'{w} s' for w in result['wall_s'])}), peak "
+             f"{result['peak_rss_gib']} GiB. Champion: **{decision['champion']}** "
+             f"({decision['rule']}; baseline accuracy {decision['baseline_accuracy']:.2%}).",
+             "", "| variant | test accuracy | macro F1 | ECE | parameters | MACs | size (KiB) "
+             "| latency b1 p50 (ms) | latency b32 p50 (ms) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in result["evaluation_report"]:
+        lines.append(f"| {row['variant']} | {row['accuracy']:.2%} | {row['f1_macro']:.3f} | "
+                     f"{row['ece']:.3f} | {row['params'] / 1e3:.0f} k | "
+                     f"{row['macs'] / 1e6:.2f} M | {row['size_bytes'] / 1024:.0f} | "
+                     f"{row['latency_b1_p50_ms']:.2f} | {row['latency_b32_p50_ms']:.2f} |")
+    return [*lines, "", f"Goal: {result['goal']}; {_machine(result)}.", ""]
+
+
 def _compression(result: dict, data: str) -> list[str]:
+    epochs = f"; epochs {result['epochs']}" if "epochs" in result else ""
     lines = [f"## Compression: {data}", "", f"`{result['command']}` — "
-             f"{result['test_images']:,} test images; latency {result['latency']}.", "",
+             f"{result['test_images']:,} test images; latency {result['latency']}{epochs}.",
+             "",
              "| variant | test accuracy | MACs | parameters | size (KiB) | latency b1 (ms) "
              "| latency b32 (ms) |", "|---|---:|---:|---:|---:|---:|---:|"]
     for name, row in result["variants"].items():

@@ -70,7 +70,7 @@ def _latency_key(config: EvaluateParams) -> str:
 def _methods(compress: CompressParams) -> dict[str, str]:
     """How each variant was made, in words (a registry tag and a report column)."""
     prune, quant = compress.prune, compress.quantize
-    pruning = (f"structured pruning ({prune.importance}, {prune.target:g}x fewer "
+    pruning = (f"structured pruning ({prune.importance}, target {prune.target:g}x fewer "
                f"{prune.metric})" if prune.method == "structured"
                else f"unstructured pruning ({prune.amount:.0%} of weights)")
     return {"finetuned": "none",

@@ -1,0 +1,59 @@
+"""The default lifecycle end to end: ``kedro run`` on the embedded digits, from an empty
+project (ingest → augment → pretrain → finetune → compress → evaluate → register).
+
+Runs it as a user would (a scratch copy of the project outside the repository, a fresh
+MLflow store each time), three times, and records wall time, the peak resident memory
+of the process, the champion and the evaluation report of the last run.
+Goal: ≤ 5 minutes on 2 cores.
+
+    python -m benchmarks.default_run [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks.common import DEFAULT_WORK, run_measured, scratch_project, write_result
+
+
+def _latest(project: Path, relative: str) -> Path:
+    return sorted((project / relative).glob(f"*/{Path(relative).name}"))[-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK / "default_run")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    env = {"DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true", "MPLBACKEND": "Agg"}
+    walls, peaks = [], []
+    for i in range(args.repeats):
+        project = scratch_project(args.work)  # empty data and MLflow store each time
+        wall, peak = run_measured([sys.executable, "-m", "kedro", "run"], cwd=project,
+                                  env=env)
+        walls.append(wall)
+        peaks.append(peak)
+        print(f"run {i + 1}: {wall:.1f} s, peak {peak / 2**30:.2f} GiB", flush=True)
+    summary = json.loads(_latest(project, "data/08_reporting/registry_summary.json")
+                         .read_text())
+    report = pd.read_csv(_latest(project, "data/08_reporting/evaluation_report.csv"))
+    path = write_result("default_run", {
+        "command": "kedro run",
+        "wall_s": [round(w, 1) for w in walls],
+        "median_wall_s": round(statistics.median(walls), 1),
+        "peak_rss_gib": round(max(peaks) / 2**30, 2),
+        "champion": summary["decision"],
+        "evaluation_report": report.round(5).to_dict(orient="records"),
+        "goal": "<= 5 minutes on 2 cores, ending with a registered champion",
+    })
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
