@@ -13,7 +13,8 @@ fewer MACs with channel counts kept multiples of 8, recovery fine-tuning, static
 quantization, a distilled student), plus two
 baselines: the float model with batch norms folded (what INT8 is compared against)
 and the student trained without the teacher. Latency: median of 30 timed runs after
-10 warm-up runs, 1 thread, batch 1 and 32, weights and input channels-last.
+10 warm-up runs, 1 thread, batch 1 and 32, weights and input channels-last; every variant
+is timed once per round over 7 interleaved rounds and the median of the rounds is kept.
 
     python -m benchmarks.compression --data digits
     python -m benchmarks.compression --data cifar10
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,7 @@ from model_lifecycle.data.config import SplitFractions
 from model_lifecycle.data.digits import load_digits
 from model_lifecycle.data.image_folder import load_image_folder
 from model_lifecycle.data.splits import make_splits
+from model_lifecycle.evaluation.cost import cpu_latency_ms
 from model_lifecycle.io import TorchModelDataset
 from model_lifecycle.models import build_model
 from model_lifecycle.training.config import OptimizerParams, RuntimeParams, ScheduleParams
@@ -94,6 +97,8 @@ def _arguments() -> argparse.Namespace:
                         help="after the last milestone (default: the conf's; 6 on cifar10)")
     parser.add_argument("--distill-epochs", type=int, default=None,
                         help="student epochs (default: the conf's; 15 on cifar10)")
+    parser.add_argument("--latency-rounds", type=int, default=7,
+                        help="interleaved latency rounds (each: every variant, 30 runs)")
     return parser.parse_args()
 
 
@@ -153,7 +158,21 @@ def main() -> None:
     for name, (variant, source) in variants.items():
         row = describe(variant, images, labels, splits, config.latency, float_source=source)
         table[name] = {k: round(v, 5) for k, v in row.items()}
-        print(name, table[name], flush=True)
+    # Latency again, side by side: every variant once per round, the median over rounds,
+    # so that a burst of load on a shared machine cannot land on one variant only.
+    latency = config.latency
+    for batch in latency.batch_sizes:
+        rounds: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(args.latency_rounds):
+            for name, (variant, _source) in variants.items():
+                rounds[name].append(cpu_latency_ms(
+                    variant, example, batch_size=batch, threads=latency.threads,
+                    warmup=latency.warmup, repeats=latency.repeats,
+                    channels_last=latency.channels_last)["median"])
+        for name, values in rounds.items():
+            table[name][f"latency_b{batch}_ms"] = round(statistics.median(values), 5)
+    for name, row in table.items():
+        print(name, row, flush=True)
     base, folded = table["finetuned"], table["finetuned, BN folded"]
     ratios = {
         "pruned_macs_reduction": round(base["macs"] / table["pruned (structured)"]["macs"], 2),
@@ -185,7 +204,8 @@ def main() -> None:
                    "final_recovery": config.prune.final_epochs,
                    "distill": config.distill.epochs},
         "test_images": len(splits["test"]), "prune_report": report,
-        "latency": config.latency.model_dump(), "variants": table, "ratios": ratios,
+        "latency": {**config.latency.model_dump(), "interleaved_rounds": args.latency_rounds},
+        "variants": table, "ratios": ratios,
         "goals": "pruned >= 2x fewer MACs, >= 1.6x faster, within 1 point; INT8 >= 3.5x "
                  "smaller, >= 2.5x faster at batch 32 than the BN-folded float model, within "
                  "0.5 point; student >= 4x fewer parameters, within 1.5 points, better than "
