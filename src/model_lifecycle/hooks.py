@@ -40,6 +40,8 @@ PARAMETER_MODELS: dict[str, type[BaseModel]] = {
 OPTIONAL_INPUTS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
     "pretrained_encoder": ("finetune", lambda p: p.init == "pretrained",
                            "or set finetune.init: scratch"),
+    "scratch_model": ("evaluate", lambda p: p.include_scratch,
+                      "or set evaluate.include_scratch: false"),
 }
 
 
@@ -72,12 +74,12 @@ class PreflightHook:
 
 
 def _producer(dataset: str) -> str:
-    """The first lifecycle pipeline that outputs ``dataset``.
+    """The first pipeline (lifecycle order, then ``baseline``) that outputs ``dataset``.
 
     Built directly from the pipeline modules: during ``kedro run --pipelines=x``
     Kedro's registry holds only ``x``.
     """
-    for name in LIFECYCLE:
+    for name in (*LIFECYCLE, "baseline"):
         module = importlib.import_module(f"model_lifecycle.pipelines.{name}")
         if dataset in module.create_pipeline().all_outputs():
             return name

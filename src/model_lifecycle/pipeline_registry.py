@@ -3,7 +3,8 @@
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-# Stages of the default run, in lifecycle order. ``inference`` is never part of it.
+# Stages of the default run, in lifecycle order. ``baseline`` (the from-scratch yardstick)
+# and ``inference`` are not part of it.
 LIFECYCLE = ("ingest", "augment", "pretrain", "finetune", "compress", "evaluate",
              "register")
 

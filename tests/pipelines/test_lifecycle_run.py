@@ -275,3 +275,23 @@ def test_the_notebook_runs_top_to_bottom(lifecycle, registry):
                       if cell.cell_type == "code" for output in cell.outputs)
     version = registry.get_model_version_by_alias(NAME, "champion")
     assert f"champion: version {version.version} ({version.tags['variant']})" in printed
+
+
+def test_the_from_scratch_baseline_joins_the_report_when_asked(lifecycle):
+    # last in this module: it adds a newer evaluation report to the shared project
+    tiny_scratch = {**TINY, "evaluate": {**TINY["evaluate"], "include_scratch": True}}
+    with pytest.raises(LifecycleError, match=r"Input 'scratch_model' has never been "
+                       r"produced: run `kedro run --pipelines=baseline` first or set "
+                       r"evaluate.include_scratch: false"):
+        lifecycle(["evaluate"], tiny_scratch)
+    # the baseline builds finetune.arch / arch_kwargs: here, the pretrained encoder's
+    lifecycle(["baseline"], {**TINY, "finetune": {**TINY["finetune"],
+                                                  "arch_kwargs": {"width": 4}}})
+    lifecycle(["evaluate"], tiny_scratch)
+    report = _report(lifecycle.work).set_index("variant")
+    assert tuple(report.index) == (*VARIANTS, "scratch")
+    assert report.loc["scratch", "params"] == report.loc["finetuned", "params"]
+    run = _runs(lifecycle.work).iloc[-2]  # the baseline run
+    assert 0 <= run["metrics.scratch.test_accuracy"] <= 1
+    assert report.loc["scratch", "accuracy"] == pytest.approx(
+        run["metrics.scratch.test_accuracy"])

@@ -14,3 +14,4 @@ class EvaluateParams(StrictModel):
     top_k: int = Field(3, ge=1)  # top-k accuracy
     calibration_bins: int = Field(15, ge=1)  # equal-width confidence bins of the ECE
     latency: LatencyParams = LatencyParams(repeats=30)
+    include_scratch: bool = False  # also the `baseline` pipeline's from-scratch model

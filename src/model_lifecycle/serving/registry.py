@@ -43,7 +43,8 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
     ``example_image``: one uint8 C×H×W image, the input example (as a PNG).
     Returns the registry summary: versions, aliases and the champion decision.
     """
-    rows = report.to_dict(orient="records")
+    # the report may hold rows that are not registered (the from-scratch baseline)
+    rows = [row for row in report.to_dict(orient="records") if row["variant"] in models]
     decision = choose_champion(rows, prefer=config.prefer,
                                max_accuracy_drop=config.max_accuracy_drop)
     client = mlflow.MlflowClient()

@@ -28,16 +28,21 @@ Metrics = dict[str, list[dict[str, float]]]
 
 def evaluate_variants(finetuned_model: nn.Module, pruned_model: nn.Module,
                       quantized_model: nn.Module, distilled_model: nn.Module,
+                      scratch_model: nn.Module | None,
                       images: ImageSet, splits: dict[str, np.ndarray],
                       compress: dict[str, Any], params: dict[str, Any]
                       ) -> tuple[pd.DataFrame, dict[str, Any], Metrics]:
     """One report row per variant on the same test images, the details behind each row
-    (per-class report, confusion matrix, reliability bins) and the rows as metrics."""
+    (per-class report, confusion matrix, reliability bins) and the rows as metrics.
+    ``scratch_model`` (the ``baseline`` pipeline's) is a row too when
+    ``evaluate.include_scratch`` is set."""
     config = parse_params(EvaluateParams, params, "evaluate")
     methods = _methods(parse_params(CompressParams, compress, "compress"))
     test = checked_splits(images, splits)["test"]
     models = {"finetuned": finetuned_model, "pruned": pruned_model,
               "quantized": quantized_model, "distilled": distilled_model}
+    if config.include_scratch and scratch_model is not None:
+        models["scratch"] = scratch_model
     rows, details = [], {}
     for variant, model in models.items():
         row, details[variant] = evaluate_model(model, images.images, images.labels, test,
@@ -73,7 +78,7 @@ def _methods(compress: CompressParams) -> dict[str, str]:
     pruning = (f"structured pruning ({prune.importance}, target {prune.target:g}x fewer "
                f"{prune.metric})" if prune.method == "structured"
                else f"unstructured pruning ({prune.amount:.0%} of weights)")
-    return {"finetuned": "none",
+    return {"finetuned": "none", "scratch": "none (trained from scratch, no pretraining)",
             "pruned": pruning,
             "quantized": f"int8 {quant.mode} quantization ({quant.backend}) of the "
                          f"{quant.source} model",

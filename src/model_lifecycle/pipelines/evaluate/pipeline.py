@@ -8,7 +8,8 @@ from model_lifecycle.pipelines.evaluate.nodes import evaluate_variants, plot_eva
 def create_pipeline(**kwargs) -> Pipeline:
     variants = ["finetuned_model", "pruned_model", "quantized_model", "distilled_model"]
     return Pipeline([
-        Node(evaluate_variants, [*variants, "images", "splits", "params:compress",
+        Node(evaluate_variants, [*variants, "scratch_model", "images", "splits",
+                                 "params:compress",
                                  "params:evaluate"],
              ["evaluation_report", "evaluation_details", "evaluation_metrics"],
              name="evaluate_variants"),
