@@ -25,7 +25,7 @@ viz: $(STAMP)
 	$(BIN)/kedro viz run --no-browser $(ARGS)
 
 viz-build: $(STAMP)
-	$(BIN)/kedro viz build $(ARGS)
+	$(BIN)/kedro viz build --include-previews $(ARGS)
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 $(ARGS)
