@@ -209,9 +209,16 @@ def test_inference_pipeline_predicts_a_folder_and_reports_bad_files(lifecycle, r
 def test_inference_errors_name_the_fix(project, tmp_path):
     with pytest.raises(LifecycleError, match="inference.input_dir is not set"):
         project(["inference"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(LifecycleError, match=r"inference.input_dir '.*empty' holds no files"):
+        project(["inference"], {"inference": {"input_dir": str(empty)}})
+    with pytest.raises(LifecycleError, match=r"'.*missing' is not a folder"):
+        project(["inference"], {"inference": {"input_dir": str(tmp_path / "missing")}})
+    (empty / "a.png").write_bytes(_encode(np.zeros((1, 8, 8), np.uint8), "PNG"))
     with pytest.raises(LifecycleError, match=r"No version of registered model "
                        r"'model-lifecycle' holds the alias 'champion'.*run `kedro run`"):
-        project(["inference"], {"inference": {"input_dir": str(tmp_path)}})
+        project(["inference"], {"inference": {"input_dir": str(empty)}})
 
 
 def _free_port() -> int:

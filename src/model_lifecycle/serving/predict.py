@@ -21,7 +21,8 @@ def load_registered(name: str, alias: str) -> tuple[mlflow.pyfunc.PyFuncModel, s
             f"registry at {mlflow.get_registry_uri()}: run `kedro run` (or `kedro run "
             f"--pipelines=register`) first, or set register.model_name / "
             f"inference.alias.") from None
-    return mlflow.pyfunc.load_model(f"models:/{name}@{alias}"), str(version)
+    # by number, so that an alias moved meanwhile cannot mix two versions in one answer
+    return mlflow.pyfunc.load_model(f"models:/{name}/{version}"), str(version)
 
 
 def files_to_predict(folder: Path | None) -> list[Path]:
