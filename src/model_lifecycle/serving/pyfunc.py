@@ -1,9 +1,11 @@
 """The registered model: an MLflow pyfunc that takes raw images and answers class names
 and probabilities, applying the training data's preprocessing itself.
 
-An explicit pyfunc rather than kedro-mlflow's ``pipeline_ml_factory``: with Kedro 1.x
-that route can finish without logging the model (kedro-mlflow issue #690), and a
-registry entry that may silently be missing is not one to serve from.
+An explicit pyfunc rather than kedro-mlflow's ``pipeline_ml_factory``: that route logs
+a whole Kedro inference pipeline (catalog included) as the model, and with Kedro ≥ 1.3.1
+its model logging was silently skipped (kedro-mlflow issue #690). A pyfunc holding the
+model file and its preprocessing is smaller, serves raw images directly, and the tests
+prove that it is registered and served.
 """
 
 from __future__ import annotations
