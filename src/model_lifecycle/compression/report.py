@@ -8,7 +8,7 @@ from torch import nn
 
 from model_lifecycle.compression.config import LatencyParams
 from model_lifecycle.compression.prune import cost
-from model_lifecycle.evaluation.cost import cpu_latency_ms, file_size_bytes, parameter_count
+from model_lifecycle.evaluation.cost import file_size_bytes, latencies_ms, parameter_count
 from model_lifecycle.training.finetune import accuracy
 
 
@@ -26,9 +26,6 @@ def describe(model: nn.Module, images: np.ndarray, labels: np.ndarray,
         "macs": cost(counted, example)["macs"],
         "size_bytes": float(file_size_bytes(model)),
     }
-    for batch in latency.batch_sizes:
-        timing = cpu_latency_ms(model, example, batch_size=batch, threads=latency.threads,
-                                warmup=latency.warmup, repeats=latency.repeats,
-                                channels_last=latency.channels_last)
+    for batch, timing in latencies_ms(model, example, latency).items():
         out[f"latency_b{batch}_ms"] = timing["median"]
     return out

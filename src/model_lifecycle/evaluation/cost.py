@@ -10,6 +10,8 @@ import time
 import torch
 from torch import nn
 
+from model_lifecycle.compression.config import LatencyParams
+
 
 def cpu_latency_ms(model: nn.Module, example: torch.Tensor, *, batch_size: int,
                    threads: int = 1, warmup: int = 5, repeats: int = 20,
@@ -42,6 +44,15 @@ def cpu_latency_ms(model: nn.Module, example: torch.Tensor, *, batch_size: int,
     times.sort()
     return {"median": statistics.median(times),
             "p95": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]}
+
+
+def latencies_ms(model: nn.Module, example: torch.Tensor, params: LatencyParams
+                 ) -> dict[int, dict[str, float]]:
+    """:func:`cpu_latency_ms` at each of ``params.batch_sizes``, as ``params`` says."""
+    return {batch: cpu_latency_ms(model, example, batch_size=batch, threads=params.threads,
+                                  warmup=params.warmup, repeats=params.repeats,
+                                  channels_last=params.channels_last)
+            for batch in params.batch_sizes}
 
 
 def file_size_bytes(model: nn.Module) -> int:

@@ -12,7 +12,7 @@ from model_lifecycle.compression.prune import cost
 from model_lifecycle.compression.structure import float_shell
 from model_lifecycle.evaluation.calibration import reliability
 from model_lifecycle.evaluation.config import EvaluateParams
-from model_lifecycle.evaluation.cost import cpu_latency_ms, file_size_bytes, parameter_count
+from model_lifecycle.evaluation.cost import file_size_bytes, latencies_ms, parameter_count
 from model_lifecycle.evaluation.metrics import classification_metrics
 from model_lifecycle.evaluation.pareto import pareto_front
 from model_lifecycle.models.registry import build_from_spec
@@ -45,14 +45,10 @@ def evaluate_model(model: nn.Module, images: np.ndarray, labels: np.ndarray,
     row |= {"ece": calibration["ece"], "test_images": float(len(indices)),
             "params": float(parameter_count(counted)), "macs": cost(counted, example)["macs"],
             "size_bytes": float(file_size_bytes(model))}
-    latency = params.latency
-    for batch in latency.batch_sizes:
-        timing = cpu_latency_ms(model, example, batch_size=batch, threads=latency.threads,
-                                warmup=latency.warmup, repeats=latency.repeats,
-                                channels_last=latency.channels_last)
+    for batch, timing in latencies_ms(model, example, params.latency).items():
         row[f"latency_b{batch}_p50_ms"] = timing["median"]
         row[f"latency_b{batch}_p95_ms"] = timing["p95"]
-    largest = max(latency.batch_sizes)
+    largest = max(params.latency.batch_sizes)
     row["throughput_images_per_s"] = largest / (row[f"latency_b{largest}_p50_ms"] / 1000)
     details = {"per_class": quality["per_class"],
                "confusion_matrix": quality["confusion_matrix"],
