@@ -1,4 +1,5 @@
-"""Plain convolutional encoders: the fast default for CPU runs, and a VGG."""
+"""Plain convolutional encoders: the fast default for CPU runs, a conv-pool network
+for short training budgets, and a VGG."""
 
 from __future__ import annotations
 
@@ -23,6 +24,30 @@ def small_cnn(in_channels: int, width: int = 32) -> Encoder:
         nn.Sequential(nn.MaxPool2d(2), conv_bn(2 * w, 4 * w), conv_bn(4 * w, 4 * w)),
     ]
     return Encoder(stages, 4 * w)
+
+
+@register("fast_cnn")
+def fast_cnn(in_channels: int, width: float = 0.5) -> Encoder:
+    """The network of Keller Jordan's airbench (2024, "94% on CIFAR-10 in 3.29 seconds")
+    with a width multiplier: a 3×3 stem, then three blocks of conv → 2×2 max-pool →
+    BN → ReLU → conv → BN → ReLU at widths 64·w, 256·w, 256·w, and a global max-pool.
+
+    Pooling right after each block's first convolution runs its BN, activation and second
+    convolution at a quarter of the pixels, which makes it the most accurate network per
+    CPU-second in a short training budget. Kept plain (no whitening initialisation, no
+    GELU) so that pruning, folding and INT8 quantization treat it like any other CNN.
+    """
+    widths = [max(8, int(round(c * width))) for c in (64, 256, 256)]
+    stem = max(8, int(round(48 * width)))
+    stages: list[nn.Module] = [conv_bn(in_channels, stem)]
+    cin = stem
+    for cout in widths:
+        stages.append(nn.Sequential(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2, ceil_mode=True),
+            nn.BatchNorm2d(cout), nn.ReLU(inplace=True), conv_bn(cout, cout)))
+        cin = cout
+    stages[-1].append(nn.AdaptiveMaxPool2d(1))
+    return Encoder(stages, cin)
 
 
 @register("vgg11_small")

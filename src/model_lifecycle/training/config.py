@@ -72,6 +72,7 @@ class FinetuneParams(StrictModel):
     clip_grad_norm: float | None = Field(None, gt=0)
     patience: int | None = Field(None, ge=1)  # early stopping on val accuracy
     flip_tta: bool = False  # average with mirrored images at evaluation
+    shift_tta: int = Field(0, ge=0)  # also average with copies shifted by ± this many pixels
     checkpoint: str | None = None
     resume: bool = False
 

@@ -69,10 +69,13 @@ class BatchStream:
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: np.ndarray, indices: np.ndarray, *,
             batch_size: int = 512, device: torch.device | None = None,
-            flip_tta: bool = False) -> torch.Tensor:
+            flip_tta: bool = False, shift_tta: int = 0) -> torch.Tensor:
     """Model outputs for ``images[indices]`` (eval mode, no augmentation), on the CPU.
 
-    ``flip_tta`` averages the outputs of each image and its mirror image.
+    ``flip_tta`` averages the outputs of each image and its mirror image. ``shift_tta``
+    (pixels) also averages in copies shifted diagonally by ± that many pixels
+    (reflect-padded), half the weight on the unshifted outputs and half on the shifted
+    ones, as airbench's test-time augmentation does.
     """
     if device is None:  # a quantized model has no parameters: it runs on the CPU
         first = next(iter(model.parameters()), None)
@@ -84,11 +87,22 @@ def predict(model: torch.nn.Module, images: np.ndarray, indices: np.ndarray, *,
     for start in range(0, len(indices), batch_size):
         batch = data[torch.from_numpy(np.asarray(indices[start:start + batch_size]))]
         x = batch.to(device).float().div_(255)
-        out = model(x)
-        if flip_tta:
-            out = (out + model(x.flip(-1))) / 2
+        views = [x, x.flip(-1)] if flip_tta else [x]
+        out = torch.stack([model(v) for v in views]).mean(0)
+        if shift_tta:
+            shifted = [_shift(v, d) for v in views for d in (-shift_tta, shift_tta)]
+            out = (out + torch.stack([model(v) for v in shifted]).mean(0)) / 2
         outputs.append(out.float().cpu())
     model.train(was_training)
     if not outputs:
         return torch.empty(0)
     return torch.cat(outputs)
+
+
+def _shift(x: torch.Tensor, pixels: int) -> torch.Tensor:
+    """``x`` moved by ``pixels`` down and right (up and left if negative), the uncovered
+    border filled by reflection."""
+    p = abs(pixels)
+    padded = torch.nn.functional.pad(x, (p, p, p, p), mode="reflect")
+    start = p - pixels
+    return padded[..., start:start + x.shape[-2], start:start + x.shape[-1]]

@@ -19,10 +19,10 @@ from model_lifecycle.training.loop import FitResult, fit
 
 
 def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
-             *, flip_tta: bool = False) -> float:
+             *, flip_tta: bool = False, shift_tta: int = 0) -> float:
     if len(indices) == 0:
         return float("nan")
-    logits = predict(model, images, indices, flip_tta=flip_tta)
+    logits = predict(model, images, indices, flip_tta=flip_tta, shift_tta=shift_tta)
     return float((logits.argmax(1).numpy() == labels[indices]).mean())
 
 
@@ -51,7 +51,7 @@ def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
 
     def evaluate(module: nn.Module, _epoch: int) -> dict[str, float]:
         return {"val_accuracy": accuracy(module, images, labels, splits["val"],
-                                         flip_tta=params.flip_tta)}
+                                         flip_tta=params.flip_tta, shift_tta=params.shift_tta)}
 
     result = fit(model, loss_fn, stream, epochs=params.epochs, optimizer=params.optimizer,
                  schedule=params.schedule, evaluate=evaluate, monitor="val_accuracy",
@@ -62,7 +62,7 @@ def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
                  seed=runtime.seed, name="finetune")
     return result, {
         "val_accuracy": accuracy(model, images, labels, splits["val"],
-                                 flip_tta=params.flip_tta),
+                                 flip_tta=params.flip_tta, shift_tta=params.shift_tta),
         "test_accuracy": accuracy(model, images, labels, splits["test"],
-                                  flip_tta=params.flip_tta),
+                                  flip_tta=params.flip_tta, shift_tta=params.shift_tta),
     }
