@@ -6,12 +6,14 @@ from model_lifecycle.models import available, build_model
 from model_lifecycle.models.registry import build_from_spec
 
 ARCHS = available()
-SMALL = {"small_cnn": {"width": 8}, "resnet18_small": {"width": 0.125},
-         "mobilenet_v3_small": {"width": 0.5}, "vgg11_small": {"width": 8}}
+SMALL = {"small_cnn": {"width": 8}, "fast_cnn": {"width": 0.125},
+         "resnet18_small": {"width": 0.125}, "mobilenet_v3_small": {"width": 0.5},
+         "vgg11_small": {"width": 8}}
 
 
 def test_the_registry_holds_the_promised_architectures():
-    assert set(ARCHS) >= {"small_cnn", "resnet18_small", "mobilenet_v3_small", "vgg11_small"}
+    assert set(ARCHS) >= {"small_cnn", "fast_cnn", "resnet18_small", "mobilenet_v3_small",
+                          "vgg11_small"}
 
 
 @pytest.mark.parametrize("arch", ARCHS)

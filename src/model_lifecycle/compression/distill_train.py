@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
@@ -29,10 +31,14 @@ def distill(student: Classifier, teacher: nn.Module, images: np.ndarray, labels:
     if params.use_unlabeled and len(splits["train_unlabeled"]):
         train = np.concatenate([train, splits["train_unlabeled"]])
         targets[splits["train_unlabeled"]] = -1
-    teacher = teacher.to(device).eval()
+    teacher = copy.deepcopy(teacher).to(device).eval()  # the caller's model stays as it is
     student.to(device)
+    if runtime.channels_last:
+        teacher.to(memory_format=torch.channels_last)
+        student.to(memory_format=torch.channels_last)
     stream = BatchStream(images, targets, train, batch_size=params.batch_size,
-                         augment=BatchAugmenter(policy), seed=runtime.seed, device=device)
+                         augment=BatchAugmenter(policy), seed=runtime.seed, device=device,
+                         channels_last=runtime.channels_last)
 
     def loss_fn(module: nn.Module, views: list[torch.Tensor], y: torch.Tensor):
         with torch.no_grad():
