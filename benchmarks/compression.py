@@ -4,10 +4,11 @@ file size and CPU latency, on the embedded digits or on real CIFAR-10.
 - digits: the fine-tuned model is trained here (all training labels, the default
   fine-tuning recipe, from scratch); 360 test images.
 - cifar10: the model trained by ``python -m benchmarks.cifar10_budget`` (saved to
-  ``<work>/cifar10_model.pt``) and the same 10,000 held-out test images; recovery
-  and distillation run fewer epochs (2 per milestone + 6, and 20) to fit a CPU session;
-  the student is ``fast_cnn`` at width 0.24
-  (``--recovery-epochs``, ``--final-epochs``, ``--distill-epochs`` change them).
+  ``<work>/cifar10_model.pt``) and the same 10,000 held-out test images. Recovery and
+  the students train with that run's augmentation (2 px crop, flip) and label
+  smoothing, for fewer epochs (2 per milestone + 6, and 20) to fit a CPU session
+  (``--recovery-epochs``, ``--final-epochs``, ``--distill-epochs`` change them); the
+  student is ``fast_cnn`` at width 0.24.
 
 Variants use the project's default ``compress`` parameters (structured pruning to 2×
 fewer MACs with channel counts kept multiples of 8, recovery fine-tuning, static INT8
@@ -33,8 +34,9 @@ import torch
 import yaml
 from sklearn.model_selection import train_test_split
 
+from benchmarks.cifar10_budget import OURS
 from benchmarks.common import DEFAULT_WORK, SHARED_CIFAR, cifar_jpeg_folder, write_result
-from model_lifecycle.augment.config import AugmentParams
+from model_lifecycle.augment.config import AugmentParams, SupervisedPolicy
 from model_lifecycle.compression.config import CompressParams
 from model_lifecycle.compression.distill_train import distill
 from model_lifecycle.compression.prune import prune_structured
@@ -78,9 +80,13 @@ def cifar_setup(work: Path, archive: Path):
                                   random_state=0)
     splits = {"train_labeled": np.sort(train), "train_unlabeled": train[:0],
               "val": np.sort(val), "test": np.sort(test)}
-    policy = AugmentParams.model_validate(_conf("cifar10", "augment")).supervised
+    # recovery and the students train with the augmentation and label smoothing that the
+    # model itself was trained with in cifar10_budget
+    policy = SupervisedPolicy.model_validate({"random_crop": {"padding": OURS["crop_padding"]},
+                                              "horizontal_flip": {"p": 0.5}})
     model = TorchModelDataset(filepath=str(work / "cifar10_model.pt")).load()
-    recipe = {"init": "scratch", "epochs": 1, "batch_size": 256, "checkpoint": None,
+    recipe = {"init": "scratch", "epochs": 1, "batch_size": OURS["batch_size"],
+              "label_smoothing": OURS["label_smoothing"], "checkpoint": None,
               "flip_tta": False}
     return data.images, data.labels, splits, policy, model, recipe
 
