@@ -1,9 +1,11 @@
 """Test-time augmentation in ``predict``: which views are averaged, and with what weight."""
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
+from model_lifecycle.errors import LifecycleError
 from model_lifecycle.training.data import _shift, predict
 
 
@@ -38,3 +40,9 @@ def test_flip_and_shift_tta_average_half_unshifted_half_shifted():
     out = predict(Pixels(), images, np.arange(2), flip_tta=True, shift_tta=1)
     assert torch.allclose(out, (unshifted + shifted) / 2)
     assert torch.allclose(predict(Pixels(), images, np.arange(2), flip_tta=True), unshifted)
+
+
+def test_a_shift_as_large_as_the_image_is_refused_in_one_sentence():
+    images = np.zeros((1, 1, 4, 4), dtype=np.uint8)
+    with pytest.raises(LifecycleError, match=r"finetune.shift_tta is 4 pixels .* 4×4"):
+        predict(Pixels(), images, np.arange(1), shift_tta=4)

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from model_lifecycle.errors import LifecycleError
+
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
@@ -103,6 +105,9 @@ def _shift(x: torch.Tensor, pixels: int) -> torch.Tensor:
     """``x`` moved by ``pixels`` down and right (up and left if negative), the uncovered
     border filled by reflection."""
     p = abs(pixels)
+    if p >= min(x.shape[-2:]):
+        raise LifecycleError(f"finetune.shift_tta is {p} pixels but the images are "
+                             f"{x.shape[-2]}×{x.shape[-1]}: set it below {min(x.shape[-2:])}.")
     padded = torch.nn.functional.pad(x, (p, p, p, p), mode="reflect")
     start = p - pixels
     return padded[..., start:start + x.shape[-2], start:start + x.shape[-1]]
