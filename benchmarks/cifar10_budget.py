@@ -59,7 +59,9 @@ from model_lifecycle.training.pretrain import PretrainParams, pretrain
 
 CPU = torch.device("cpu")
 OURS = {"arch": "fast_cnn", "arch_kwargs": {"width": 0.5}, "batch_size": 128, "lr": 0.1,
-        "crop_padding": 2, "label_smoothing": 0.2, "shift_tta": 1}
+        "weight_decay": 5e-4,
+        "crop_padding": 2, "label_smoothing": 0.2, "shift_tta": 1,
+        "whiten_stem": True, "ema_decay": None}
 
 
 class PilCifar(Dataset):
@@ -116,22 +118,29 @@ def project_recipe(images, labels, train, val, test, budget: float, save_to: Pat
     def params(epochs: int) -> FinetuneParams:
         return FinetuneParams(init="scratch", arch=OURS["arch"], arch_kwargs=OURS["arch_kwargs"],
                               epochs=epochs, batch_size=OURS["batch_size"],
-                              optimizer=OptimizerParams(lr=OURS["lr"], weight_decay=5e-4),
+                              optimizer=OptimizerParams(lr=OURS["lr"],
+                                                        weight_decay=OURS["weight_decay"]),
                               schedule=ScheduleParams(kind="onecycle", warmup_epochs=0.25 * epochs),
                               label_smoothing=OURS["label_smoothing"], flip_tta=True,
-                              shift_tta=OURS["shift_tta"])
+                              eval_every=epochs,
+                              shift_tta=OURS["shift_tta"], whiten_stem=OURS["whiten_stem"],
+                              ema_decay=OURS["ema_decay"])
 
     # Warm-up: two short epochs on 2,560 images; the second measures training images/s
-    # (the first pays one-off start-up costs). Both count against the budget; each
-    # epoch also checks 1,000 val images.
+    # (the first pays one-off start-up costs) and the one-off costs of a run (whitening,
+    # the 1,000-image val check at the end). Both count against the budget.
     warm_splits = {**splits, "train_labeled": train[:2560], "test": test[:0]}
     for _ in range(2):
         torch.manual_seed(0)
         probe = build_model(OURS["arch"], 10, 3, **OURS["arch_kwargs"])
+        tic = time.perf_counter()
         warm, _ = finetune(probe, images, labels, warm_splits, policy, params(1), runtime, CPU)
-    left = budget - (time.perf_counter() - start)
-    per_epoch = len(train) / warm.images_per_s + 3.0  # + the val check (with TTA)
-    epochs = max(1, math.floor(0.95 * left / per_epoch))
+        run_s = time.perf_counter() - tic
+    per_epoch = len(train) / warm.images_per_s
+    # a run's cost besides its epochs, + 3 s: the full run whitens on twice the sample
+    one_off = run_s - len(warm_splits["train_labeled"]) / warm.images_per_s + 3.0
+    left = budget - (time.perf_counter() - start) - one_off
+    epochs = max(1, math.floor(0.98 * left / per_epoch))
     torch.manual_seed(0)
     model = build_model(OURS["arch"], 10, 3, **OURS["arch_kwargs"])
     result, _ = finetune(model, images, labels, {**splits, "test": test[:0]}, policy,
@@ -184,13 +193,19 @@ def main() -> None:
     parser.add_argument("--arch", default=OURS["arch"])
     parser.add_argument("--width", type=float, default=OURS["arch_kwargs"]["width"])
     parser.add_argument("--lr", type=float, default=OURS["lr"])
+    parser.add_argument("--weight-decay", type=float, default=OURS["weight_decay"])
     parser.add_argument("--batch-size", type=int, default=OURS["batch_size"])
     parser.add_argument("--crop-padding", type=int, default=OURS["crop_padding"])
     parser.add_argument("--label-smoothing", type=float, default=OURS["label_smoothing"])
+    parser.add_argument("--whiten-stem", action=argparse.BooleanOptionalAction,
+                        default=OURS["whiten_stem"])
+    parser.add_argument("--ema-decay", type=float, default=OURS["ema_decay"])
     args = parser.parse_args()
     OURS.update(arch=args.arch, arch_kwargs={"width": args.width}, lr=args.lr,
+                weight_decay=args.weight_decay,
                 batch_size=args.batch_size, crop_padding=args.crop_padding,
-                label_smoothing=args.label_smoothing)
+                label_smoothing=args.label_smoothing, whiten_stem=args.whiten_stem,
+                ema_decay=args.ema_decay)
     torch.set_num_threads(2)
     data = load_image_folder(cifar_jpeg_folder(args.archive, args.work), (32, 32), channels=3)
     everything = np.arange(len(data))

@@ -4,6 +4,7 @@ from model_lifecycle.augment.config import AugmentParams
 from model_lifecycle.data.config import IngestParams
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.params import parse_params
+from model_lifecycle.training.config import FinetuneParams
 
 
 def test_unknown_key_is_one_sentence_naming_the_full_key_and_the_allowed_ones():
@@ -41,3 +42,10 @@ def test_nested_unknown_key_in_augment_policy():
 def test_defaults_are_valid():
     assert parse_params(IngestParams, {}, "ingest").source == "digits"
     assert parse_params(AugmentParams, None, "augment").seed == 0
+
+
+def test_whitening_a_pretrained_stem_is_refused():
+    with pytest.raises(LifecycleError, match="whiten_stem.*init: scratch"):
+        parse_params(FinetuneParams, {"init": "pretrained", "whiten_stem": True}, "finetune")
+    assert parse_params(FinetuneParams, {"init": "scratch", "whiten_stem": True},
+                        "finetune").whiten_stem

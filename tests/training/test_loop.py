@@ -27,16 +27,16 @@ def _loss(model, views, labels):
 
 
 def _train(epochs, *, checkpoint=None, resume=False, evaluate=None, monitor=None,
-           patience=None, model=None):
+           patience=None, model=None, ema_decay=None, loss=_loss):
     images, labels = _data()
     torch.manual_seed(0)
     model = model or build_model("small_cnn", 3, 1, width=4)
     stream = BatchStream(images, labels, np.arange(len(labels)), batch_size=16,
                          augment=None, seed=1)
-    result = fit(model, _loss, stream, epochs=epochs, optimizer=OptimizerParams(lr=0.05),
+    result = fit(model, loss, stream, epochs=epochs, optimizer=OptimizerParams(lr=0.05),
                  schedule=ScheduleParams(kind="cosine", warmup_epochs=1),
                  checkpoint=checkpoint, resume=resume, evaluate=evaluate, monitor=monitor,
-                 patience=patience, seed=3)
+                 patience=patience, seed=3, ema_decay=ema_decay)
     return model, result
 
 
@@ -111,3 +111,40 @@ def test_bitfit_changes_biases_and_head_only():
     for name, value in model.named_parameters():
         moved = not torch.equal(value, before[name])
         assert moved == (name.endswith(".bias") or name.startswith("head.")), name
+
+
+def test_ema_returns_the_moving_average_of_every_step():
+    seen = []  # the weights each step starts from: w0, w1, …, w(n-1)
+
+    def recording_loss(model, views, labels):
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return _loss(model, views, labels)
+
+    averaged, _ = _train(2, ema_decay=0.8, loss=recording_loss)
+    last, _ = _train(2)  # EMA does not change the trajectory: this ends at w(n)
+    steps = [*seen[1:], last.state_dict()]
+    expected = dict(steps[0])  # the first update copies w1
+    for state in steps[1:]:
+        expected = {k: 0.8 * expected[k] + 0.2 * v if v.is_floating_point() else v
+                    for k, v in state.items()}
+    for key, value in averaged.state_dict().items():
+        if value.is_floating_point():  # BN running statistics are averaged too
+            torch.testing.assert_close(value, expected[key], msg=key)
+    assert not torch.allclose(averaged.head.weight, last.head.weight)
+
+
+def test_ema_resumes_exactly(tmp_path):
+    uninterrupted, _ = _train(3, ema_decay=0.9)
+    checkpoint = tmp_path / "ckpt.pt"
+
+    def stop_after_one(_model, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return {}
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(3, checkpoint=checkpoint, evaluate=stop_after_one, ema_decay=0.9)
+    resumed, _ = _train(3, checkpoint=checkpoint, resume=True, ema_decay=0.9)
+    for (name, a), b in zip(uninterrupted.state_dict().items(),
+                            resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)

@@ -71,8 +71,11 @@ class FinetuneParams(StrictModel):
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     clip_grad_norm: float | None = Field(None, gt=0)
     patience: int | None = Field(None, ge=1)  # early stopping on val accuracy
+    eval_every: int = Field(1, ge=1)  # epochs between val checks (the last always runs)
+    ema_decay: float | None = Field(None, gt=0, lt=1)  # evaluate and keep averaged weights
     flip_tta: bool = False  # average with mirrored images at evaluation
     shift_tta: int = Field(0, ge=0)  # also average with copies shifted by ± this many pixels
+    whiten_stem: bool = False  # scratch: first conv = frozen patch-whitening filters
     checkpoint: str | None = None
     resume: bool = False
 
@@ -81,4 +84,7 @@ class FinetuneParams(StrictModel):
         if self.init == "torchvision_weights" and not self.weights_path:
             raise ValueError("init 'torchvision_weights' needs finetune.weights_path, a local "
                              "torchvision weights file")
+        if self.whiten_stem and self.init != "scratch":
+            raise ValueError(f"finetune.whiten_stem would overwrite the {self.init} first "
+                             "convolution: use it with init: scratch, or set it to false")
         return self

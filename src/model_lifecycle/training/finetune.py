@@ -12,10 +12,13 @@ from torch import nn
 from model_lifecycle.augment.augmenter import BatchAugmenter, LabelMixer
 from model_lifecycle.augment.config import SupervisedPolicy
 from model_lifecycle.models.classifier import Classifier
+from model_lifecycle.models.init import whiten_first_conv
 from model_lifecycle.training.config import FinetuneParams, RuntimeParams
 from model_lifecycle.training.data import BatchStream, predict
 from model_lifecycle.training.device import rank, world_size
 from model_lifecycle.training.loop import FitResult, fit
+
+WHITENING_SAMPLE = 5000  # training images whose patches set the whitening filters
 
 
 def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
@@ -34,6 +37,10 @@ def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
     Returns the fit result and the final ``val_accuracy`` and ``test_accuracy``.
     """
     model.to(device)
+    if params.whiten_stem:
+        sample = np.random.default_rng(runtime.seed).permutation(splits["train_labeled"])
+        whiten_first_conv(model, torch.from_numpy(images[np.sort(sample[:WHITENING_SAMPLE])])
+                          .float().div_(255))
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
     mixer = LabelMixer(policy, model.num_classes)
@@ -49,13 +56,16 @@ def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
                                label_smoothing=params.label_smoothing)
         return loss, {"accuracy": (logits.argmax(1) == targets).float().mean().item()}
 
-    def evaluate(module: nn.Module, _epoch: int) -> dict[str, float]:
+    def evaluate(module: nn.Module, epoch: int) -> dict[str, float]:
+        if (epoch + 1) % params.eval_every and epoch + 1 != params.epochs:
+            return {}  # selection and early stopping only see the epochs checked
         return {"val_accuracy": accuracy(module, images, labels, splits["val"],
                                          flip_tta=params.flip_tta, shift_tta=params.shift_tta)}
 
     result = fit(model, loss_fn, stream, epochs=params.epochs, optimizer=params.optimizer,
                  schedule=params.schedule, evaluate=evaluate, monitor="val_accuracy",
                  patience=params.patience, clip_grad_norm=params.clip_grad_norm,
+                 ema_decay=params.ema_decay,
                  device=device, mixed_precision=runtime.mixed_precision,
                  checkpoint=Path(params.checkpoint) if params.checkpoint else None,
                  resume=params.resume, config=params.model_dump(mode="json"),

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from model_lifecycle.training.checkpoint import load_checkpoint, save_checkpoint
 from model_lifecycle.training.config import OptimizerParams, ScheduleParams
@@ -43,7 +44,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: int,
         optimizer: OptimizerParams, schedule: ScheduleParams,
         evaluate: Evaluate | None = None, monitor: str | None = None,
         patience: int | None = None, clip_grad_norm: float | None = None,
-        device: torch.device | None = None, mixed_precision: bool = True,
+        ema_decay: float | None = None, device: torch.device | None = None, mixed_precision: bool = True,
         checkpoint: Path | None = None, resume: bool = False,
         config: dict[str, Any] | None = None, seed: int = 0, name: str = "train"
         ) -> FitResult:
@@ -53,6 +54,10 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: int,
     better) after ``patience`` epochs without improvement, a checkpoint (if given).
     At the end the model holds the weights of its best epoch on ``monitor`` (the last
     epoch without one). ``resume`` continues from ``checkpoint`` when it exists.
+
+    ``ema_decay`` keeps an exponential moving average of the weights (batch-norm
+    statistics included), updated after every step; evaluation, model selection and
+    the returned model then use the averaged weights.
     """
     device = device or torch.device("cpu")
     opt = build_optimizer(model, optimizer)
@@ -63,12 +68,17 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: int,
         return learning_rate(step, total_steps, base_lr=optimizer.lr, warmup_steps=warmup,
                              kind=schedule.kind)
 
+    average = None if ema_decay is None else AveragedModel(
+        model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+    scored = model if average is None else average.module  # what evaluation sees
     result = FitResult()
     best_state: dict[str, torch.Tensor] | None = None
     start_epoch = 0
     if resume and checkpoint is not None and (saved := load_checkpoint(checkpoint)):
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
+        if average is not None:
+            average.load_state_dict(saved["average"])
         result = FitResult(**saved["result"])
         best_state = saved["best_state"]
         start_epoch = saved["epoch"] + 1
@@ -83,12 +93,12 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: int,
         tic = time.perf_counter()
         torch.manual_seed(seed * 1009 + epoch)  # anything drawing from the global RNG
         epoch_metrics = _train_epoch(model, loss_fn, data, epoch, opt, lr_at, device,
-                                     mixed_precision, clip_grad_norm)
+                                     mixed_precision, clip_grad_norm, average)
         seconds = time.perf_counter() - tic
         seen_images += data.images_per_epoch
         seen_seconds += seconds
         if evaluate is not None:
-            epoch_metrics.update(evaluate(model, epoch))
+            epoch_metrics.update(evaluate(scored, epoch))
         for key, value in epoch_metrics.items():
             result.history.setdefault(key, []).append([epoch, float(value)])
         result.epochs_run = epoch + 1
@@ -96,7 +106,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: int,
         if monitor is None or (value is not None and (result.best_value is None
                                                       or value > result.best_value)):
             result.best_epoch, result.best_value = epoch, value
-            best_state = copy.deepcopy(model.state_dict()) if monitor else None
+            best_state = copy.deepcopy(scored.state_dict()) if monitor else None
         result.images_per_s = seen_images / max(seen_seconds, 1e-9)
         _progress(name, epoch, epochs, epoch_metrics, data.images_per_epoch / seconds,
                   seconds * (epochs - epoch - 1))
@@ -104,16 +114,20 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: int,
             save_checkpoint(checkpoint, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                 "result": vars(result), "best_state": best_state, "config": config or {},
+                "average": None if average is None else average.state_dict(),
             })
     if best_state is not None:
         model.load_state_dict(best_state)
+    elif average is not None:
+        model.load_state_dict(average.module.state_dict())
     return result
 
 
 def _train_epoch(model: nn.Module, loss_fn: LossFn, data: BatchStream, epoch: int,
                  opt: torch.optim.Optimizer, lr_at: Callable[[int], float],
                  device: torch.device, mixed_precision: bool,
-                 clip_grad_norm: float | None) -> dict[str, float]:
+                 clip_grad_norm: float | None, average: AveragedModel | None
+                 ) -> dict[str, float]:
     """One pass over ``data``; returns the epoch's mean training metrics and last lr."""
     _train_mode(model)
     totals: dict[str, float] = {}
@@ -129,6 +143,8 @@ def _train_epoch(model: nn.Module, loss_fn: LossFn, data: BatchStream, epoch: in
         if clip_grad_norm is not None:
             nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
         opt.step()
+        if average is not None:
+            average.update_parameters(model)
         for key, value in {"loss": loss.item(), **metrics}.items():
             totals[key] = totals.get(key, 0.0) + value
     return {**{f"train_{k}": v / max(1, len(data)) for k, v in totals.items()}, "lr": lr}
