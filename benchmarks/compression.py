@@ -6,9 +6,10 @@ file size and CPU latency, on the embedded digits or on real CIFAR-10.
 - cifar10: the model trained by ``python -m benchmarks.cifar10_budget`` (saved to
   ``<work>/cifar10_model.pt``) and the same 10,000 held-out test images. Recovery and
   the students train with that run's augmentation (2 px crop, flip) and label
-  smoothing, for fewer epochs (2 per milestone + 6, and 20) to fit a CPU session
+  smoothing, for fewer epochs (3 per milestone + 12, and 30) to fit a CPU session
   (``--recovery-epochs``, ``--final-epochs``, ``--distill-epochs`` change them); the
-  student is ``fast_cnn`` at width 0.24.
+  student is ``fast_cnn`` at width 0.24, its first convolution whitened as the
+  teacher's was (both students start from the same weights).
 
 Variants use the project's default ``compress`` parameters (structured pruning to 2×
 fewer MACs with channel counts kept multiples of 8, recovery fine-tuning, static INT8
@@ -50,7 +51,7 @@ from model_lifecycle.evaluation.cost import cpu_latency_ms
 from model_lifecycle.io import TorchModelDataset
 from model_lifecycle.models import build_model
 from model_lifecycle.training.config import OptimizerParams, RuntimeParams, ScheduleParams
-from model_lifecycle.training.finetune import FinetuneParams, finetune
+from model_lifecycle.training.finetune import FinetuneParams, finetune, whiten_stem
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -99,14 +100,33 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--prune-target", type=float, default=None,
                         help="× fewer MACs (default: compress.prune.target)")
     parser.add_argument("--recovery-epochs", type=int, default=None,
-                        help="per milestone (default: the conf's; 2 on cifar10)")
+                        help="per milestone (default: the conf's; 3 on cifar10)")
     parser.add_argument("--final-epochs", type=int, default=None,
-                        help="after the last milestone (default: the conf's; 6 on cifar10)")
+                        help="after the last milestone (default: the conf's; 12 on cifar10)")
     parser.add_argument("--distill-epochs", type=int, default=None,
-                        help="student epochs (default: the conf's; 20 on cifar10)")
+                        help="student epochs (default: the conf's; 30 on cifar10)")
     parser.add_argument("--latency-rounds", type=int, default=7,
                         help="interleaved latency rounds (each: every variant, 30 runs)")
     return parser.parse_args()
+
+
+def train_students(teacher, images, labels, splits, policy, config, recipe, *, whiten: bool):
+    """The student distilled from ``teacher`` and the same student trained without it,
+    from the same initial weights (``whiten``: first convolution whitened, as the
+    teacher's was)."""
+    runtime = RuntimeParams()
+    torch.manual_seed(0)
+    student = build_model(config.distill.student_arch, int(labels.max()) + 1,
+                          images.shape[1], **config.distill.student_kwargs)
+    if whiten:
+        whiten_stem(student, images, splits["train_labeled"], seed=runtime.seed)
+    alone = copy.deepcopy(student)
+    distill(student, teacher, images, labels, splits, policy, config.distill, runtime, CPU)
+    finetune(alone, images, labels, splits, policy, FinetuneParams.model_validate({
+        **recipe, "epochs": config.distill.epochs, "batch_size": config.distill.batch_size,
+        "optimizer": config.distill.optimizer, "schedule": config.distill.schedule}),
+        runtime, CPU)
+    return student, alone
 
 
 def main() -> None:
@@ -119,10 +139,10 @@ def main() -> None:
     raw = {**_conf("base", "compress"),
            "latency": {"threads": 1, "warmup": 10, "repeats": 30}}
     if args.data == "cifar10":  # 39,000 training images: fewer epochs fit a CPU session
-        raw["prune"] = {**raw["prune"], "recovery_epochs": 2, "final_epochs": 6}
+        raw["prune"] = {**raw["prune"], "recovery_epochs": 3, "final_epochs": 12}
         # the teacher is fast_cnn width 0.5 (cifar10_budget); width 0.24 has 4.4x fewer
         # parameters
-        raw["distill"] = {**raw["distill"], "epochs": 20, "student_arch": "fast_cnn",
+        raw["distill"] = {**raw["distill"], "epochs": 30, "student_arch": "fast_cnn",
                           "student_kwargs": {"width": 0.24}}
     options = {"target": args.prune_target, "recovery_epochs": args.recovery_epochs,
                "final_epochs": args.final_epochs}
@@ -149,15 +169,8 @@ def main() -> None:
     calibration = [torch.from_numpy(images[rng.choice(splits["train_labeled"], 64)]).float()
                    / 255 for _ in range(config.quantize.calibration_batches)]
     quantized = quantize(model, calibration[0], calibration=calibration)
-    student_args = (config.distill.student_arch, int(labels.max()) + 1, images.shape[1])
-    torch.manual_seed(0)
-    student = build_model(*student_args, **config.distill.student_kwargs)
-    alone = copy.deepcopy(student)
-    distill(student, model, images, labels, splits, policy, config.distill, runtime, CPU)
-    finetune(alone, images, labels, splits, policy, FinetuneParams.model_validate({
-        **recipe, "epochs": config.distill.epochs, "batch_size": config.distill.batch_size,
-        "optimizer": config.distill.optimizer, "schedule": config.distill.schedule}),
-        runtime, CPU)
+    student, alone = train_students(model, images, labels, splits, policy, config, recipe,
+                                    whiten=args.data == "cifar10" and OURS["whiten_stem"])
     variants = {"finetuned": (model, None),
                 "finetuned, BN folded": (fold_batch_norms(model), model),
                 "pruned (structured)": (pruned, None),

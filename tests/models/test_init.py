@@ -1,4 +1,4 @@
-"""Patch-whitening initialisation of the first convolution."""
+"""Data-dependent and identity initialisations: whitened stem, Dirac convolutions."""
 
 import pytest
 import torch
@@ -7,7 +7,7 @@ from torch import nn
 
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.models import build_model
-from model_lifecycle.models.init import whiten_first_conv
+from model_lifecycle.models.init import dirac_convs, whiten_first_conv
 
 
 def _correlated_images(n=400, seed=0):
@@ -54,3 +54,18 @@ def test_a_model_without_a_convolution_is_refused_by_name():
     with pytest.raises(LifecycleError, match="whiten_stem"):
         whiten_first_conv(nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2)),
                           _correlated_images(8))
+
+
+def test_dirac_convs_pass_their_inputs_through_on_the_first_filters():
+    torch.manual_seed(0)
+    model = build_model("fast_cnn", 10, 3, width=0.5)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    stem_before = convs[0].weight.detach().clone()
+    assert dirac_convs(model) == len(convs) - 1
+    assert torch.equal(convs[0].weight, stem_before)  # the first convolution is left alone
+    for conv in convs[1:]:
+        x = torch.randn(2, conv.in_channels, 6, 6)
+        kept = min(conv.in_channels, conv.out_channels)
+        torch.testing.assert_close(conv(x)[:, :kept], x[:, :kept])
+        if conv.out_channels > kept:  # the other filters keep their random values
+            assert conv.weight[kept:].abs().sum() > 0

@@ -1,4 +1,5 @@
-"""Data-dependent initialisation: the first convolution as a patch-whitening filter bank."""
+"""Initialisations that shorten training: a patch-whitening first convolution, and
+later convolutions that start as partial identities."""
 
 from __future__ import annotations
 
@@ -65,3 +66,24 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor, *, eps: float = 5e
     conv.weight.requires_grad_(not freeze)
     return conv
 
+
+
+@torch.no_grad()
+def dirac_convs(model: nn.Module) -> int:
+    """Partial identity initialisation: every convolution after the first (plain, odd
+    square kernel) gets its first min(in, out) filters set to pass the matching input
+    channel straight through (``torch.nn.init.dirac_``); the other filters keep their
+    initialisation. From airbench (Jordan 2024), where it cuts the epochs needed by
+    about a fifth: each block starts close to the identity, so depth costs less early on.
+
+    Returns the number of convolutions changed.
+    """
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)][1:]
+    changed = 0
+    for conv in convs:
+        kh, kw = conv.kernel_size
+        if conv.groups != 1 or kh != kw or kh % 2 == 0:
+            continue
+        nn.init.dirac_(conv.weight[:min(conv.in_channels, conv.out_channels)])
+        changed += 1
+    return changed

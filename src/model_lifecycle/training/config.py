@@ -76,6 +76,7 @@ class FinetuneParams(StrictModel):
     flip_tta: bool = False  # average with mirrored images at evaluation
     shift_tta: int = Field(0, ge=0)  # also average with copies shifted by ± this many pixels
     whiten_stem: bool = False  # scratch: first conv = frozen patch-whitening filters
+    dirac_convs: bool = False  # scratch: later convs start as partial identities
     checkpoint: str | None = None
     resume: bool = False
 
@@ -84,7 +85,8 @@ class FinetuneParams(StrictModel):
         if self.init == "torchvision_weights" and not self.weights_path:
             raise ValueError("init 'torchvision_weights' needs finetune.weights_path, a local "
                              "torchvision weights file")
-        if self.whiten_stem and self.init != "scratch":
-            raise ValueError(f"finetune.whiten_stem would overwrite the {self.init} first "
-                             "convolution: use it with init: scratch, or set it to false")
+        for key in ("whiten_stem", "dirac_convs"):
+            if getattr(self, key) and self.init != "scratch":
+                raise ValueError(f"finetune.{key} would overwrite {self.init} weights: use it "
+                                 "with init: scratch, or set it to false")
         return self

@@ -12,13 +12,21 @@ from torch import nn
 from model_lifecycle.augment.augmenter import BatchAugmenter, LabelMixer
 from model_lifecycle.augment.config import SupervisedPolicy
 from model_lifecycle.models.classifier import Classifier
-from model_lifecycle.models.init import whiten_first_conv
+from model_lifecycle.models.init import dirac_convs, whiten_first_conv
 from model_lifecycle.training.config import FinetuneParams, RuntimeParams
 from model_lifecycle.training.data import BatchStream, predict
 from model_lifecycle.training.device import rank, world_size
 from model_lifecycle.training.loop import FitResult, fit
 
 WHITENING_SAMPLE = 5000  # training images whose patches set the whitening filters
+
+
+def whiten_stem(model: nn.Module, images: np.ndarray, indices: np.ndarray, *,
+                seed: int) -> None:
+    """Whiten ``model``'s first convolution (frozen) on up to ``WHITENING_SAMPLE`` images
+    of ``images[indices]`` (uint8 N×C×H×W), drawn with ``seed``."""
+    sample = np.random.default_rng(seed).permutation(indices)[:WHITENING_SAMPLE]
+    whiten_first_conv(model, torch.from_numpy(images[np.sort(sample)]).float().div_(255))
 
 
 def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
@@ -37,10 +45,10 @@ def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
     Returns the fit result and the final ``val_accuracy`` and ``test_accuracy``.
     """
     model.to(device)
+    if params.dirac_convs:
+        dirac_convs(model)
     if params.whiten_stem:
-        sample = np.random.default_rng(runtime.seed).permutation(splits["train_labeled"])
-        whiten_first_conv(model, torch.from_numpy(images[np.sort(sample[:WHITENING_SAMPLE])])
-                          .float().div_(255))
+        whiten_stem(model, images, splits["train_labeled"], seed=runtime.seed)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
     mixer = LabelMixer(policy, model.num_classes)

@@ -44,7 +44,8 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: int,
         optimizer: OptimizerParams, schedule: ScheduleParams,
         evaluate: Evaluate | None = None, monitor: str | None = None,
         patience: int | None = None, clip_grad_norm: float | None = None,
-        ema_decay: float | None = None, device: torch.device | None = None, mixed_precision: bool = True,
+        ema_decay: float | None = None, device: torch.device | None = None,
+        mixed_precision: bool = True,
         checkpoint: Path | None = None, resume: bool = False,
         config: dict[str, Any] | None = None, seed: int = 0, name: str = "train"
         ) -> FitResult:
