@@ -11,16 +11,20 @@ warm-up measurement included) and is scored on the 10,000 test images.
   batch 64, cross-entropy; trains until the budget is spent.
 - project: fine-tuning from scratch through the project's loop (``fit``) on the
   in-memory uint8 array with batched crop (2 px) + flip, ``fast_cnn`` (airbench's
-  conv-pool network) at width 0.5, channels-last, one-cycle SGD (Nesterov, lr 0.1,
-  batch 128), label smoothing 0.2, flip + 1-pixel shift test-time augmentation; the
-  number of epochs is set from a measured warm-up so that the one-cycle schedule ends
-  inside the budget. The options below change the recipe.
+  conv-pool network) at width 0.5 with its first convolution whitened and frozen
+  (``whiten_stem``), channels-last, one-cycle SGD (Nesterov, lr 0.1, batch 128, weight
+  decay 5e-4), label smoothing 0.2, flip + 1-pixel shift test-time augmentation; the
+  1,000 val images are checked once, after the last epoch. The number of epochs is set
+  from a measured warm-up so that the one-cycle schedule ends inside the budget. The
+  options below change the recipe.
 - the pretrained encoder: SimCLR pretraining with the same architecture for
   ``--pretrain-budget`` seconds, reported as k-NN accuracy (test images against the
   training images as memory bank).
 
     python -m benchmarks.cifar10_budget [--budget 600] [--pretrain-budget 300]
-        [--skip article project knn] [--arch A --width W --lr LR --batch-size B ...]
+        [--skip article project knn] [--arch A --width W --lr LR --batch-size B
+         --weight-decay WD --crop-padding P --label-smoothing E --[no-]whiten-stem
+         --[no-]dirac-convs --ema-decay D]
 """
 
 from __future__ import annotations
