@@ -12,7 +12,7 @@ warm-up measurement included) and is scored on the 10,000 test images.
 - project: fine-tuning from scratch through the project's loop (``fit``) on the
   in-memory uint8 array with batched crop (2 px) + flip, ``fast_cnn`` (airbench's
   conv-pool network) at width 0.5 with its first convolution whitened and frozen
-  (``whiten_stem``), channels-last, one-cycle SGD (Nesterov, lr 0.1, batch 128, weight
+  (``whiten_stem``), channels-last, one-cycle SGD (Nesterov, lr 0.2, batch 128, weight
   decay 5e-4), label smoothing 0.2, flip + 1-pixel shift test-time augmentation; the
   1,000 val images are checked once, after the last epoch. The number of epochs is set
   from a measured warm-up so that the one-cycle schedule ends inside the budget. The
@@ -62,7 +62,7 @@ from model_lifecycle.training.finetune import FinetuneParams, accuracy, finetune
 from model_lifecycle.training.pretrain import PretrainParams, pretrain
 
 CPU = torch.device("cpu")
-OURS = {"arch": "fast_cnn", "arch_kwargs": {"width": 0.5}, "batch_size": 128, "lr": 0.1,
+OURS = {"arch": "fast_cnn", "arch_kwargs": {"width": 0.5}, "batch_size": 128, "lr": 0.2,
         "weight_decay": 5e-4,
         "crop_padding": 2, "label_smoothing": 0.2, "shift_tta": 1,
         "whiten_stem": True, "dirac_convs": False, "ema_decay": None}
