@@ -1,14 +1,22 @@
-"""The training loop: resume is exact, early stopping keeps the best epoch, frozen stays frozen."""
+"""The training loop: resume is exact, early stopping keeps the best epoch, frozen stays
+frozen, EMA averages every step, val is checked when asked."""
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from model_lifecycle.augment.config import SupervisedPolicy
 from model_lifecycle.models import build_model
 from model_lifecycle.models.adapt import apply_strategy
-from model_lifecycle.training.config import OptimizerParams, ScheduleParams
+from model_lifecycle.training.config import (
+    FinetuneParams,
+    OptimizerParams,
+    RuntimeParams,
+    ScheduleParams,
+)
 from model_lifecycle.training.data import BatchStream
+from model_lifecycle.training.finetune import finetune
 from model_lifecycle.training.loop import fit
 from model_lifecycle.training.optim import parameter_groups
 
@@ -148,3 +156,16 @@ def test_ema_resumes_exactly(tmp_path):
     for (name, a), b in zip(uninterrupted.state_dict().items(),
                             resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_finetune_checks_val_every_n_epochs_and_always_at_the_end():
+    images, labels = _data()
+    splits = {"train_labeled": np.arange(64), "val": np.arange(64, 96), "test": np.arange(0)}
+    params = FinetuneParams(init="scratch", epochs=5, eval_every=2, batch_size=16,
+                            checkpoint=None)
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 3, 1, width=4)
+    result, scores = finetune(model, images, labels, splits, SupervisedPolicy(), params,
+                              RuntimeParams(), torch.device("cpu"))
+    assert [epoch for epoch, _ in result.history["val_accuracy"]] == [1, 3, 4]
+    assert result.best_epoch in (1, 3, 4) and 0 <= scores["val_accuracy"] <= 1

@@ -67,7 +67,6 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor, *, eps: float = 5e
     return conv
 
 
-
 @torch.no_grad()
 def dirac_convs(model: nn.Module) -> int:
     """Partial identity initialisation: every convolution after the first (plain, odd

@@ -78,8 +78,8 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: int,
     if resume and checkpoint is not None and (saved := load_checkpoint(checkpoint)):
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
-        if average is not None:
-            average.load_state_dict(saved["average"])
+        if average is not None and saved.get("average") is not None:
+            average.load_state_dict(saved["average"])  # else it restarts from these weights
         result = FitResult(**saved["result"])
         best_state = saved["best_state"]
         start_epoch = saved["epoch"] + 1
