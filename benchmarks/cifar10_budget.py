@@ -143,7 +143,7 @@ def project_recipe(images, labels, train, val, test, budget: float, save_to: Pat
         warm, _ = finetune(probe, images, labels, warm_splits, policy, params(1), runtime, CPU)
         run_s = time.perf_counter() - tic
     per_epoch = len(train) / warm.images_per_s
-    # a run's cost besides its epochs, + 1 s: the full run whitens on a larger sample
+    # what a run costs besides its epochs (whitening, two val checks), + 1 s of margin
     one_off = run_s - 7680 / warm.images_per_s + 1.0
     left = budget - (time.perf_counter() - start) - one_off
     epochs = max(1, math.floor(0.98 * left / per_epoch))
