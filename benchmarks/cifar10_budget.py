@@ -24,7 +24,8 @@ warm-up measurement included) and is scored on the 10,000 test images.
     python -m benchmarks.cifar10_budget [--budget 600] [--pretrain-budget 300]
         [--skip article project knn] [--arch A --width W --lr LR --batch-size B
          --weight-decay WD --crop-padding P --label-smoothing E --[no-]whiten-stem
-         --[no-]dirac-convs --ema-decay D]
+         --[no-]dirac-convs --ema-decay D --norm-bias-lr-scale S
+         --norm-weight-lr-scale S]
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ CPU = torch.device("cpu")
 OURS = {"arch": "fast_cnn", "arch_kwargs": {"width": 0.5}, "batch_size": 128, "lr": 0.2,
         "weight_decay": 5e-4,
         "crop_padding": 2, "label_smoothing": 0.2, "shift_tta": 1,
-        "whiten_stem": True, "dirac_convs": False, "ema_decay": None}
+        "whiten_stem": True, "dirac_convs": False, "ema_decay": None,
+        "norm_bias_lr_scale": 1.0, "norm_weight_lr_scale": 1.0}
 
 
 class PilCifar(Dataset):
@@ -122,8 +124,10 @@ def project_recipe(images, labels, train, val, test, budget: float, save_to: Pat
     def params(epochs: int) -> FinetuneParams:
         return FinetuneParams(init="scratch", arch=OURS["arch"], arch_kwargs=OURS["arch_kwargs"],
                               epochs=epochs, batch_size=OURS["batch_size"],
-                              optimizer=OptimizerParams(lr=OURS["lr"],
-                                                        weight_decay=OURS["weight_decay"]),
+                              optimizer=OptimizerParams(
+                                  lr=OURS["lr"], weight_decay=OURS["weight_decay"],
+                                  norm_bias_lr_scale=OURS["norm_bias_lr_scale"],
+                                  norm_weight_lr_scale=OURS["norm_weight_lr_scale"]),
                               schedule=ScheduleParams(kind="onecycle", warmup_epochs=0.25 * epochs),
                               label_smoothing=OURS["label_smoothing"], flip_tta=True,
                               eval_every=epochs,
@@ -210,13 +214,17 @@ def main() -> None:
     parser.add_argument("--dirac-convs", action=argparse.BooleanOptionalAction,
                         default=OURS["dirac_convs"])
     parser.add_argument("--ema-decay", type=float, default=OURS["ema_decay"])
+    parser.add_argument("--norm-bias-lr-scale", type=float, default=OURS["norm_bias_lr_scale"])
+    parser.add_argument("--norm-weight-lr-scale", type=float,
+                        default=OURS["norm_weight_lr_scale"])
     args = parser.parse_args()
     OURS.update(arch=args.arch, arch_kwargs={"width": args.width}, lr=args.lr,
                 weight_decay=args.weight_decay,
                 batch_size=args.batch_size, crop_padding=args.crop_padding,
                 label_smoothing=args.label_smoothing, whiten_stem=args.whiten_stem,
                 dirac_convs=args.dirac_convs,
-                ema_decay=args.ema_decay)
+                ema_decay=args.ema_decay, norm_bias_lr_scale=args.norm_bias_lr_scale,
+                norm_weight_lr_scale=args.norm_weight_lr_scale)
     torch.set_num_threads(2)
     data = load_image_folder(cifar_jpeg_folder(args.archive, args.work), (32, 32), channels=3)
     everything = np.arange(len(data))

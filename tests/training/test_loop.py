@@ -1,5 +1,5 @@
 """The training loop: resume is exact, early stopping keeps the best epoch, frozen stays
-frozen, EMA averages every step, val is checked when asked."""
+frozen, EMA averages every step, val is checked when asked, per-group lr scales apply."""
 
 import numpy as np
 import pytest
@@ -104,10 +104,43 @@ def test_frozen_parameters_and_their_batch_norm_statistics_stay_put():
 
 def test_weight_decay_skips_norms_and_biases():
     model = build_model("small_cnn", 3, 1, width=4)
-    decayed, plain = parameter_groups(model, 0.1)
-    assert all(p.ndim > 1 for p in decayed["params"])
-    assert all(p.ndim == 1 for p in plain["params"]) and plain["weight_decay"] == 0.0
-    assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
+    groups = {g["name"]: g for g in parameter_groups(model, 0.1)}
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(p.ndim > 1 for p in groups["decay"]["params"])
+    assert groups["decay"]["weight_decay"] == 0.1
+    assert {id(p) for p in groups["norm_bias"]["params"]} == {id(m.bias) for m in norms}
+    assert {id(p) for p in groups["norm_weight"]["params"]} == {id(m.weight) for m in norms}
+    assert all(g["weight_decay"] == 0.0 for k, g in groups.items() if k != "decay")
+    assert sum(len(g["params"]) for g in groups.values()) == len(list(model.parameters()))
+
+
+def test_norm_learning_rate_scales_multiply_each_step():
+    """One plain SGD step (no momentum, constant lr): norm biases move 4× as far at
+    norm_bias_lr_scale 4, norm scales not at all at norm_weight_lr_scale 0, and every
+    other parameter exactly as far as without the scales."""
+    images, labels = _data(n=16)
+
+    def one_step(**scales):
+        torch.manual_seed(0)
+        model = build_model("small_cnn", 3, 1, width=4)
+        before = {k: v.detach().clone() for k, v in model.named_parameters()}
+        stream = BatchStream(images, labels, np.arange(16), batch_size=16, augment=None, seed=1)
+        fit(model, _loss, stream, epochs=1, seed=3,
+            optimizer=OptimizerParams(lr=0.1, momentum=0, weight_decay=0, **scales),
+            schedule=ScheduleParams(kind="constant", warmup_epochs=0))
+        return {k: v.detach() - before[k] for k, v in model.named_parameters()}
+
+    plain, scaled = one_step(), one_step(norm_bias_lr_scale=4, norm_weight_lr_scale=0)
+    norm = {f"{name}.{kind}" for name, m in build_model("small_cnn", 3, 1, width=4)
+            .named_modules() if isinstance(m, torch.nn.BatchNorm2d) for kind in ("weight", "bias")}
+    for name, step in plain.items():
+        if name in norm and name.endswith("bias"):
+            assert step.abs().sum() > 0
+            torch.testing.assert_close(scaled[name], 4 * step, msg=name)
+        elif name in norm:
+            assert step.abs().sum() > 0 and scaled[name].abs().sum() == 0, name
+        else:
+            torch.testing.assert_close(scaled[name], step, msg=name)
 
 
 def test_bitfit_changes_biases_and_head_only():

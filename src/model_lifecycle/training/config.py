@@ -18,6 +18,8 @@ class OptimizerParams(StrictModel):
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd only (Nesterov)
     weight_decay: float = Field(5e-4, ge=0)  # never applied to norms and biases
     betas: tuple[float, float] = (0.9, 0.999)  # adamw only
+    norm_bias_lr_scale: float = Field(1.0, ge=0)  # lr multiplier for batch-norm biases
+    norm_weight_lr_scale: float = Field(1.0, ge=0)  # same for batch-norm scales (0: frozen)
 
 
 class ScheduleParams(StrictModel):

@@ -136,7 +136,7 @@ def _train_epoch(model: nn.Module, loss_fn: LossFn, data: BatchStream, epoch: in
     for step_in_epoch, (views, labels) in enumerate(data.epoch(epoch)):
         lr = lr_at(epoch * len(data) + step_in_epoch)
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         with autocast(device, mixed_precision):
             loss, metrics = loss_fn(model, views, labels)
         opt.zero_grad(set_to_none=True)
