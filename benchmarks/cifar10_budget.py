@@ -14,9 +14,9 @@ warm-up measurement included) and is scored on the 10,000 test images.
   conv-pool network) at width 0.5 with its first convolution whitened and frozen
   (``whiten_stem``), channels-last, one-cycle SGD (Nesterov, lr 0.2, batch 128, weight
   decay 5e-4), label smoothing 0.2, flip + 1-pixel shift test-time augmentation; the
-  1,000 val images are checked once, after the last epoch. The number of epochs is set
-  from a measured warm-up so that the one-cycle schedule ends inside the budget. The
-  options below change the recipe.
+  1,000 val images are checked once, after the last epoch. The number of epochs
+  (fractional: the last pass stops part-way) is set from a measured warm-up so that the
+  one-cycle schedule ends inside the budget. The options below change the recipe.
 - the pretrained encoder: SimCLR pretraining with the same architecture for
   ``--pretrain-budget`` seconds, reported as k-NN accuracy (test images against the
   training images as memory bank).
@@ -121,7 +121,7 @@ def project_recipe(images, labels, train, val, test, budget: float, save_to: Pat
     runtime = RuntimeParams(seed=0, num_threads=2)
     splits = {"train_labeled": train, "train_unlabeled": train[:0], "val": val, "test": test}
 
-    def params(epochs: int) -> FinetuneParams:
+    def params(epochs: float) -> FinetuneParams:
         return FinetuneParams(init="scratch", arch=OURS["arch"], arch_kwargs=OURS["arch_kwargs"],
                               epochs=epochs, batch_size=OURS["batch_size"],
                               optimizer=OptimizerParams(
@@ -130,7 +130,7 @@ def project_recipe(images, labels, train, val, test, budget: float, save_to: Pat
                                   norm_weight_lr_scale=OURS["norm_weight_lr_scale"]),
                               schedule=ScheduleParams(kind="onecycle", warmup_epochs=0.25 * epochs),
                               label_smoothing=OURS["label_smoothing"], flip_tta=True,
-                              eval_every=epochs,
+                              eval_every=math.ceil(epochs),
                               shift_tta=OURS["shift_tta"], whiten_stem=OURS["whiten_stem"],
                               dirac_convs=OURS["dirac_convs"],
                               ema_decay=OURS["ema_decay"])
@@ -150,7 +150,8 @@ def project_recipe(images, labels, train, val, test, budget: float, save_to: Pat
     # what a run costs besides its epochs (whitening, two val checks), + 1 s of margin
     one_off = run_s - 7680 / warm.images_per_s + 1.0
     left = budget - (time.perf_counter() - start) - one_off
-    epochs = max(1, math.floor(0.98 * left / per_epoch))
+    # fractional: the last pass stops part-way, so the schedule fills the budget
+    epochs = max(1.0, round(0.98 * left / per_epoch, 2))
     print(f"warm-up: {warm.images_per_s:.0f} images/s, one-off {one_off:.1f} s, "
           f"{left:.0f} s left: {epochs} epochs", flush=True)
     torch.manual_seed(0)

@@ -50,3 +50,13 @@ def test_unknown_architecture_and_bad_arguments():
         build_model("resnet1000", 10)
     with pytest.raises(LifecycleError, match="does not take these arguments"):
         build_model("small_cnn", 10, depth=3)
+
+
+def test_fast_cnn_widths_set_each_stage_and_are_checked():
+    model = build_model("fast_cnn", 10, 3, widths=[16, 24, 40, 48])
+    convs = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [16, 24, 24, 40, 40, 48, 48]
+    assert model.encoder.feature_dim == 48
+    assert build_from_spec(model.spec).spec["widths"] == [16, 24, 40, 48]
+    with pytest.raises(LifecycleError, match="arch_kwargs.widths"):
+        build_model("fast_cnn", 10, 3, widths=[16, 24, 40])

@@ -1,5 +1,6 @@
 """The training loop: resume is exact, early stopping keeps the best epoch, frozen stays
-frozen, EMA averages every step, val is checked when asked, per-group lr scales apply."""
+frozen, EMA averages every step, val is checked when asked, per-group lr scales apply,
+fractional epochs stop part-way."""
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from model_lifecycle.training.data import BatchStream
 from model_lifecycle.training.finetune import finetune
 from model_lifecycle.training.loop import fit
 from model_lifecycle.training.optim import parameter_groups
+from model_lifecycle.training.schedule import learning_rate
 
 
 def _data(n=96, seed=0):
@@ -174,6 +176,23 @@ def test_ema_returns_the_moving_average_of_every_step():
     assert not torch.allclose(averaged.head.weight, last.head.weight)
 
 
+def test_fractional_epochs_stop_part_way_through_the_last_pass():
+    batches = []
+
+    def counting_loss(model, views, labels):
+        batches.append(len(labels))
+        return _loss(model, views, labels)
+
+    _model, result = _train(1.5, loss=counting_loss)  # 96 images in batches of 16: 6 a pass
+    assert batches == [16] * 9
+    assert [epoch for epoch, _ in result.history["train_loss"]] == [0, 1]
+    # the schedule spans the 9 steps taken, not two whole passes (12 steps)
+    last_lr = result.history["lr"][-1][1]
+    assert last_lr == pytest.approx(learning_rate(8, 9, base_lr=0.05, warmup_steps=6,
+                                                  kind="cosine"))
+    assert last_lr < learning_rate(8, 12, base_lr=0.05, warmup_steps=6, kind="cosine") / 2
+
+
 def test_ema_resumes_exactly(tmp_path):
     uninterrupted, _ = _train(3, ema_decay=0.9)
     checkpoint = tmp_path / "ckpt.pt"
@@ -191,14 +210,15 @@ def test_ema_resumes_exactly(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
-def test_finetune_checks_val_every_n_epochs_and_always_at_the_end():
+@pytest.mark.parametrize(("epochs", "checked"), [(5, [1, 3, 4]), (4.5, [1, 3, 4])])
+def test_finetune_checks_val_every_n_epochs_and_always_at_the_end(epochs, checked):
     images, labels = _data()
     splits = {"train_labeled": np.arange(64), "val": np.arange(64, 96), "test": np.arange(0)}
-    params = FinetuneParams(init="scratch", epochs=5, eval_every=2, batch_size=16,
+    params = FinetuneParams(init="scratch", epochs=epochs, eval_every=2, batch_size=16,
                             checkpoint=None)
     torch.manual_seed(0)
     model = build_model("small_cnn", 3, 1, width=4)
     result, scores = finetune(model, images, labels, splits, SupervisedPolicy(), params,
                               RuntimeParams(), torch.device("cpu"))
-    assert [epoch for epoch, _ in result.history["val_accuracy"]] == [1, 3, 4]
-    assert result.best_epoch in (1, 3, 4) and 0 <= scores["val_accuracy"] <= 1
+    assert [epoch for epoch, _ in result.history["val_accuracy"]] == checked
+    assert result.best_epoch in checked and 0 <= scores["val_accuracy"] <= 1

@@ -3,8 +3,11 @@ for short training budgets, and a VGG."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import nn
 
+from model_lifecycle.errors import LifecycleError
 from model_lifecycle.models.classifier import Encoder
 from model_lifecycle.models.registry import register
 
@@ -27,7 +30,8 @@ def small_cnn(in_channels: int, width: int = 32) -> Encoder:
 
 
 @register("fast_cnn")
-def fast_cnn(in_channels: int, width: float = 0.5) -> Encoder:
+def fast_cnn(in_channels: int, width: float = 0.5,
+             widths: Sequence[int] | None = None) -> Encoder:
     """The network of Keller Jordan's airbench (2024, "94% on CIFAR-10 in 3.29 seconds")
     with a width multiplier: a 3×3 stem, then three blocks of conv → 2×2 max-pool →
     BN → ReLU → conv → BN → ReLU at widths 64·w, 256·w, 256·w, and a global max-pool.
@@ -37,12 +41,22 @@ def fast_cnn(in_channels: int, width: float = 0.5) -> Encoder:
     ``resnet18_small`` at width 0.25 on a CPU and is more accurate in a short budget
     (``benchmarks/cifar10_budget.py``). Kept plain (no whitening initialisation, no
     GELU) so that pruning, folding and INT8 quantization treat it like any other CNN.
+
+    ``widths`` (stem, block 1, block 2, block 3 channels) replaces the multiplier: the
+    parameters sit in blocks 2 and 3, the compute in the stem and block 1 (full
+    resolution), so a small student keeps a wide front and a narrow back, e.g.
+    ``widths=[24, 32, 56, 56]``: 4.2× fewer parameters than width 0.5.
     """
-    widths = [max(8, int(round(c * width))) for c in (64, 256, 256)]
-    stem = max(8, int(round(48 * width)))
+    if widths is None:
+        stem, *blocks = [max(8, int(round(c * width))) for c in (48, 64, 256, 256)]
+    elif len(widths) == 4 and all(isinstance(c, int) and c > 0 for c in widths):
+        stem, *blocks = widths
+    else:
+        raise LifecycleError(f"fast_cnn widths {widths!r} must be four positive channel "
+                             "counts (stem, block 1, block 2, block 3): fix arch_kwargs.widths.")
     stages: list[nn.Module] = [conv_bn(in_channels, stem)]
     cin = stem
-    for cout in widths:
+    for cout in blocks:
         stages.append(nn.Sequential(
             nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2, ceil_mode=True),
             nn.BatchNorm2d(cout), nn.ReLU(inplace=True), conv_bn(cout, cout)))

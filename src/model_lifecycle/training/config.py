@@ -66,7 +66,7 @@ class FinetuneParams(StrictModel):
     arch_kwargs: dict[str, Any] = {}
     strategy: Literal["full", "linear_probe", "partial", "bitfit"] = "full"
     frozen_stages: int = Field(0, ge=0)  # partial: encoder stages kept frozen
-    epochs: int = Field(30, ge=1)
+    epochs: int | float = Field(30, gt=0)  # fractional: the last pass stops part-way
     batch_size: int = Field(64, ge=2)
     optimizer: OptimizerParams = OptimizerParams(lr=0.05, weight_decay=5e-4)
     schedule: ScheduleParams = ScheduleParams(kind="onecycle", warmup_epochs=3)

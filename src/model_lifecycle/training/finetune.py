@@ -16,7 +16,7 @@ from model_lifecycle.models.init import dirac_convs, whiten_first_conv
 from model_lifecycle.training.config import FinetuneParams, RuntimeParams
 from model_lifecycle.training.data import BatchStream, predict
 from model_lifecycle.training.device import rank, world_size
-from model_lifecycle.training.loop import FitResult, fit
+from model_lifecycle.training.loop import FitResult, epoch_count, fit
 
 WHITENING_SAMPLE = 5000  # training images whose patches set the whitening filters
 
@@ -64,8 +64,10 @@ def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
                                label_smoothing=params.label_smoothing)
         return loss, {"accuracy": (logits.argmax(1) == targets).float().mean().item()}
 
+    passes, _steps = epoch_count(params.epochs, len(stream))
+
     def evaluate(module: nn.Module, epoch: int) -> dict[str, float]:
-        if (epoch + 1) % params.eval_every and epoch + 1 != params.epochs:
+        if (epoch + 1) % params.eval_every and epoch + 1 != passes:
             return {}  # selection and early stopping only see the epochs checked
         return {"val_accuracy": accuracy(module, images, labels, splits["val"],
                                          flip_tta=params.flip_tta, shift_tta=params.shift_tta)}

@@ -40,7 +40,15 @@ class FitResult:
     images_per_s: float = 0.0
 
 
-def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: int,
+def epoch_count(epochs: float, steps_per_epoch: int) -> tuple[int, int]:
+    """(passes over the data, optimizer steps) for ``epochs``, which may be fractional:
+    the last pass then stops part-way (as airbench trains for 9.9 epochs), so a time
+    budget can be filled exactly."""
+    steps = max(1, round(epochs * steps_per_epoch))
+    return math.ceil(steps / steps_per_epoch), steps
+
+
+def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
         optimizer: OptimizerParams, schedule: ScheduleParams,
         evaluate: Evaluate | None = None, monitor: str | None = None,
         patience: int | None = None, clip_grad_norm: float | None = None,
@@ -49,7 +57,8 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: int,
         checkpoint: Path | None = None, resume: bool = False,
         config: dict[str, Any] | None = None, seed: int = 0, name: str = "train"
         ) -> FitResult:
-    """Train ``model`` in place for ``epochs`` over ``data``.
+    """Train ``model`` in place for ``epochs`` over ``data`` (fractional: the last pass
+    stops part-way, see ``epoch_count``).
 
     After each epoch: ``evaluate`` (if given), early stopping on ``monitor`` (higher is
     better) after ``patience`` epochs without improvement, a checkpoint (if given).
@@ -62,7 +71,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: int,
     """
     device = device or torch.device("cpu")
     opt = build_optimizer(model, optimizer)
-    total_steps = epochs * len(data)
+    passes, total_steps = epoch_count(epochs, len(data))
     warmup = round(schedule.warmup_epochs * len(data))
 
     def lr_at(step: int) -> float:
@@ -86,17 +95,18 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: int,
         log.info("%s: resuming from %s after epoch %d", name, checkpoint, saved["epoch"] + 1)
 
     seen_images, seen_seconds = 0, 0.0
-    for epoch in range(start_epoch, epochs):
+    for epoch in range(start_epoch, passes):
         if patience is not None and epoch - result.best_epoch > patience and result.best_epoch >= 0:
             log.info("%s: early stop after epoch %d (best %s %.4f at epoch %d)", name, epoch,
                      monitor, result.best_value, result.best_epoch + 1)
             break
         tic = time.perf_counter()
         torch.manual_seed(seed * 1009 + epoch)  # anything drawing from the global RNG
-        epoch_metrics = _train_epoch(model, loss_fn, data, epoch, opt, lr_at, device,
+        steps = min(len(data), total_steps - epoch * len(data))
+        epoch_metrics = _train_epoch(model, loss_fn, data, epoch, steps, opt, lr_at, device,
                                      mixed_precision, clip_grad_norm, average)
         seconds = time.perf_counter() - tic
-        seen_images += data.images_per_epoch
+        seen_images += steps * data.batch_size
         seen_seconds += seconds
         if evaluate is not None:
             epoch_metrics.update(evaluate(scored, epoch))
@@ -109,8 +119,8 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: int,
             result.best_epoch, result.best_value = epoch, value
             best_state = copy.deepcopy(scored.state_dict()) if monitor else None
         result.images_per_s = seen_images / max(seen_seconds, 1e-9)
-        _progress(name, epoch, epochs, epoch_metrics, data.images_per_epoch / seconds,
-                  seconds * (epochs - epoch - 1))
+        _progress(name, epoch, passes, epoch_metrics, steps * data.batch_size / seconds,
+                  seconds * (passes - epoch - 1))
         if checkpoint is not None and is_main_process():
             save_checkpoint(checkpoint, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
@@ -124,12 +134,13 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: int,
     return result
 
 
-def _train_epoch(model: nn.Module, loss_fn: LossFn, data: BatchStream, epoch: int,
+def _train_epoch(model: nn.Module, loss_fn: LossFn, data: BatchStream, epoch: int, steps: int,
                  opt: torch.optim.Optimizer, lr_at: Callable[[int], float],
                  device: torch.device, mixed_precision: bool,
                  clip_grad_norm: float | None, average: AveragedModel | None
                  ) -> dict[str, float]:
-    """One pass over ``data``; returns the epoch's mean training metrics and last lr."""
+    """The first ``steps`` batches of one pass over ``data``; returns their mean training
+    metrics and the last lr."""
     _train_mode(model)
     totals: dict[str, float] = {}
     lr = 0.0
@@ -148,7 +159,9 @@ def _train_epoch(model: nn.Module, loss_fn: LossFn, data: BatchStream, epoch: in
             average.update_parameters(model)
         for key, value in {"loss": loss.item(), **metrics}.items():
             totals[key] = totals.get(key, 0.0) + value
-    return {**{f"train_{k}": v / max(1, len(data)) for k, v in totals.items()}, "lr": lr}
+        if step_in_epoch + 1 == steps:
+            break
+    return {**{f"train_{k}": v / max(1, steps) for k, v in totals.items()}, "lr": lr}
 
 
 def _train_mode(model: nn.Module) -> None:
