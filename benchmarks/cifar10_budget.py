@@ -25,7 +25,7 @@ warm-up measurement included) and is scored on the 10,000 test images.
         [--skip article project knn] [--arch A --width W --lr LR --batch-size B
          --weight-decay WD --crop-padding P --label-smoothing E --[no-]whiten-stem
          --[no-]dirac-convs --ema-decay D --norm-bias-lr-scale S
-         --norm-weight-lr-scale S]
+         --norm-weight-lr-scale S --seed N]
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ OURS = {"arch": "fast_cnn", "arch_kwargs": {"width": 0.5}, "batch_size": 128, "l
         "weight_decay": 5e-4,
         "crop_padding": 2, "label_smoothing": 0.2, "shift_tta": 1,
         "whiten_stem": True, "dirac_convs": False, "ema_decay": None,
-        "norm_bias_lr_scale": 1.0, "norm_weight_lr_scale": 1.0}
+        "norm_bias_lr_scale": 1.0, "norm_weight_lr_scale": 1.0, "seed": 0}
 
 
 class PilCifar(Dataset):
@@ -118,7 +118,7 @@ def project_recipe(images, labels, train, val, test, budget: float, save_to: Pat
     start = time.perf_counter()
     policy = SupervisedPolicy.model_validate({"random_crop": {"padding": OURS["crop_padding"]},
                                         "horizontal_flip": {"p": 0.5}})
-    runtime = RuntimeParams(seed=0, num_threads=2)
+    runtime = RuntimeParams(seed=OURS["seed"], num_threads=2)
     splits = {"train_labeled": train, "train_unlabeled": train[:0], "val": val, "test": test}
 
     def params(epochs: float) -> FinetuneParams:
@@ -154,7 +154,7 @@ def project_recipe(images, labels, train, val, test, budget: float, save_to: Pat
     epochs = max(1.0, round(0.98 * left / per_epoch, 2))
     print(f"warm-up: {warm.images_per_s:.0f} images/s, one-off {one_off:.1f} s, "
           f"{left:.0f} s left: {epochs} epochs", flush=True)
-    torch.manual_seed(0)
+    torch.manual_seed(OURS["seed"])
     model = build_model(OURS["arch"], 10, 3, **OURS["arch_kwargs"])
     result, _ = finetune(model, images, labels, {**splits, "test": test[:0]}, policy,
                          params(epochs), runtime, CPU)
@@ -215,6 +215,8 @@ def main() -> None:
     parser.add_argument("--dirac-convs", action=argparse.BooleanOptionalAction,
                         default=OURS["dirac_convs"])
     parser.add_argument("--ema-decay", type=float, default=OURS["ema_decay"])
+    parser.add_argument("--seed", type=int, default=OURS["seed"],
+                        help="initial weights, batch order and augmentation (not the split)")
     parser.add_argument("--norm-bias-lr-scale", type=float, default=OURS["norm_bias_lr_scale"])
     parser.add_argument("--norm-weight-lr-scale", type=float,
                         default=OURS["norm_weight_lr_scale"])
@@ -225,7 +227,7 @@ def main() -> None:
                 label_smoothing=args.label_smoothing, whiten_stem=args.whiten_stem,
                 dirac_convs=args.dirac_convs,
                 ema_decay=args.ema_decay, norm_bias_lr_scale=args.norm_bias_lr_scale,
-                norm_weight_lr_scale=args.norm_weight_lr_scale)
+                norm_weight_lr_scale=args.norm_weight_lr_scale, seed=args.seed)
     torch.set_num_threads(2)
     data = load_image_folder(cifar_jpeg_folder(args.archive, args.work), (32, 32), channels=3)
     everything = np.arange(len(data))
