@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from model_lifecycle.augment.config import SupervisedPolicy
+from model_lifecycle.errors import LifecycleError
 from model_lifecycle.models import build_model
 from model_lifecycle.models.adapt import apply_strategy
 from model_lifecycle.training.config import (
@@ -69,6 +70,16 @@ def test_resume_after_an_interruption_gives_the_same_weights(tmp_path):
     for (name, a), b in zip(uninterrupted.state_dict().items(),
                             resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_resume_from_another_models_checkpoint_names_the_file(tmp_path):
+    checkpoint = tmp_path / "ckpt.pt"
+    _train(1, checkpoint=checkpoint)
+    before = checkpoint.read_bytes()
+    with pytest.raises(LifecycleError, match=r"ckpt\.pt was written by a different model"):
+        _train(2, checkpoint=checkpoint, resume=True,
+               model=build_model("small_cnn", 3, 1, width=6))
+    assert checkpoint.read_bytes() == before  # the old run's checkpoint is kept
 
 
 def test_the_loop_learns_and_logs_one_value_per_epoch():

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from model_lifecycle.errors import LifecycleError
 from model_lifecycle.training.checkpoint import load_checkpoint, save_checkpoint
 from model_lifecycle.training.config import OptimizerParams, ScheduleParams
 from model_lifecycle.training.data import BatchStream
@@ -85,8 +86,14 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
     best_state: dict[str, torch.Tensor] | None = None
     start_epoch = 0
     if resume and checkpoint is not None and (saved := load_checkpoint(checkpoint)):
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
+        try:
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise LifecycleError(
+                f"Checkpoint {checkpoint} was written by a different model or optimizer "
+                f"setup ({str(exc).splitlines()[0]}): delete it, point `checkpoint` "
+                "elsewhere or set resume: false.") from None
         if average is not None and saved.get("average") is not None:
             average.load_state_dict(saved["average"])  # else it restarts from these weights
         result = FitResult(**saved["result"])
