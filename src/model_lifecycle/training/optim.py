@@ -20,19 +20,16 @@ def parameter_groups(model: nn.Module, weight_decay: float, *, norm_bias_lr_scal
     scheduled one times that. Norm biases and scales get ``norm_bias_lr_scale`` and
     ``norm_weight_lr_scale`` (0 keeps them at their initial values).
     """
-    norm_biases, norm_weights = set(), set()
-    for module in model.modules():
-        if isinstance(module, NORMS):
-            if module.bias is not None:
-                norm_biases.add(module.bias)
-            if module.weight is not None:
-                norm_weights.add(module.weight)
+    norms = [m for m in model.modules() if isinstance(m, NORMS)]
+    # by id: tensors compare element-wise, so set membership must not fall back to ==
+    norm_biases = {id(m.bias) for m in norms if m.bias is not None}
+    norm_weights = {id(m.weight) for m in norms if m.weight is not None}
     groups = {"decay": [], "bias": [], "norm_bias": [], "norm_weight": []}
     for parameter in model.parameters():
         if not parameter.requires_grad:
             continue
-        key = ("norm_bias" if parameter in norm_biases else
-               "norm_weight" if parameter in norm_weights else
+        key = ("norm_bias" if id(parameter) in norm_biases else
+               "norm_weight" if id(parameter) in norm_weights else
                "decay" if parameter.ndim > 1 else "bias")
         groups[key].append(parameter)
     scales = {"decay": 1.0, "bias": 1.0, "norm_bias": norm_bias_lr_scale,
