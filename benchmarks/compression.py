@@ -113,6 +113,9 @@ def _arguments() -> argparse.Namespace:
                         help="distillation temperature (default: the conf's, 4)")
     parser.add_argument("--student-widths", type=int, nargs=4, default=None,
                         help="cifar10 student: fast_cnn stage widths instead of width 0.24")
+    parser.add_argument("--init-from-teacher", action="store_true",
+                        help="the distilled student starts from the teacher's matching "
+                             "leading stages (compress.distill.init_from_teacher)")
     parser.add_argument("--latency-rounds", type=int, default=7,
                         help="interleaved latency rounds (each: every variant, 30 runs)")
     args = parser.parse_args()
@@ -165,6 +168,8 @@ def main() -> None:
         raw["distill"] = {**raw["distill"], "epochs": args.distill_epochs}
     if args.temperature is not None:
         raw["distill"] = {**raw["distill"], "temperature": args.temperature}
+    if args.init_from_teacher:
+        raw["distill"] = {**raw["distill"], "init_from_teacher": True}
     config = CompressParams.model_validate(raw)
     runtime = RuntimeParams()
     example = torch.from_numpy(images[:2]).float() / 255
@@ -236,8 +241,10 @@ def main() -> None:
     flags = {"--prune-target": args.prune_target, "--recovery-epochs": args.recovery_epochs,
              "--final-epochs": args.final_epochs, "--distill-epochs": args.distill_epochs,
              "--temperature": args.temperature,
+             "--init-from-teacher": "" if args.init_from_teacher else None,
              "--student-widths": " ".join(map(str, args.student_widths or [])) or None}
-    suffix = "".join(f" {flag} {value}" for flag, value in flags.items() if value is not None)
+    suffix = "".join(f" {flag} {value}".rstrip() for flag, value in flags.items()
+                     if value is not None)
     name = f"compression_{args.data}" + ("_custom" if suffix else "")
     path = write_result(name, {
         "command": f"python -m benchmarks.compression --data {args.data}{suffix}",
@@ -245,6 +252,7 @@ def main() -> None:
                    "final_recovery": config.prune.final_epochs,
                    "distill": config.distill.epochs},
         "distill": {"temperature": config.distill.temperature, "alpha": config.distill.alpha,
+                    "init_from_teacher": config.distill.init_from_teacher,
                     "student": {"arch": config.distill.student_arch,
                                 **config.distill.student_kwargs}},
         "test_images": len(splits["test"]), "prune_report": report,

@@ -141,13 +141,8 @@ def test_unlabeled_rows_get_the_soft_term_only_and_the_teacher_gets_no_gradient(
         == pytest.approx(0.0, abs=1e-6)
 
 
-def test_distillation_trains_the_student_and_leaves_the_teacher_untouched():
+def _three_bars():
     import numpy as np  # noqa: PLC0415
-
-    from model_lifecycle.augment.config import ViewPolicy  # noqa: PLC0415
-    from model_lifecycle.compression.config import DistillParams  # noqa: PLC0415
-    from model_lifecycle.compression.distill_train import distill  # noqa: PLC0415
-    from model_lifecycle.training.config import RuntimeParams  # noqa: PLC0415
 
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 30)
@@ -155,6 +150,16 @@ def test_distillation_trains_the_student_and_leaves_the_teacher_untouched():
     images[np.arange(90), 0, labels * 2, :] = 255
     splits = {"train_labeled": np.arange(0, 90, 3), "train_unlabeled": np.arange(1, 90, 3),
               "val": np.arange(2, 90, 3)}
+    return images, labels, splits
+
+
+def test_distillation_trains_the_student_and_leaves_the_teacher_untouched():
+    from model_lifecycle.augment.config import ViewPolicy  # noqa: PLC0415
+    from model_lifecycle.compression.config import DistillParams  # noqa: PLC0415
+    from model_lifecycle.compression.distill_train import distill  # noqa: PLC0415
+    from model_lifecycle.training.config import RuntimeParams  # noqa: PLC0415
+
+    images, labels, splits = _three_bars()
     torch.manual_seed(0)
     teacher = build_model("small_cnn", 3, 1, width=8).eval()
     before = copy.deepcopy(teacher)
@@ -192,3 +197,44 @@ def test_quantization_aware_training_trains_then_converts_and_round_trips(tmp_pa
     assert torch.equal(dataset.load()(x), quantized(x))
     with pytest.raises(ValueError, match="needs a train function"):
         quantize(model, x, mode="qat")
+
+
+def test_student_starts_from_the_teachers_matching_leading_stages():
+    from model_lifecycle.compression.distill_train import copy_leading_stages  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    teacher = build_model("fast_cnn", 3, 3, widths=[8, 8, 16, 16])
+    before = copy.deepcopy(teacher)
+    student = build_model("fast_cnn", 3, 3, widths=[8, 8, 8, 8])
+    start = copy.deepcopy(student)
+    assert copy_leading_stages(student, teacher) == 2
+    assert _same(teacher, before)
+    for k in (0, 1):  # stem and block 1: the teacher's, buffers included
+        mine = student.encoder.stages[k].state_dict()
+        theirs = teacher.encoder.stages[k].state_dict()
+        assert all(torch.equal(mine[key], theirs[key]) for key in theirs)
+    for k in (2, 3):  # narrower: left as they were
+        assert _same(student.encoder.stages[k], start.encoder.stages[k])
+    assert _same(student.head, start.head)
+    other_stem = build_model("fast_cnn", 3, 3, widths=[16, 8, 16, 16])
+    assert copy_leading_stages(other_stem, teacher) == 0  # stops at the first mismatch
+
+
+def test_init_from_teacher_makes_distillation_start_from_the_teachers_stages():
+    from model_lifecycle.augment.config import ViewPolicy  # noqa: PLC0415
+    from model_lifecycle.compression.config import DistillParams  # noqa: PLC0415
+    from model_lifecycle.compression.distill_train import distill  # noqa: PLC0415
+    from model_lifecycle.training.config import OptimizerParams, RuntimeParams  # noqa: PLC0415
+
+    images, labels, splits = _three_bars()
+    torch.manual_seed(0)
+    teacher = build_model("fast_cnn", 3, 1, widths=[8, 8, 16, 16]).eval()
+    student = build_model("fast_cnn", 3, 1, widths=[8, 8, 8, 8])
+    stem = teacher.encoder.stages[0][0].weight
+    assert not torch.allclose(student.encoder.stages[0][0].weight, stem, atol=1e-3)
+    # a learning rate too small to move anything: what the student holds is where it started
+    distill(student, teacher, images, labels, splits, ViewPolicy(),
+            DistillParams(epochs=1, batch_size=30, init_from_teacher=True,
+                          optimizer=OptimizerParams(lr=1e-9)),
+            RuntimeParams(), torch.device("cpu"))
+    assert torch.allclose(student.encoder.stages[0][0].weight, stem, atol=1e-6)

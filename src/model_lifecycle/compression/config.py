@@ -38,6 +38,9 @@ class DistillParams(StrictModel):
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.9, ge=0, le=1)  # weight of the soft (teacher) term
     use_unlabeled: bool = True  # train_unlabeled through the teacher's soft targets
+    # start from the teacher's leading encoder stages wherever the student's have the
+    # same shapes (e.g. fast_cnn widths [24, 32, 56, 56] under a width-0.5 teacher)
+    init_from_teacher: bool = False
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(128, ge=2)
     optimizer: OptimizerParams = OptimizerParams(lr=0.05, weight_decay=5e-4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 
 import numpy as np
 import torch
@@ -18,6 +19,8 @@ from model_lifecycle.training.data import BatchStream
 from model_lifecycle.training.finetune import accuracy
 from model_lifecycle.training.loop import FitResult, fit
 
+log = logging.getLogger(__name__)
+
 
 def distill(student: Classifier, teacher: nn.Module, images: np.ndarray, labels: np.ndarray,
             splits: dict[str, np.ndarray], policy: ViewPolicy, params: DistillParams,
@@ -25,7 +28,13 @@ def distill(student: Classifier, teacher: nn.Module, images: np.ndarray, labels:
     """Train ``student`` in place (``teacher`` is only read); keep its best epoch on val.
 
     Unlabeled images (``use_unlabeled``) carry label −1: only the soft term applies.
+    ``init_from_teacher`` first copies the teacher's matching leading stages
+    (:func:`copy_leading_stages`).
     """
+    if params.init_from_teacher:
+        copied = copy_leading_stages(student, teacher)
+        log.info("distill: the student starts from the teacher's first %d encoder stages",
+                 copied)
     train = splits["train_labeled"]
     targets = labels.copy()
     if params.use_unlabeled and len(splits["train_unlabeled"]):
@@ -55,3 +64,23 @@ def distill(student: Classifier, teacher: nn.Module, images: np.ndarray, labels:
                schedule=params.schedule, evaluate=evaluate, monitor="val_accuracy",
                device=device, mixed_precision=runtime.mixed_precision, seed=runtime.seed,
                name="distill")
+
+
+def copy_leading_stages(student: Classifier, teacher: Classifier) -> int:
+    """Copy the teacher's encoder stages into the student, from the input on, for as long
+    as every parameter and buffer of a stage has the same shape in both; returns how many
+    stages were copied.
+
+    A student that keeps the teacher's front and narrows the rest starts with the
+    teacher's low-level features instead of random ones, as DistilBERT (Sanh et al.
+    2019) starts from its teacher's layers. Copied parameters keep the student's own
+    ``requires_grad``.
+    """
+    copied = 0
+    for mine, theirs in zip(student.encoder.stages, teacher.encoder.stages, strict=False):
+        own, source = mine.state_dict(), theirs.state_dict()
+        if own.keys() != source.keys() or any(own[k].shape != source[k].shape for k in own):
+            break
+        mine.load_state_dict(source)
+        copied += 1
+    return copied
