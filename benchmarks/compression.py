@@ -11,7 +11,9 @@ file size and CPU latency, on the embedded digits or on real CIFAR-10.
   student is ``fast_cnn`` at width 0.24 (4.4× fewer parameters), its first convolution
   whitened as the teacher's was (both students start from the same weights).
   ``--student-widths 24 32 56 56`` keeps the teacher's stem and first block and narrows
-  the rest instead (4.2× fewer parameters); ``--temperature`` overrides the conf's 4
+  the rest instead (4.2× fewer parameters), and ``--init-from-teacher`` starts the
+  distilled student from those two stages of the teacher (the student without the
+  teacher keeps its random start); ``--temperature`` overrides the conf's 4
   (the teacher was trained with label smoothing: at 4 its softened outputs are nearly
   uniform, mean top probability 0.21 on ten classes against 0.72 at 1).
 
