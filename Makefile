@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export KEDRO_DISABLE_TELEMETRY := true
 export MPLBACKEND := Agg
 
-.PHONY: run test viz viz-build ui serve screenshots bench lint clean-data install
+.PHONY: run test viz viz-build ui serve screenshots bench bench-gpu lint clean-data install
 
 run: $(STAMP)
 	$(BIN)/kedro run $(ARGS)
@@ -45,6 +45,11 @@ screenshots:
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all $(ARGS)
+
+# on a machine with a CUDA GPU: the CIFAR recipe on the GPU (results/cifar10_gpu.json)
+bench-gpu: $(STAMP)
+	$(BIN)/python -m benchmarks.cifar10_gpu $(ARGS)
+	$(BIN)/python -m benchmarks.run_all --report-only
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -54,7 +54,6 @@ from benchmarks.common import (
 )
 from model_lifecycle.augment.config import AugmentParams, SupervisedPolicy
 from model_lifecycle.data.image_folder import load_image_folder
-from model_lifecycle.io import TorchModelDataset
 from model_lifecycle.models import build_model
 from model_lifecycle.ssl.probes import features, knn_accuracy
 from model_lifecycle.training.config import OptimizerParams, RuntimeParams, ScheduleParams
@@ -114,26 +113,47 @@ def article_recipe(images, labels, train, test, budget: float) -> dict:
             "images_seen": seen, "epochs": round(seen / len(train), 2)}
 
 
+def cifar_split(labels: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(pool, train, val, test) indices: 10,000 test images, and the rest (``pool``, in
+    the splitter's order) as 1,000 val and the training images; stratified, seed 0."""
+    pool, test = train_test_split(np.arange(len(labels)), test_size=10_000, stratify=labels,
+                                  random_state=0)
+    train, val = train_test_split(pool, test_size=1_000, stratify=labels[pool],
+                                  random_state=0)
+    return pool, np.sort(train), np.sort(val), np.sort(test)
+
+
+def recipe_policy() -> SupervisedPolicy:
+    return SupervisedPolicy.model_validate({"random_crop": {"padding": OURS["crop_padding"]},
+                                            "horizontal_flip": {"p": 0.5}})
+
+
+def recipe_params(epochs: float) -> FinetuneParams:
+    """The project's recipe (``OURS``) for ``epochs`` (fractional: the last pass stops
+    part-way)."""
+    return FinetuneParams(init="scratch", arch=OURS["arch"], arch_kwargs=OURS["arch_kwargs"],
+                          epochs=epochs, batch_size=OURS["batch_size"],
+                          optimizer=OptimizerParams(
+                              lr=OURS["lr"], weight_decay=OURS["weight_decay"],
+                              norm_bias_lr_scale=OURS["norm_bias_lr_scale"],
+                              norm_weight_lr_scale=OURS["norm_weight_lr_scale"]),
+                          schedule=ScheduleParams(kind="onecycle", warmup_epochs=0.25 * epochs),
+                          label_smoothing=OURS["label_smoothing"], flip_tta=True,
+                          eval_every=math.ceil(epochs),
+                          shift_tta=OURS["shift_tta"], whiten_stem=OURS["whiten_stem"],
+                          dirac_convs=OURS["dirac_convs"],
+                          ema_decay=OURS["ema_decay"])
+
+
 def project_recipe(images, labels, train, val, test, budget: float, save_to: Path) -> dict:
+    # the catalog's model file (needs kedro); imported here so that cifar10_gpu can import
+    # the recipe on a GPU machine that has only torch's stack
+    from model_lifecycle.io import TorchModelDataset  # noqa: PLC0415
+
     start = time.perf_counter()
-    policy = SupervisedPolicy.model_validate({"random_crop": {"padding": OURS["crop_padding"]},
-                                        "horizontal_flip": {"p": 0.5}})
+    policy = recipe_policy()
     runtime = RuntimeParams(seed=OURS["seed"], num_threads=2)
     splits = {"train_labeled": train, "train_unlabeled": train[:0], "val": val, "test": test}
-
-    def params(epochs: float) -> FinetuneParams:
-        return FinetuneParams(init="scratch", arch=OURS["arch"], arch_kwargs=OURS["arch_kwargs"],
-                              epochs=epochs, batch_size=OURS["batch_size"],
-                              optimizer=OptimizerParams(
-                                  lr=OURS["lr"], weight_decay=OURS["weight_decay"],
-                                  norm_bias_lr_scale=OURS["norm_bias_lr_scale"],
-                                  norm_weight_lr_scale=OURS["norm_weight_lr_scale"]),
-                              schedule=ScheduleParams(kind="onecycle", warmup_epochs=0.25 * epochs),
-                              label_smoothing=OURS["label_smoothing"], flip_tta=True,
-                              eval_every=math.ceil(epochs),
-                              shift_tta=OURS["shift_tta"], whiten_stem=OURS["whiten_stem"],
-                              dirac_convs=OURS["dirac_convs"],
-                              ema_decay=OURS["ema_decay"])
 
     # Warm-up: two short runs of one epoch, on 2,560 then 7,680 images. The first pays
     # one-off start-up costs; the second measures training images/s and what a run costs
@@ -144,7 +164,8 @@ def project_recipe(images, labels, train, val, test, budget: float, save_to: Pat
         torch.manual_seed(0)
         probe = build_model(OURS["arch"], 10, 3, **OURS["arch_kwargs"])
         tic = time.perf_counter()
-        warm, _ = finetune(probe, images, labels, warm_splits, policy, params(1), runtime, CPU)
+        warm, _ = finetune(probe, images, labels, warm_splits, policy, recipe_params(1),
+                           runtime, CPU)
         run_s = time.perf_counter() - tic
     per_epoch = len(train) / warm.images_per_s
     # what a run costs besides its epochs (whitening, two val checks), + 1 s of margin
@@ -157,7 +178,7 @@ def project_recipe(images, labels, train, val, test, budget: float, save_to: Pat
     torch.manual_seed(OURS["seed"])
     model = build_model(OURS["arch"], 10, 3, **OURS["arch_kwargs"])
     result, _ = finetune(model, images, labels, {**splits, "test": test[:0]}, policy,
-                         params(epochs), runtime, CPU)
+                         recipe_params(epochs), runtime, CPU)
     trained_s = time.perf_counter() - start  # the test set is scored outside the budget
     TorchModelDataset(filepath=str(save_to)).save(model.cpu().eval())  # for compression
     with_tta = accuracy(model, images, labels, test, flip_tta=True,
@@ -230,12 +251,7 @@ def main() -> None:
                 norm_weight_lr_scale=args.norm_weight_lr_scale, seed=args.seed)
     torch.set_num_threads(2)
     data = load_image_folder(cifar_jpeg_folder(args.archive, args.work), (32, 32), channels=3)
-    everything = np.arange(len(data))
-    pool, test = train_test_split(everything, test_size=10_000, stratify=data.labels,
-                                  random_state=0)
-    train, val = train_test_split(pool, test_size=1_000, stratify=data.labels[pool],
-                                  random_state=0)
-    train, val, test = np.sort(train), np.sort(val), np.sort(test)
+    pool, train, val, test = cifar_split(data.labels)
     results: dict = {}
     if "article" not in args.skip:
         results["article"] = article_recipe(data.images, data.labels, pool, test, args.budget)

@@ -39,11 +39,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from sklearn.model_selection import train_test_split
 
-from benchmarks.cifar10_budget import OURS
+from benchmarks.cifar10_budget import OURS, cifar_split, recipe_policy
 from benchmarks.common import DEFAULT_WORK, SHARED_CIFAR, cifar_jpeg_folder, write_result
-from model_lifecycle.augment.config import AugmentParams, SupervisedPolicy
+from model_lifecycle.augment.config import AugmentParams
 from model_lifecycle.compression.config import CompressParams
 from model_lifecycle.compression.distill_train import distill
 from model_lifecycle.compression.prune import prune_structured
@@ -81,16 +80,11 @@ def digits_setup():
 
 def cifar_setup(work: Path, archive: Path):
     data = load_image_folder(cifar_jpeg_folder(archive, work), (32, 32), channels=3)
-    pool, test = train_test_split(np.arange(len(data)), test_size=10_000,
-                                  stratify=data.labels, random_state=0)
-    train, val = train_test_split(pool, test_size=1_000, stratify=data.labels[pool],
-                                  random_state=0)
-    splits = {"train_labeled": np.sort(train), "train_unlabeled": train[:0],
-              "val": np.sort(val), "test": np.sort(test)}
+    _, train, val, test = cifar_split(data.labels)
+    splits = {"train_labeled": train, "train_unlabeled": train[:0], "val": val, "test": test}
     # recovery and the students train with the augmentation and label smoothing that the
     # model itself was trained with in cifar10_budget
-    policy = SupervisedPolicy.model_validate({"random_crop": {"padding": OURS["crop_padding"]},
-                                              "horizontal_flip": {"p": 0.5}})
+    policy = recipe_policy()
     model = TorchModelDataset(filepath=str(work / "cifar10_model.pt")).load()
     recipe = {"init": "scratch", "epochs": 1, "batch_size": OURS["batch_size"],
               "label_smoothing": OURS["label_smoothing"], "checkpoint": None,
@@ -118,6 +112,9 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--init-from-teacher", action="store_true",
                         help="the distilled student starts from the teacher's matching "
                              "leading stages (compress.distill.init_from_teacher)")
+    parser.add_argument("--keep-stem", action="store_true",
+                        help="pruning leaves the first convolution whole "
+                             "(compress.prune.keep_stem)")
     parser.add_argument("--latency-rounds", type=int, default=7,
                         help="interleaved latency rounds (each: every variant, 30 runs)")
     args = parser.parse_args()
@@ -164,7 +161,7 @@ def main() -> None:
         raw["distill"] = {**raw["distill"], "epochs": 30, "student_arch": "fast_cnn",
                           "student_kwargs": student}
     options = {"target": args.prune_target, "recovery_epochs": args.recovery_epochs,
-               "final_epochs": args.final_epochs}
+               "final_epochs": args.final_epochs, "keep_stem": args.keep_stem or None}
     raw["prune"] = {**raw["prune"], **{k: v for k, v in options.items() if v is not None}}
     if args.distill_epochs is not None:
         raw["distill"] = {**raw["distill"], "epochs": args.distill_epochs}
@@ -186,6 +183,7 @@ def main() -> None:
     prune = config.prune
     pruned, report = prune_structured(model, example, target=prune.target, metric=prune.metric,
                                       steps=prune.steps, round_to=prune.round_to,
+                                      keep_stem=prune.keep_stem,
                                       recover=lambda m, _k: recover(m, prune.recovery_epochs))
     recover(pruned, prune.final_epochs)
     rng = np.random.default_rng(0)
@@ -224,6 +222,8 @@ def main() -> None:
         "pruned_macs_reduction": round(base["macs"] / table["pruned (structured)"]["macs"], 2),
         "pruned_speedup_b32": round(base["latency_b32_ms"]
                                     / table["pruned (structured)"]["latency_b32_ms"], 2),
+        "pruned_speedup_b1": round(base["latency_b1_ms"]
+                                   / table["pruned (structured)"]["latency_b1_ms"], 2),
         "pruned_accuracy_drop_points": round(100 * (base["test_accuracy"] - table[
             "pruned (structured)"]["test_accuracy"]), 2),
         "int8_size_reduction_vs_folded": round(folded["size_bytes"]
@@ -244,6 +244,7 @@ def main() -> None:
              "--final-epochs": args.final_epochs, "--distill-epochs": args.distill_epochs,
              "--temperature": args.temperature,
              "--init-from-teacher": "" if args.init_from_teacher else None,
+             "--keep-stem": "" if args.keep_stem else None,
              "--student-widths": " ".join(map(str, args.student_widths or [])) or None}
     suffix = "".join(f" {flag} {value}".rstrip() for flag, value in flags.items()
                      if value is not None)
@@ -257,6 +258,8 @@ def main() -> None:
                     "init_from_teacher": config.distill.init_from_teacher,
                     "student": {"arch": config.distill.student_arch,
                                 **config.distill.student_kwargs}},
+        "prune": {"importance": "magnitude", "round_to": config.prune.round_to,
+                  "keep_stem": config.prune.keep_stem},
         "test_images": len(splits["test"]), "prune_report": report,
         "latency": {**config.latency.model_dump(), "interleaved_rounds": args.latency_rounds},
         "variants": table, "ratios": ratios,

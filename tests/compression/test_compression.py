@@ -57,6 +57,22 @@ def test_round_to_keeps_channel_counts_multiples_and_is_ignored_on_narrow_models
                if isinstance(c, torch.nn.Conv2d)) > 0
 
 
+def test_keep_stem_leaves_the_first_convolution_whole_and_still_reaches_the_target():
+    example = torch.rand(2, 1, 16, 16)
+    model = build_model("small_cnn", 10, 1, width=32)
+
+    def conv_widths(m):
+        return [c.out_channels for c in m.encoder.modules() if isinstance(c, torch.nn.Conv2d)]
+
+    pruned, report = prune_structured(model, example, target=2.0, steps=1, keep_stem=True)
+    kept, before = conv_widths(pruned), conv_widths(model)
+    assert kept[0] == before[0] and report["macs_reduction"] >= 2.0
+    assert all(k < b for k, b in zip(kept[1:], before[1:], strict=True))
+    assert pruned(torch.rand(3, 1, 16, 16)).shape == (3, 10)
+    # without it, the same model loses stem channels too
+    assert conv_widths(prune_structured(model, example, target=2.0, steps=1)[0])[0] < before[0]
+
+
 def test_taylor_pruning_calls_recovery_at_each_milestone():
     model = _trained_like("small_cnn")
     seen = []

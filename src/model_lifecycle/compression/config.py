@@ -16,6 +16,7 @@ class PruneParams(StrictModel):
     target: float = Field(2.0, gt=1)  # structured: × fewer MACs (or params)
     metric: Literal["macs", "params"] = "macs"
     round_to: int | None = Field(8, ge=1)  # channel counts kept multiples of this; null: any
+    keep_stem: bool = False  # the first convolution keeps all its channels
     steps: int = Field(3, ge=1)  # milestones, each followed by a recovery fine-tune
     recovery_epochs: int = Field(10, ge=0)  # per milestone
     final_epochs: int = Field(30, ge=0)  # after the last milestone

@@ -40,14 +40,20 @@ def cost(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
 def prune_structured(model: Classifier, example: torch.Tensor, *, target: float,
                      metric: str = "macs", importance: str = "magnitude", steps: int = 3,
                      recover: Recover | None = None, batch: Batch | None = None,
-                     round_to: int | None = None, max_channel_ratio: float = 0.9
-                     ) -> tuple[Classifier, dict[str, float]]:
+                     round_to: int | None = None, keep_stem: bool = False,
+                     max_channel_ratio: float = 0.9) -> tuple[Classifier, dict[str, float]]:
     """A pruned copy of ``model`` whose ``metric`` is at least ``target``× smaller
     (``model`` itself is left as it was). Returns the copy and a cost report.
 
     ``round_to`` keeps every pruned layer's channel count a multiple of it (vectorised
     CPU kernels run faster on such counts); it is ignored when some prunable layer has
-    fewer than twice as many channels, which rounding could empty."""
+    fewer than twice as many channels, which rounding could empty.
+
+    ``keep_stem`` leaves the encoder's first convolution with all its channels (the rest
+    of the network is pruned harder to reach the target). Meant for a frozen whitened
+    stem (``whiten_stem``): the sizes of its filters were set by the data, not learned,
+    and the smallest are the directions of most pixel variance, so a magnitude ranking
+    would drop the wrong ones."""
     if target <= 1:
         raise ValueError(f"target must be > 1 (a reduction factor), got {target}")
     pruned = copy.deepcopy(model).eval()
@@ -59,7 +65,8 @@ def prune_structured(model: Classifier, example: torch.Tensor, *, target: float,
             raise ValueError("Taylor importance needs labeled batches")
     else:
         scorer = tp.importance.GroupMagnitudeImportance(p=2)
-    widths = [m.out_channels for m in pruned.encoder.modules() if isinstance(m, nn.Conv2d)]
+    convs = [m for m in pruned.encoder.modules() if isinstance(m, nn.Conv2d)]
+    widths = [m.out_channels for m in convs]
     if round_to and min(widths) < 2 * round_to:
         log.info("round_to=%d ignored: the narrowest layer has %d channels", round_to,
                  min(widths))
@@ -67,7 +74,7 @@ def prune_structured(model: Classifier, example: torch.Tensor, *, target: float,
     pruner = tp.pruner.MetaPruner(pruned, example, importance=scorer,
                                   pruning_ratio=max_channel_ratio,
                                   iterative_steps=_SMALL_STEPS, round_to=round_to,
-                                  ignored_layers=[pruned.head])
+                                  ignored_layers=[pruned.head, *convs[:1 if keep_stem else 0]])
     milestones = [target ** ((k + 1) / steps) for k in range(steps)]
     reached, now = 0, before
     for _ in range(_SMALL_STEPS):

@@ -79,6 +79,7 @@ def prune_model(finetuned_model: Classifier, images: ImageSet, splits: dict[str,
         pruned, report = prune_structured(
             finetuned_model, example, target=prune.target, metric=prune.metric,
             importance=prune.importance, steps=prune.steps, round_to=prune.round_to,
+            keep_stem=prune.keep_stem,
             recover=lambda model, _k: recover(model, prune.recovery_epochs), batch=batch)
     else:
         pruned, report = prune_unstructured(finetuned_model, amount=prune.amount)
