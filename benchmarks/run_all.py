@@ -96,29 +96,31 @@ def render() -> str:
                          f"{cifar['pretrained_encoder']['knn_accuracy']:.2%} | "
                          f"{cifar['pretrained_encoder']} |")
         lines += ["", f"Goal: {cifar['goal']}; {_machine(cifar)}.", ""]
-    gpu = _load("cifar10_gpu")
-    if gpu:  # measured on a GPU machine (make bench-gpu), not by make bench
-        lines += [
-            f"## CIFAR-10 on one GPU ({gpu['gpu']})", "",
-            f"`{gpu['command']}` — the recipe above for {gpu['epochs']} epochs on "
-            f"{gpu['train_images']:,} images, {gpu['test_images']:,} test images.", "",
-            "| precision | test accuracy (TTA) | without TTA | training time | images/s |",
-            "|---|---:|---:|---:|---:|"]
-        for name in ("float32", "bfloat16"):
-            row = gpu[name]
-            lines.append(f"| {name} | {row['test_accuracy']:.2%} | "
-                         f"{row['test_accuracy_without_tta']:.2%} | "
-                         f"{row['train_seconds']} s | {row['images_per_s']:,} |")
-        knn = gpu["pretrained_encoder"]
-        lines += ["", f"SimCLR, {knn['epochs']} epochs: k-NN {knn['knn_accuracy']:.2%} in "
-                      f"{knn['seconds']} s ({knn['images_per_s']:,} images/s); "
-                      f"{_machine(gpu)}.", ""]
-    sections = [(_load(f"compression_{data}"), lambda r, d=data: _compression(r, d))
-                for data in ("digits", "cifar10")] + [(_load("default_run"), _default_run)]
+    sections = [(_load("cifar10_gpu"), _gpu)] + [
+        (_load(f"compression_{data}"), lambda r, d=data: _compression(r, d))
+        for data in ("digits", "cifar10")] + [(_load("default_run"), _default_run)]
     for result, render_section in sections:
         if result:
             lines += render_section(result)
     return "\n".join(lines)
+
+
+def _gpu(gpu: dict) -> list[str]:
+    """Measured on a GPU machine (make bench-gpu), not by make bench."""
+    lines = [f"## CIFAR-10 on one GPU ({gpu['gpu']})", "",
+             f"`{gpu['command']}` — the recipe above for {gpu['epochs']} epochs on "
+             f"{gpu['train_images']:,} images, {gpu['test_images']:,} test images.", "",
+             "| precision | test accuracy (TTA) | without TTA | training time | images/s |",
+             "|---|---:|---:|---:|---:|"]
+    for name in ("float32", "bfloat16"):
+        row = gpu[name]
+        lines.append(f"| {name} | {row['test_accuracy']:.2%} | "
+                     f"{row['test_accuracy_without_tta']:.2%} | "
+                     f"{row['train_seconds']} s | {row['images_per_s']:,} |")
+    knn = gpu["pretrained_encoder"]
+    return [*lines, "", f"SimCLR, {knn['epochs']} epochs: k-NN {knn['knn_accuracy']:.2%} in "
+                        f"{knn['seconds']} s ({knn['images_per_s']:,} images/s); "
+                        f"{_machine(gpu)}.", ""]
 
 
 def _default_run(result: dict) -> list[str]:
