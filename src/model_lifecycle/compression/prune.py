@@ -71,10 +71,12 @@ def prune_structured(model: Classifier, example: torch.Tensor, *, target: float,
         log.info("round_to=%d ignored: the narrowest layer has %d channels", round_to,
                  min(widths))
         round_to = None
+    # with keep_stem, layers tied to the stem's channels (a residual path) keep them too
+    ignored = [pruned.head, *(convs[:1] if keep_stem else [])]
     pruner = tp.pruner.MetaPruner(pruned, example, importance=scorer,
                                   pruning_ratio=max_channel_ratio,
                                   iterative_steps=_SMALL_STEPS, round_to=round_to,
-                                  ignored_layers=[pruned.head, *convs[:1 if keep_stem else 0]])
+                                  ignored_layers=ignored)
     milestones = [target ** ((k + 1) / steps) for k in range(steps)]
     reached, now = 0, before
     for _ in range(_SMALL_STEPS):
