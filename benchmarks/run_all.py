@@ -14,7 +14,8 @@ import sys
 from benchmarks.common import RESULTS
 
 # result name → command arguments, in the order they run (compression on CIFAR-10 uses
-# the model the budget run trained)
+# the model the budget run trained, with the settings that meet its goals there: see
+# the README's "The same benchmark on the current budget model")
 BENCHMARKS = {
     "ingest_cifar10": ["benchmarks.ingest_cifar10"],
     "augment_throughput": ["benchmarks.augment_throughput"],
@@ -23,7 +24,10 @@ BENCHMARKS = {
     "compression_digits": ["benchmarks.compression", "--data", "digits"],
     "default_run": ["benchmarks.default_run"],
     "cifar10_budget": ["benchmarks.cifar10_budget"],
-    "compression_cifar10": ["benchmarks.compression", "--data", "cifar10"],
+    "compression_cifar10_custom": ["benchmarks.compression", "--data", "cifar10",
+                                   "--temperature", "1", "--student-widths", "24", "32", "56",
+                                   "56", "--init-from-teacher", "--final-epochs", "24",
+                                   "--keep-stem"],
 }
 
 
@@ -97,8 +101,9 @@ def render() -> str:
                          f"{cifar['pretrained_encoder']} |")
         lines += ["", f"Goal: {cifar['goal']}; {_machine(cifar)}.", ""]
     sections = [(_load("cifar10_gpu"), _gpu)] + [
-        (_load(f"compression_{data}"), lambda r, d=data: _compression(r, d))
-        for data in ("digits", "cifar10")] + [(_load("default_run"), _default_run)]
+        (_load(f"compression_{name}"), lambda r, d=title: _compression(r, d))
+        for name, title in (("digits", "digits"), ("cifar10_custom", "CIFAR-10"))
+    ] + [(_load("default_run"), _default_run)]
     for result, render_section in sections:
         if result:
             lines += render_section(result)
