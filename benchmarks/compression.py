@@ -16,6 +16,8 @@ file size and CPU latency, on the embedded digits or on real CIFAR-10.
   teacher keeps its random start); ``--temperature`` overrides the conf's 4
   (the teacher was trained with label smoothing: at 4 its softened outputs are nearly
   uniform, mean top probability 0.21 on ten classes against 0.72 at 1).
+  ``--keep-stem`` leaves the teacher's frozen whitened stem whole when pruning
+  (``compress.prune.keep_stem``).
 
 Variants use the project's default ``compress`` parameters (structured pruning to 2×
 fewer MACs with channel counts kept multiples of 8, recovery fine-tuning, static INT8
@@ -27,6 +29,9 @@ is timed once per round over 7 interleaved rounds and the median of the rounds i
 
     python -m benchmarks.compression --data digits
     python -m benchmarks.compression --data cifar10
+    # what make bench runs on cifar10:
+    python -m benchmarks.compression --data cifar10 --temperature 1 \\
+        --student-widths 24 32 56 56 --init-from-teacher --final-epochs 24 --keep-stem
 """
 
 from __future__ import annotations
