@@ -145,6 +145,50 @@ def recipe_params(epochs: float) -> FinetuneParams:
                           ema_decay=OURS["ema_decay"])
 
 
+def train_recipe(images, labels, splits, epochs: float, runtime: RuntimeParams,
+                 device: torch.device):
+    """A fresh model trained with the recipe for ``epochs`` on ``train_labeled`` (``val``
+    checked at the end, ``test`` left alone); returns (model, fit result)."""
+    torch.manual_seed(runtime.seed)
+    model = build_model(OURS["arch"], 10, 3, **OURS["arch_kwargs"])
+    result, _ = finetune(model, images, labels, {**splits, "test": splits["test"][:0]},
+                         recipe_policy(), recipe_params(epochs), runtime, device)
+    return model, result
+
+
+def test_scores(model, images, labels, test) -> dict:
+    """Test accuracy with the recipe's flip + shift TTA, and without it."""
+    with_tta = accuracy(model, images, labels, test, flip_tta=True,
+                        shift_tta=OURS["shift_tta"])
+    plain = predict(model, images, test).argmax(1).numpy() == labels[test]
+    return {"test_accuracy": round(with_tta, 4),
+            "test_accuracy_without_tta": round(float(plain.mean()), 4)}
+
+
+def pretrain_policy():
+    """The SimCLR views of the CIFAR-10 profile (conf/cifar10)."""
+    conf = Path(__file__).resolve().parents[1] / "conf/cifar10/parameters_augment.yml"
+    return AugmentParams.model_validate(yaml.safe_load(conf.read_text())["augment"]).pretrain
+
+
+def simclr_knn(model, images, labels, train, test, epochs: int, runtime: RuntimeParams,
+               device: torch.device) -> dict:
+    """SimCLR-pretrain ``model``'s encoder for ``epochs`` on ``train`` and score it by
+    k-NN (``test`` against ``train`` as memory bank)."""
+    splits = {"train_labeled": train, "train_unlabeled": train[:0], "val": test}
+    params = PretrainParams(arch=OURS["arch"], epochs=epochs, batch_size=256, eval_every=1000,
+                            optimizer=OptimizerParams(lr=0.3, weight_decay=1e-4),
+                            schedule=ScheduleParams(kind="cosine", warmup_epochs=min(1, epochs)))
+    tic = time.perf_counter()
+    result, _ = pretrain(model, images, labels, splits, pretrain_policy(), params, runtime,
+                         device)
+    seconds = time.perf_counter() - tic
+    bank, queries = features(model.encoder, images, train), features(model.encoder, images, test)
+    return {"knn_accuracy": round(knn_accuracy(bank, labels[train], queries, labels[test]), 4),
+            "epochs": epochs, "seconds": seconds, "images_per_s": round(result.images_per_s),
+            "method": "simclr"}
+
+
 def project_recipe(images, labels, train, val, test, budget: float, save_to: Path) -> dict:
     # the catalog's model file (needs kedro); imported here so that cifar10_gpu can import
     # the recipe on a GPU machine that has only torch's stack
@@ -175,24 +219,16 @@ def project_recipe(images, labels, train, val, test, budget: float, save_to: Pat
     epochs = max(1.0, round(0.98 * left / per_epoch, 2))
     print(f"warm-up: {warm.images_per_s:.0f} images/s, one-off {one_off:.1f} s, "
           f"{left:.0f} s left: {epochs} epochs", flush=True)
-    torch.manual_seed(OURS["seed"])
-    model = build_model(OURS["arch"], 10, 3, **OURS["arch_kwargs"])
-    result, _ = finetune(model, images, labels, {**splits, "test": test[:0]}, policy,
-                         recipe_params(epochs), runtime, CPU)
+    model, result = train_recipe(images, labels, splits, epochs, runtime, CPU)
     trained_s = time.perf_counter() - start  # the test set is scored outside the budget
     TorchModelDataset(filepath=str(save_to)).save(model.cpu().eval())  # for compression
-    with_tta = accuracy(model, images, labels, test, flip_tta=True,
-                        shift_tta=OURS["shift_tta"])
-    plain = predict(model, images, test).argmax(1).numpy() == labels[test]
-    return {"test_accuracy": round(with_tta, 4),
-            "test_accuracy_without_tta": round(float(plain.mean()), 4),
+    return {**test_scores(model, images, labels, test),
             "train_seconds": round(trained_s), "epochs": epochs,
             "images_per_s": round(result.images_per_s), **OURS}
 
 
 def pretrained_knn(images, labels, train, test, budget: float) -> dict:
-    conf = Path(__file__).resolve().parents[1] / "conf/cifar10/parameters_augment.yml"
-    policy = AugmentParams.model_validate(yaml.safe_load(conf.read_text())["augment"]).pretrain
+    policy = pretrain_policy()
     runtime = RuntimeParams(seed=0, num_threads=2)
     torch.manual_seed(0)
     model = build_model(OURS["arch"], 10, 3, **OURS["arch_kwargs"])
@@ -205,16 +241,9 @@ def pretrained_knn(images, labels, train, test, budget: float) -> dict:
                         "val": test[:256]}, policy, probe_params, runtime, CPU)
     left = budget - (time.perf_counter() - tic)
     epochs = max(1, math.floor(0.95 * left * warm.images_per_s / len(train)))
-    splits = {"train_labeled": train, "train_unlabeled": train[:0], "val": test}
-    params = PretrainParams(arch=OURS["arch"], epochs=epochs, batch_size=256, eval_every=1000,
-                            optimizer=OptimizerParams(lr=0.3, weight_decay=1e-4),
-                            schedule=ScheduleParams(kind="cosine", warmup_epochs=min(1, epochs)))
-    tic = time.perf_counter()
-    pretrain(model, images, labels, splits, policy, params, runtime, CPU)
-    seconds = time.perf_counter() - tic
-    bank, queries = features(model.encoder, images, train), features(model.encoder, images, test)
-    return {"knn_accuracy": round(knn_accuracy(bank, labels[train], queries, labels[test]), 4),
-            "epochs": epochs, "seconds": round(seconds), "method": "simclr"}
+    knn = simclr_knn(model, images, labels, train, test, epochs, runtime, CPU)
+    return {"knn_accuracy": knn["knn_accuracy"], "epochs": epochs,
+            "seconds": round(knn["seconds"]), "method": "simclr"}
 
 
 def main() -> None:

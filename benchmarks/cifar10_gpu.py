@@ -20,62 +20,31 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from benchmarks.cifar10_budget import OURS, cifar_split, recipe_params, recipe_policy
+from benchmarks.cifar10_budget import (
+    OURS,
+    cifar_split,
+    simclr_knn,
+    test_scores,
+    train_recipe,
+)
 from benchmarks.common import DEFAULT_WORK, SHARED_CIFAR, cifar_jpeg_folder, write_result
-from model_lifecycle.augment.config import AugmentParams
 from model_lifecycle.data.image_folder import load_image_folder
 from model_lifecycle.models import build_model
-from model_lifecycle.ssl.probes import features, knn_accuracy
-from model_lifecycle.training.config import (
-    OptimizerParams,
-    PretrainParams,
-    RuntimeParams,
-    ScheduleParams,
-)
-from model_lifecycle.training.data import predict
-from model_lifecycle.training.finetune import accuracy, finetune
-from model_lifecycle.training.pretrain import pretrain
+from model_lifecycle.training.config import RuntimeParams
 
 CUDA = torch.device("cuda")
 
 
 def recipe(images, labels, splits, epochs: float, seed: int, bf16: bool) -> dict:
     runtime = RuntimeParams(device="cuda", seed=seed, mixed_precision=bf16)
-    torch.manual_seed(seed)
-    model = build_model(OURS["arch"], 10, 3, **OURS["arch_kwargs"])
     torch.cuda.synchronize()
     tic = time.perf_counter()
-    result, _ = finetune(model, images, labels, {**splits, "test": splits["test"][:0]},
-                         recipe_policy(), recipe_params(epochs), runtime, CUDA)
+    model, result = train_recipe(images, labels, splits, epochs, runtime, CUDA)
     torch.cuda.synchronize()
     seconds = time.perf_counter() - tic
-    test = splits["test"]
-    plain = predict(model, images, test).argmax(1).numpy() == labels[test]
-    return {"test_accuracy": round(accuracy(model, images, labels, test, flip_tta=True,
-                                            shift_tta=OURS["shift_tta"]), 4),
-            "test_accuracy_without_tta": round(float(plain.mean()), 4),
+    return {**test_scores(model, images, labels, splits["test"]),
             "train_seconds": round(seconds, 1), "images_per_s": round(result.images_per_s)}
-
-
-def simclr_knn(images, labels, train, test, epochs: int, seed: int) -> dict:
-    conf = Path(__file__).resolve().parents[1] / "conf/cifar10/parameters_augment.yml"
-    policy = AugmentParams.model_validate(yaml.safe_load(conf.read_text())["augment"]).pretrain
-    params = PretrainParams(arch=OURS["arch"], epochs=epochs, batch_size=256, eval_every=1000,
-                            optimizer=OptimizerParams(lr=0.3, weight_decay=1e-4),
-                            schedule=ScheduleParams(kind="cosine", warmup_epochs=min(1, epochs)))
-    torch.manual_seed(seed)
-    model = build_model(OURS["arch"], 10, 3, **OURS["arch_kwargs"])
-    tic = time.perf_counter()
-    result, _ = pretrain(model, images, labels,
-                         {"train_labeled": train, "train_unlabeled": train[:0], "val": test},
-                         policy, params, RuntimeParams(device="cuda", seed=seed), CUDA)
-    seconds = time.perf_counter() - tic
-    bank, queries = features(model.encoder, images, train), features(model.encoder, images, test)
-    return {"knn_accuracy": round(knn_accuracy(bank, labels[train], queries, labels[test]), 4),
-            "epochs": epochs, "seconds": round(seconds, 1),
-            "images_per_s": round(result.images_per_s), "method": "simclr"}
 
 
 def main() -> None:
@@ -96,8 +65,11 @@ def main() -> None:
     for name, bf16 in (("float32", False), ("bfloat16", True)):
         results[name] = recipe(data.images, data.labels, splits, args.epochs, args.seed, bf16)
         print(name, results[name], flush=True)
-    results["pretrained_encoder"] = simclr_knn(data.images, data.labels, np.sort(pool), test,
-                                               args.pretrain_epochs, args.seed)
+    torch.manual_seed(args.seed)
+    encoder = build_model(OURS["arch"], 10, 3, **OURS["arch_kwargs"])
+    knn = simclr_knn(encoder, data.images, data.labels, np.sort(pool), test,
+                     args.pretrain_epochs, RuntimeParams(device="cuda", seed=args.seed), CUDA)
+    results["pretrained_encoder"] = {**knn, "seconds": round(knn["seconds"], 1)}
     print("pretrained", results["pretrained_encoder"], flush=True)
     path = write_result("cifar10_gpu", {
         "command": "python -m benchmarks.cifar10_gpu", "gpu": torch.cuda.get_device_name(),

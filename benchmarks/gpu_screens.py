@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.cifar10_budget import OURS, cifar_split, recipe_params, recipe_policy
+from benchmarks.cifar10_budget import OURS, cifar_split, recipe_policy, train_recipe
 from benchmarks.common import DEFAULT_WORK, SHARED_CIFAR, cifar_jpeg_folder, write_result
 
 RECIPE = [  # (overrides of OURS, seeds)
@@ -53,18 +53,15 @@ def _data(work: Path):
 
 
 def recipe_job(job: dict) -> dict:
-    from model_lifecycle.models import build_model  # noqa: PLC0415 - in the worker
-    from model_lifecycle.training.config import RuntimeParams  # noqa: PLC0415
-    from model_lifecycle.training.finetune import accuracy, finetune  # noqa: PLC0415
+    from model_lifecycle.training.config import RuntimeParams  # noqa: PLC0415 - in the worker
+    from model_lifecycle.training.finetune import accuracy  # noqa: PLC0415
 
     torch.backends.cudnn.allow_tf32 = True
     images, labels, splits = _data(Path(job["work"]))
     OURS.update(job["overrides"])
     runtime = RuntimeParams(seed=job["seed"], mixed_precision=False)
-    torch.manual_seed(job["seed"])
-    model = build_model(OURS["arch"], 10, 3, **OURS["arch_kwargs"])
-    finetune(model, images, labels, {**splits, "test": splits["test"][:0]}, recipe_policy(),
-             recipe_params(job["epochs"]), runtime, torch.device(job["device"]))
+    model, _ = train_recipe(images, labels, splits, job["epochs"], runtime,
+                            torch.device(job["device"]))
     return {"test_accuracy": round(accuracy(model, images, labels, splits["test"],
                                             flip_tta=True, shift_tta=OURS["shift_tta"]), 4)}
 
