@@ -18,12 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from benchmarks.common import DEFAULT_WORK, SHARED_CIFAR, cifar_jpeg_folder, write_result
+from benchmarks.common import (
+    DEFAULT_WORK,
+    SHARED_CIFAR,
+    cifar_jpeg_folder,
+    conf_parameters,
+    write_result,
+)
 from model_lifecycle.augment.augmenter import BatchAugmenter
 from model_lifecycle.augment.config import AugmentParams, ViewPolicy
 from model_lifecycle.data.image_folder import load_image_folder
@@ -121,8 +126,7 @@ def main() -> None:
     images = load_image_folder(root, (32, 32), channels=3).images
     images = images[np.random.default_rng(0).permutation(len(images))[:args.images]]
 
-    conf = yaml.safe_load((PROJECT_ROOT / "conf/cifar10/parameters_augment.yml").read_text())
-    params = AugmentParams.model_validate(conf["augment"])
+    params = AugmentParams.model_validate(conf_parameters("cifar10")["augment"])
     trivial = params.supervised.model_copy(
         update={"auto_augment": AugmentParams.model_validate(
             {"supervised": {"auto_augment": {}}}).supervised.auto_augment})

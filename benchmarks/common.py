@@ -7,6 +7,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -108,3 +109,47 @@ def scratch_project(work: Path) -> Path:
     shutil.copy(PROJECT_ROOT / ".telemetry", project)
     (project / "src").mkdir()
     return project
+
+
+KEDRO_ENV = {"DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true", "MPLBACKEND": "Agg"}
+
+
+def kedro_run(project: Path, *args: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``kedro run <args> --params k=v,…`` in ``project`` as a user would (a subprocess,
+    output streamed); returns that run's MLflow record (``params.*``, ``metrics.*``)."""
+    command = [sys.executable, "-m", "kedro", "run", *args]
+    if params:
+        command += ["--params", ",".join(f"{k}={_yaml(v)}" for k, v in params.items())]
+    print("$", " ".join(command[2:]), flush=True)
+    subprocess.run(command, cwd=project, env={**os.environ, **KEDRO_ENV}, check=True)
+    return latest_run(project)
+
+
+def _yaml(value: Any) -> str:
+    """A --params value as YAML reads it (Kedro parses them as YAML)."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) \
+        else str(value)
+
+
+def latest_run(project: Path) -> dict[str, Any]:
+    """The newest MLflow run of the project's store, as a flat dict."""
+    import mlflow  # noqa: PLC0415
+
+    mlflow.set_tracking_uri(f"sqlite:///{project}/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["model-lifecycle"],
+                              order_by=["start_time DESC"], max_results=1)
+    return runs.iloc[0].to_dict()
+
+
+def latest_version(project: Path, relative: str) -> Path:
+    """The newest version of a versioned catalog file, e.g. ``data/03_primary/images.npz``."""
+    return sorted((project / relative).glob(f"*/{Path(relative).name}"))[-1]
+
+
+def conf_parameters(env: str = "base") -> dict[str, Any]:
+    """Every parameter group of a conf/ environment, read by Kedro's own config loader
+    (``base`` overridden by ``env``, as ``kedro run --env=<env>`` sees them)."""
+    from kedro.config import OmegaConfigLoader  # noqa: PLC0415
+
+    return OmegaConfigLoader(str(PROJECT_ROOT / "conf"), base_env="base",
+                             default_run_env=env)["parameters"]

@@ -15,13 +15,11 @@ import argparse
 import copy
 import statistics
 import time
-from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 
-from benchmarks.common import write_result
+from benchmarks.common import conf_parameters, write_result
 from model_lifecycle.augment.config import AugmentParams
 from model_lifecycle.data.config import IngestParams
 from model_lifecycle.data.digits import load_digits
@@ -31,12 +29,10 @@ from model_lifecycle.training.config import RuntimeParams
 from model_lifecycle.training.finetune import FinetuneParams, finetune
 from model_lifecycle.training.pretrain import PretrainParams, pretrain
 
-CONF = Path(__file__).resolve().parents[1] / "conf/base"
-
 
 def _params(name: str, model):
     """The project's default parameters (no checkpoint files for these runs)."""
-    raw = yaml.safe_load((CONF / f"parameters_{name}.yml").read_text())[name]
+    raw = dict(conf_parameters("base")[name])
     if "checkpoint" in raw:
         raw["checkpoint"] = None
     return model.model_validate(raw)

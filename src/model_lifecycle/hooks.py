@@ -17,10 +17,11 @@ from model_lifecycle.compression.config import CompressParams
 from model_lifecycle.data.config import IngestParams
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.evaluation.config import EvaluateParams
-from model_lifecycle.params import parse_params
+from model_lifecycle.params import dotted_keys, parse_params
 from model_lifecycle.pipeline_registry import LIFECYCLE
 from model_lifecycle.serving.config import InferenceParams, RegisterParams
 from model_lifecycle.training.config import FinetuneParams, PretrainParams, RuntimeParams
+from model_lifecycle.variants import variants
 
 # The validated model of each parameter group a pipeline reads as ``params:<group>``.
 PARAMETER_MODELS: dict[str, type[BaseModel]] = {
@@ -40,37 +41,67 @@ PARAMETER_MODELS: dict[str, type[BaseModel]] = {
 OPTIONAL_INPUTS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
     "pretrained_encoder": ("finetune", lambda p: p.init == "pretrained",
                            "or set finetune.init: scratch"),
-    "scratch_model": ("evaluate", lambda p: p.include_scratch,
-                      "or set evaluate.include_scratch: false"),
+    **{v.dataset: ("evaluate", lambda p, flag=v.evaluated_when: getattr(p, flag),
+                   f"or set evaluate.{v.evaluated_when}: false")
+       for v in variants() if v.evaluated_when},
 }
 
 
 class PreflightHook:
-    """Before anything runs (and before an MLflow run is opened): validate every
-    parameter group the selected pipeline reads, then check that every input it reads
-    from the catalog exists, naming the pipeline that produces a missing one."""
+    """Before anything runs (and before an MLflow run is opened): refuse parameter
+    groups nobody reads, validate every group the selected pipeline reads, then check
+    that every input it reads from the catalog exists, naming in one sentence all that
+    are missing and the one command that produces them."""
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline,
                             catalog: DataCatalog) -> None:
+        overrides = dotted_keys(run_params.get("runtime_params") or {})
+        _check_groups(catalog.load("parameters"), overrides)
         inputs = sorted(pipeline.inputs())
         groups = {}
         for name in inputs:
             group = name.removeprefix("params:")
             if name.startswith("params:") and group in PARAMETER_MODELS:
-                groups[group] = parse_params(PARAMETER_MODELS[group], catalog.load(name), group)
+                groups[group] = parse_params(PARAMETER_MODELS[group], catalog.load(name),
+                                             group, overrides=overrides)
+        missing, otherwise = [], []
         for name in inputs:
             if name == "parameters" or name.startswith("params:") or catalog.exists(name):
                 continue
-            group, needed, otherwise = OPTIONAL_INPUTS.get(name, (None, None, ""))
+            group, needed, instead = OPTIONAL_INPUTS.get(name, (None, None, ""))
             if group in groups and not needed(groups[group]):
                 catalog[name] = MemoryDataset(None)  # the node is told there is none
                 continue
-            otherwise = f" {otherwise}" if otherwise else ""
+            missing.append(name)
+            otherwise += [instead] if instead else []
+        if missing:
+            raise LifecycleError(_missing_sentence(missing, otherwise))
+
+
+def _check_groups(parameters: dict[str, Any], overrides: frozenset[str]) -> None:
+    """A top-level parameter key that is no parameter group is a typo, not a new group."""
+    for name in sorted(parameters or {}):
+        if name not in PARAMETER_MODELS:
+            where = ("given with kedro run --params" if name in overrides
+                     else "in the conf/ parameter files")
             raise LifecycleError(
-                f"Input '{name}' has never been produced: run "
-                f"`kedro run --pipelines={_producer(name)}` first{otherwise}."
-            )
+                f"Unknown parameter group '{name}' {where}: the groups are "
+                f"{', '.join(sorted(PARAMETER_MODELS))}.")
+
+
+def _missing_sentence(missing: list[str], otherwise: list[str]) -> str:
+    producers = [_producer(name) for name in missing]
+    order = [*LIFECYCLE, "baseline", "__default__"]
+    command = ",".join(sorted(set(producers), key=order.index))
+    names = ", ".join(f"'{name}'" for name in missing)
+    alternatives = "".join(f" {text}" for text in otherwise)
+    if len(missing) == 1:
+        return (f"Input {names} has never been produced: run "
+                f"`kedro run --pipelines={command}` first{alternatives}.")
+    return (f"Inputs {names} have never been produced: run "
+            f"`kedro run --pipelines={command}` first, which produces them all"
+            f"{alternatives}.")
 
 
 def _producer(dataset: str) -> str:

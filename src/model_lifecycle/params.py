@@ -19,28 +19,47 @@ M = TypeVar("M", bound=BaseModel)
 class StrictModel(BaseModel):
     """Base for every parameter group: unknown keys are errors, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
-def parse_params(model: type[M], raw: Mapping[str, Any] | M | None, group: str) -> M:
+def parse_params(model: type[M], raw: Mapping[str, Any] | M | None, group: str, *,
+                 overrides: frozenset[str] = frozenset()) -> M:
     """Validate ``raw`` (the dict Kedro hands to ``params:<group>``) into ``model``.
 
     The first problem becomes one sentence naming the full key, e.g.
-    ``Unknown parameter 'ingest.splitz' in parameters_ingest.yml: ...``.
+    ``Unknown parameter 'ingest.splitz' in parameters_ingest.yml: ...``; a key among
+    ``overrides`` (dotted keys given with ``kedro run --params``) is said to come from
+    the command line instead.
     """
     if isinstance(raw, model):
         return raw
     try:
         return model.model_validate(dict(raw or {}))
     except ValidationError as exc:
-        raise LifecycleError(_sentence(model, exc, group)) from None
+        raise LifecycleError(_sentence(model, exc, group, overrides)) from None
 
 
-def _sentence(model: type[BaseModel], exc: ValidationError, group: str) -> str:
+def dotted_keys(tree: Mapping[str, Any], prefix: str = "") -> frozenset[str]:
+    """Every key of a nested mapping and its ancestors, dotted: ``{"a": {"b": 1}}`` →
+    ``{"a", "a.b"}`` (a key given already dotted stays as it is)."""
+    keys: set[str] = set()
+    for name, value in tree.items():
+        key = f"{prefix}{name}"
+        parts = key.split(".")
+        keys |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+        if isinstance(value, Mapping):
+            keys |= dotted_keys(value, f"{key}.")
+    return frozenset(keys)
+
+
+def _sentence(model: type[BaseModel], exc: ValidationError, group: str,
+              overrides: frozenset[str]) -> str:
     error = exc.errors()[0]
     loc = [str(part) for part in error["loc"]]
     key = ".".join([group, *loc])
-    where = f"parameters_{group}.yml"
+    given = [".".join([group, *loc[:i]]) for i in range(len(loc), 0, -1)]
+    where = ("the command line (kedro run --params)" if any(k in overrides for k in given)
+             else f"parameters_{group}.yml")
     if error["type"] == "extra_forbidden":
         allowed = ", ".join(_fields_at(model, loc[:-1]))
         return (
@@ -50,7 +69,9 @@ def _sentence(model: type[BaseModel], exc: ValidationError, group: str) -> str:
     if error["type"] == "missing":
         return f"Missing parameter '{key}' in {where}: add it."
     message = error["msg"].removeprefix("Value error, ").rstrip(".")
-    return f"Invalid parameter '{key}' = {error.get('input')!r} in {where}: {message}."
+    value = error.get("input")
+    shown = "" if isinstance(value, Mapping) else f" = {value!r}"  # a group: its rule says
+    return f"Invalid parameter '{key}'{shown} in {where}: {message}."
 
 
 def _fields_at(model: type[BaseModel], path: list[str]) -> list[str]:

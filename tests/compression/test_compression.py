@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from model_lifecycle.compression.distill import distillation_loss
-from model_lifecycle.compression.prune import cost, prune_structured, prune_unstructured
+from model_lifecycle.compression.prune import prune_structured, prune_unstructured
 from model_lifecycle.compression.quantize import fold_batch_norms, quantize
 from model_lifecycle.io import TorchModelDataset
 from model_lifecycle.models import build_model
+from model_lifecycle.models.structure import cost
 from tests.models.test_registry import SMALL
 
 
@@ -181,9 +182,9 @@ def test_distillation_trains_the_student_and_leaves_the_teacher_untouched():
     before = copy.deepcopy(teacher)
     student = build_model("small_cnn", 3, 1, width=4)
     start = copy.deepcopy(student)
-    result = distill(student, teacher, images, labels, splits, ViewPolicy(),
-                     DistillParams(epochs=2, batch_size=30), RuntimeParams(),
-                     torch.device("cpu"))
+    result, _ = distill(student, teacher, images, labels, splits, ViewPolicy(),
+                        DistillParams(epochs=2, batch_size=30), RuntimeParams(),
+                        torch.device("cpu"))
     assert _same(teacher, before)
     assert not _same(student, start)
     assert [epoch for epoch, _ in result.history["val_accuracy"]] == [0, 1]
@@ -236,21 +237,24 @@ def test_student_starts_from_the_teachers_matching_leading_stages():
     assert copy_leading_stages(other_stem, teacher) == 0  # stops at the first mismatch
 
 
-def test_init_from_teacher_makes_distillation_start_from_the_teachers_stages():
-    from model_lifecycle.augment.config import ViewPolicy  # noqa: PLC0415
+def test_the_student_is_built_from_the_teachers_stages_and_a_whitened_stem():
     from model_lifecycle.compression.config import DistillParams  # noqa: PLC0415
-    from model_lifecycle.compression.distill_train import distill  # noqa: PLC0415
-    from model_lifecycle.training.config import OptimizerParams, RuntimeParams  # noqa: PLC0415
+    from model_lifecycle.compression.distill_train import build_student  # noqa: PLC0415
+    from model_lifecycle.training.config import RuntimeParams  # noqa: PLC0415
 
-    images, labels, splits = _three_bars()
+    images, _labels, splits = _three_bars()
     torch.manual_seed(0)
     teacher = build_model("fast_cnn", 3, 1, widths=[8, 8, 16, 16]).eval()
-    student = build_model("fast_cnn", 3, 1, widths=[8, 8, 8, 8])
+    settings = {"student_arch": "fast_cnn", "student_kwargs": {"widths": [8, 8, 8, 8]}}
+    plain = build_student(teacher, images, splits, DistillParams(**settings), RuntimeParams())
     stem = teacher.encoder.stages[0][0].weight
-    assert not torch.allclose(student.encoder.stages[0][0].weight, stem, atol=1e-3)
-    # a learning rate too small to move anything: what the student holds is where it started
-    distill(student, teacher, images, labels, splits, ViewPolicy(),
-            DistillParams(epochs=1, batch_size=30, init_from_teacher=True,
-                          optimizer=OptimizerParams(lr=1e-9)),
-            RuntimeParams(), torch.device("cpu"))
-    assert torch.allclose(student.encoder.stages[0][0].weight, stem, atol=1e-6)
+    assert plain.num_classes == 3
+    assert not torch.allclose(plain.encoder.stages[0][0].weight, stem, atol=1e-3)
+    copied = build_student(teacher, images, splits,
+                           DistillParams(**settings, init_from_teacher=True), RuntimeParams())
+    assert torch.equal(copied.encoder.stages[0][0].weight, stem)
+    whitened = build_student(teacher, images, splits,
+                             DistillParams(**settings, whiten_stem=True), RuntimeParams())
+    first = whitened.encoder.stages[0][0]
+    assert not first.weight.requires_grad  # frozen whitening filters
+    assert not torch.allclose(first.weight, plain.encoder.stages[0][0].weight, atol=1e-3)

@@ -141,10 +141,20 @@ def test_unknown_parameter_stops_with_one_sentence(project):
 
 def test_pipeline_alone_without_its_inputs_names_the_pipeline_to_run(project):
     with pytest.raises(LifecycleError,
-                       match=r"Input 'images' has never been produced: run `kedro run "
-                             r"--pipelines=ingest` first"):
+                       match=r"^Inputs 'images', 'splits' have never been produced: run "
+                             r"`kedro run --pipelines=ingest` first, which produces them all"):
         project(["augment"])
     assert not (project.work / "mlflow.db").exists() or _runs(project.work).empty
+
+
+def test_a_cold_start_names_every_missing_input_and_one_command(project):
+    # a fresh clone: fine-tuning needs four inputs from three pipelines
+    with pytest.raises(LifecycleError) as error:
+        project(["finetune"])
+    assert str(error.value) == (
+        "Inputs 'augmentation_policy', 'images', 'pretrained_encoder', 'splits' have never "
+        "been produced: run `kedro run --pipelines=ingest,augment,pretrain` first, which "
+        "produces them all or set finetune.init: scratch.")
 
 
 def test_cli_prints_one_sentence_not_a_traceback(tmp_path):

@@ -14,10 +14,10 @@ TINY = {
                  "hidden_dim": 32, "projection_dim": 16},
     "finetune": {"epochs": 3, "batch_size": 64},
     "runtime": {"num_threads": 2},
-    "compress": {"prune": {"recovery_epochs": 1, "final_epochs": 1, "steps": 2},
+    "compress": {"prune": {"recovery": {"epochs_per_step": 1, "final_epochs": 1},
+                           "structured": {"steps": 2}},
                  "distill": {"epochs": 2, "student_kwargs": {"width": 1}},
-                 "quantize": {"calibration_batches": 2},
-                 "latency": {"repeats": 3, "warmup": 1}},
+                 "quantize": {"calibration_batches": 2}},
     "evaluate": {"latency": {"repeats": 3, "warmup": 1}},
 }
 

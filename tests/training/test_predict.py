@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from model_lifecycle.errors import LifecycleError
-from model_lifecycle.training.data import _shift, predict
+from model_lifecycle.models.predict import _shift, predict
 
 
 class Pixels(nn.Module):

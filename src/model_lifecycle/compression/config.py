@@ -1,65 +1,135 @@
-"""``params:compress`` — pruning, quantization and distillation settings."""
+"""``params:compress`` — pruning, quantization and distillation settings.
+
+Each field's docstring is its entry in docs/parameters.md.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from model_lifecycle.params import StrictModel
 from model_lifecycle.training.config import OptimizerParams, ScheduleParams
 
 
+class StructuredPruneParams(StrictModel):
+    importance: Literal["magnitude", "taylor"] = "magnitude"
+    """Channel importance: `magnitude` (L2 norm) or `taylor` (first-order, needs labels)."""
+    target: float = Field(2.0, gt=1)
+    """Reduction factor to reach: × fewer MACs (or parameters, see `metric`)."""
+    metric: Literal["macs", "params"] = "macs"
+    """What `target` counts: `macs` or `params`."""
+    round_to: int | None = Field(8, ge=1)
+    """Channel counts kept multiples of this (faster CPU kernels); null: any."""
+    keep_stem: bool = False
+    """The first convolution keeps all its channels (for a frozen whitened stem,
+    `finetune.whiten_stem`, whose filter sizes are not learned)."""
+    steps: int = Field(3, ge=1)
+    """Milestones towards the target, each followed by `recovery.epochs_per_step`."""
+
+
+class UnstructuredPruneParams(StrictModel):
+    amount: float = Field(0.5, gt=0, lt=1)
+    """Share of all convolution and linear weights zeroed (no speed-up: dense kernels)."""
+
+
+class RecoveryParams(StrictModel):
+    """Fine-tuning of the pruned model on train_labeled (the supervised augmentation)."""
+
+    epochs_per_step: int | float = Field(10, ge=0)
+    """Epochs after each pruning milestone (structured only)."""
+    final_epochs: int | float = Field(30, ge=0)
+    """Further epochs after the last milestone's (structured) or after zeroing."""
+    batch_size: int = Field(64, ge=2)
+    """Images per batch."""
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    """Label smoothing (use the fine-tuned model's own)."""
+    optimizer: OptimizerParams = OptimizerParams(lr=0.02)
+    """Optimizer."""
+    schedule: ScheduleParams = ScheduleParams(kind="cosine", warmup_epochs=0)
+    """Learning-rate schedule of each recovery run."""
+
+
 class PruneParams(StrictModel):
     method: Literal["structured", "unstructured"] = "structured"
-    importance: Literal["magnitude", "taylor"] = "magnitude"  # structured
-    target: float = Field(2.0, gt=1)  # structured: × fewer MACs (or params)
-    metric: Literal["macs", "params"] = "macs"
-    round_to: int | None = Field(8, ge=1)  # channel counts kept multiples of this; null: any
-    keep_stem: bool = False  # the first convolution keeps all its channels
-    steps: int = Field(3, ge=1)  # milestones, each followed by a recovery fine-tune
-    recovery_epochs: int = Field(10, ge=0)  # per milestone
-    final_epochs: int = Field(30, ge=0)  # after the last milestone
-    lr: float = Field(0.02, gt=0)  # recovery fine-tuning
-    amount: float = Field(0.5, gt=0, lt=1)  # unstructured: share of weights zeroed
+    """`structured` (Torch-Pruning removes whole channels: faster) or `unstructured`
+    (weights zeroed: smaller when compressed, not faster)."""
+    structured: StructuredPruneParams | None = None
+    """Settings of structured pruning; null with `method: unstructured`."""
+    unstructured: UnstructuredPruneParams | None = None
+    """Settings of unstructured pruning; null with `method: structured`."""
+    recovery: RecoveryParams = RecoveryParams()
+    """Recovery fine-tuning."""
+
+    @model_validator(mode="after")
+    def _one_method(self) -> PruneParams:
+        other = "unstructured" if self.method == "structured" else "structured"
+        if getattr(self, other) is not None:
+            raise ValueError(f"compress.prune.{other} does not apply to method "
+                             f"'{self.method}': set it to null (or change the method)")
+        if getattr(self, self.method) is None:  # the method's defaults
+            default = (StructuredPruneParams() if self.method == "structured"
+                       else UnstructuredPruneParams())
+            object.__setattr__(self, self.method, default)
+        return self
 
 
 class QuantizeParams(StrictModel):
-    mode: Literal["static", "dynamic", "qat"] = "static"  # dynamic: linear layers only
-    backend: Literal["x86", "qnnpack"] = "x86"  # kernels: x86 CPUs, or ARM (qnnpack)
-    qat_epochs: int = Field(3, ge=1)  # qat: fake-quantized fine-tuning epochs
-    qat_lr: float = Field(0.001, gt=0)
+    mode: Literal["static", "dynamic", "qat"] = "static"
+    """`static` (INT8 weights and activations, per-channel, calibrated), `dynamic`
+    (linear layers only) or `qat` (quantization-aware fine-tuning)."""
+    backend: Literal["x86", "qnnpack"] = "x86"
+    """Kernels: `x86` CPUs (fbgemm/onednn) or ARM (`qnnpack`)."""
     source: Literal["finetuned", "pruned"] = "finetuned"
-    calibration_batches: int = Field(8, ge=1)  # static: training batches observed
+    """Which model is quantized."""
+    calibration_batches: int = Field(8, ge=1)
+    """static: training batches observed (drawn with `runtime.seed`)."""
+    calibration_batch_size: int = Field(64, ge=1)
+    """static: images per calibration batch."""
+    qat_epochs: int | float = Field(3, gt=0)
+    """qat: fake-quantized fine-tuning epochs."""
+    qat_lr: float = Field(0.001, gt=0)
+    """qat: learning rate."""
 
 
 class DistillParams(StrictModel):
     student_arch: str = "small_cnn"
+    """Student architecture."""
     student_kwargs: dict[str, Any] = {"width": 12}
-    temperature: float = Field(4.0, gt=0)
-    alpha: float = Field(0.9, ge=0, le=1)  # weight of the soft (teacher) term
-    use_unlabeled: bool = True  # train_unlabeled through the teacher's soft targets
-    # start from the teacher's leading encoder stages wherever the student's have the
-    # same shapes (e.g. fast_cnn widths [24, 32, 56, 56] under a width-0.5 teacher)
+    """Student options, e.g. `{width: 12}` (small_cnn) or `{widths: [24, 32, 56, 56]}`
+    (fast_cnn)."""
+    whiten_stem: bool = False
+    """The student's first convolution becomes frozen patch-whitening filters (as a
+    teacher trained with `finetune.whiten_stem` has)."""
     init_from_teacher: bool = False
-    epochs: int = Field(30, ge=1)
+    """Start from the teacher's leading encoder stages wherever the student's have the
+    same shapes (e.g. fast_cnn widths [24, 32, 56, 56] under a width-0.5 teacher)."""
+    temperature: float = Field(4.0, gt=0)
+    """Softmax temperature of the soft targets (1 suits a label-smoothed teacher)."""
+    alpha: float = Field(0.9, ge=0, le=1)
+    """Weight of the teacher's soft targets (1 - alpha: the labels)."""
+    use_unlabeled: bool = True
+    """Also train on train_unlabeled through the teacher's soft targets."""
+    epochs: int | float = Field(30, gt=0)
+    """Passes over the student's training images; fractional: the last stops part-way."""
+    budget_seconds: float | None = Field(None, gt=0)
+    """Seconds of training (warm-up included): the epoch count is set from a measured
+    warm-up; `epochs` is then ignored."""
     batch_size: int = Field(128, ge=2)
+    """Images per batch."""
     optimizer: OptimizerParams = OptimizerParams(lr=0.05, weight_decay=5e-4)
+    """Optimizer."""
     schedule: ScheduleParams = ScheduleParams(kind="onecycle", warmup_epochs=3)
-
-
-class LatencyParams(StrictModel):
-    threads: int = Field(1, ge=1)
-    batch_sizes: tuple[int, ...] = (1, 32)
-    warmup: int = Field(5, ge=0)
-    repeats: int = Field(20, ge=3)
-    channels_last: bool = True  # memory format of weights and input while timed
+    """Learning-rate schedule."""
 
 
 class CompressParams(StrictModel):
     """Validated ``compress`` group of ``parameters_compress.yml``."""
 
     prune: PruneParams = PruneParams()
+    """Pruning (the `pruned` variant)."""
     quantize: QuantizeParams = QuantizeParams()
+    """INT8 quantization (the `quantized` variant)."""
     distill: DistillParams = DistillParams()
-    latency: LatencyParams = LatencyParams()
+    """Distillation into a smaller student (the `distilled` variant)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 
 import numpy as np
 import torch
@@ -14,27 +15,71 @@ from model_lifecycle.augment.config import ViewPolicy
 from model_lifecycle.compression.config import DistillParams
 from model_lifecycle.compression.distill import distillation_loss
 from model_lifecycle.models.classifier import Classifier
+from model_lifecycle.models.predict import accuracy
+from model_lifecycle.models.registry import build_model
+from model_lifecycle.training.budget import plan_epochs
 from model_lifecycle.training.config import RuntimeParams
 from model_lifecycle.training.data import BatchStream
-from model_lifecycle.training.finetune import accuracy
+from model_lifecycle.training.finetune import whiten_stem
 from model_lifecycle.training.loop import FitResult, fit
 
 log = logging.getLogger(__name__)
 
 
-def distill(student: Classifier, teacher: nn.Module, images: np.ndarray, labels: np.ndarray,
-            splits: dict[str, np.ndarray], policy: ViewPolicy, params: DistillParams,
-            runtime: RuntimeParams, device: torch.device) -> FitResult:
-    """Train ``student`` in place (``teacher`` is only read); keep its best epoch on val.
-
-    Unlabeled images (``use_unlabeled``) carry label −1: only the soft term applies.
-    ``init_from_teacher`` first copies the teacher's matching leading stages
-    (:func:`copy_leading_stages`).
-    """
+def build_student(teacher: Classifier, images: np.ndarray, splits: dict[str, np.ndarray],
+                  params: DistillParams, runtime: RuntimeParams) -> Classifier:
+    """A new ``params.student_arch`` for ``teacher``'s classes and channels: its first
+    convolution whitened on ``train_labeled`` (``whiten_stem``), then the teacher's
+    matching leading stages copied in (``init_from_teacher``)."""
+    student = build_model(params.student_arch, teacher.num_classes, images.shape[1],
+                          **params.student_kwargs)
+    if params.whiten_stem:
+        whiten_stem(student, images, splits["train_labeled"], seed=runtime.seed)
     if params.init_from_teacher:
         copied = copy_leading_stages(student, teacher)
         log.info("distill: the student starts from the teacher's first %d encoder stages",
                  copied)
+    return student
+
+
+def distill(student: Classifier, teacher: nn.Module, images: np.ndarray, labels: np.ndarray,
+            splits: dict[str, np.ndarray], policy: ViewPolicy, params: DistillParams,
+            runtime: RuntimeParams, device: torch.device) -> tuple[FitResult, dict[str, float]]:
+    """Train ``student`` in place (``teacher`` is only read); keep its best epoch on val.
+
+    Unlabeled images (``use_unlabeled``) carry label −1: only the soft term applies.
+    With ``params.budget_seconds`` the epoch count is planned from a measured warm-up.
+    Returns the fit result, the ``epochs`` trained for and the ``train_seconds`` used.
+    """
+    start = time.perf_counter()
+    if params.budget_seconds is not None:
+        one_epoch = params.model_copy(update={"epochs": 1, "budget_seconds": None})
+        train = _training_images(splits, params)
+
+        def trial(n_images: int) -> float:
+            subset = {**splits, "train_labeled": train[:n_images],
+                      "train_unlabeled": train[:0]}
+            return _train(copy.deepcopy(student), teacher, images, labels, subset, policy,
+                          one_epoch, runtime, device, "distill warm-up")
+
+        params = params.model_copy(update={"epochs": plan_epochs(
+            params.budget_seconds, len(train), trial, key="compress.distill.budget_seconds"
+        ).epochs})
+    result = _train(student, teacher, images, labels, splits, policy, params, runtime,
+                    device, "distill")
+    return result, {"epochs": float(params.epochs),
+                    "train_seconds": time.perf_counter() - start}
+
+
+def _training_images(splits: dict[str, np.ndarray], params: DistillParams) -> np.ndarray:
+    if params.use_unlabeled:
+        return np.concatenate([splits["train_labeled"], splits["train_unlabeled"]])
+    return splits["train_labeled"]
+
+
+def _train(student: Classifier, teacher: nn.Module, images: np.ndarray, labels: np.ndarray,
+           splits: dict[str, np.ndarray], policy: ViewPolicy, params: DistillParams,
+           runtime: RuntimeParams, device: torch.device, name: str) -> FitResult:
     train = splits["train_labeled"]
     targets = labels.copy()
     if params.use_unlabeled and len(splits["train_unlabeled"]):
@@ -63,7 +108,7 @@ def distill(student: Classifier, teacher: nn.Module, images: np.ndarray, labels:
     return fit(student, loss_fn, stream, epochs=params.epochs, optimizer=params.optimizer,
                schedule=params.schedule, evaluate=evaluate, monitor="val_accuracy",
                device=device, mixed_precision=runtime.mixed_precision, seed=runtime.seed,
-               name="distill")
+               name=name)
 
 
 def copy_leading_stages(student: Classifier, teacher: Classifier) -> int:

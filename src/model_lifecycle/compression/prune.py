@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from model_lifecycle.models.classifier import Classifier
+from model_lifecycle.models.structure import cost
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +30,6 @@ Recover = Callable[[Classifier, int], None]
 # batch() -> (images, labels) for Taylor importance
 Batch = Callable[[], tuple[torch.Tensor, torch.Tensor]]
 _SMALL_STEPS = 100  # each pruner step removes ~1% of the channels still prunable
-
-
-def cost(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
-    """MACs (multiply-accumulates per image) and parameter count."""
-    macs, params = tp.utils.count_ops_and_params(model, example)
-    return {"macs": float(macs), "params": float(params)}
 
 
 def prune_structured(model: Classifier, example: torch.Tensor, *, target: float,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 import torch
 from torch import nn
 
-from model_lifecycle.compression.structure import layer_sizes
+from model_lifecycle.models.structure import layer_sizes
 
 DEFAULT_BACKEND = "x86"  # fbgemm + onednn kernels; "qnnpack" for ARM CPUs
 

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from model_lifecycle.params import StrictModel
 
-Source = Literal["digits", "image_folder", "cifar10"]
+Source = Literal["digits", "image_folder", "cifar10", "auto"]
 
 
 class SplitFractions(StrictModel):

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from model_lifecycle.compression.config import LatencyParams
 from model_lifecycle.params import StrictModel
+
+
+class LatencyParams(StrictModel):
+    threads: int = Field(1, ge=1)
+    batch_sizes: tuple[int, ...] = (1, 32)
+    warmup: int = Field(5, ge=0)
+    repeats: int = Field(20, ge=3)
+    channels_last: bool = True  # memory format of weights and input while timed
 
 
 class EvaluateParams(StrictModel):

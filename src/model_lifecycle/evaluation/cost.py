@@ -10,7 +10,7 @@ import time
 import torch
 from torch import nn
 
-from model_lifecycle.compression.config import LatencyParams
+from model_lifecycle.evaluation.config import LatencyParams
 
 
 def cpu_latency_ms(model: nn.Module, example: torch.Tensor, *, batch_size: int,

@@ -8,15 +8,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from model_lifecycle.compression.prune import cost
-from model_lifecycle.compression.structure import float_shell
 from model_lifecycle.evaluation.calibration import reliability
 from model_lifecycle.evaluation.config import EvaluateParams
 from model_lifecycle.evaluation.cost import file_size_bytes, latencies_ms, parameter_count
 from model_lifecycle.evaluation.metrics import classification_metrics
 from model_lifecycle.evaluation.pareto import pareto_front
+from model_lifecycle.models.predict import predict
 from model_lifecycle.models.registry import build_from_spec
-from model_lifecycle.training.data import predict
+from model_lifecycle.models.structure import cost, float_shell
 
 
 def float_counterpart(model: nn.Module) -> nn.Module:

@@ -32,7 +32,7 @@ class TorchModelDataset(AtomicFileDataset[Any]):
     def _write(self, data: Any, handle: IO[bytes]) -> None:
         import torch  # noqa: PLC0415
 
-        from model_lifecycle.compression.structure import layer_sizes  # noqa: PLC0415
+        from model_lifecycle.models.structure import layer_sizes  # noqa: PLC0415
 
         quantization = getattr(data, "quantization", None)
         sizes = data.layer_sizes if quantization else layer_sizes(data)
@@ -47,8 +47,8 @@ class TorchModelDataset(AtomicFileDataset[Any]):
         import torch  # noqa: PLC0415
 
         from model_lifecycle.compression.quantize import quantize  # noqa: PLC0415
-        from model_lifecycle.compression.structure import float_shell, resize_layers  # noqa: PLC0415,E501
         from model_lifecycle.models.registry import build_from_spec  # noqa: PLC0415
+        from model_lifecycle.models.structure import float_shell, resize_layers  # noqa: PLC0415
 
         try:
             with warnings.catch_warnings():

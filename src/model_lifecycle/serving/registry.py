@@ -35,18 +35,19 @@ REQUIREMENTS = ("mlflow", "torch", "torchvision", "numpy", "pandas", "pillow", "
 
 def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
                       preprocessing: dict[str, Any], example_image: np.ndarray,
-                      config: RegisterParams) -> dict[str, Any]:
+                      config: RegisterParams, *, baseline: str) -> dict[str, Any]:
     """Log each model as a pyfunc model version of ``config.model_name``, tag it with its
     report row, and point the ``baseline`` and ``champion`` aliases.
 
     ``preprocessing``: ``class_names``, ``channels``, ``size_hw``, ``resize``;
-    ``example_image``: one uint8 C×H×W image, the input example (as a PNG).
+    ``example_image``: one uint8 C×H×W image, the input example (as a PNG);
+    ``baseline``: the variant the others are compared with.
     Returns the registry summary: versions, aliases and the champion decision.
     """
     # the report may hold rows that are not registered (the from-scratch baseline)
     rows = [row for row in report.to_dict(orient="records") if row["variant"] in models]
     decision = choose_champion(rows, prefer=config.prefer,
-                               max_accuracy_drop=config.max_accuracy_drop)
+                               max_accuracy_drop=config.max_accuracy_drop, baseline=baseline)
     client = mlflow.MlflowClient()
     example = pd.DataFrame({"image": [_png(example_image)]})
     versions = {}
@@ -75,10 +76,10 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
                 client.set_model_version_tag(config.model_name, version, key, _text(row[key]))
     client.update_registered_model(config.model_name, description=(
         "Image classifier of the model-lifecycle project. Each version is one variant "
-        "(tag `variant`) measured on the same test split. Alias `baseline`: the fine-tuned "
-        f"model; alias `champion`: {decision['rule']}. Input: a table with an `image` "
+        "(tag `variant`) measured on the same test split. Alias `baseline`: the "
+        f"{baseline} model; alias `champion`: {decision['rule']}. Input: a table with an `image` "
         "(encoded file bytes) or `pixels` (uint8 H×W×C) per row."))
-    client.set_registered_model_alias(config.model_name, "baseline", versions["finetuned"])
+    client.set_registered_model_alias(config.model_name, "baseline", versions[baseline])
     champion = versions[decision["champion"]]
     client.set_registered_model_alias(config.model_name, "champion", champion)
     for key, value in decision.items():
@@ -87,7 +88,7 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
     log.info("registered %s versions %s; champion: %s (version %s)", config.model_name,
              versions, decision["champion"], champion)
     return {"model_name": config.model_name, "versions": versions,
-            "aliases": {"baseline": versions["finetuned"], "champion": champion},
+            "aliases": {"baseline": versions[baseline], "champion": champion},
             "decision": decision}
 
 

@@ -10,7 +10,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from model_lifecycle.training.data import predict
+from model_lifecycle.models.predict import predict
 
 
 def features(encoder: torch.nn.Module, images: np.ndarray, indices: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Validated training parameters: the ``runtime``, ``pretrain`` and ``finetune`` groups.
 
 No torch here: parameters are checked before a run starts, for every pipeline.
+Each field's docstring is its entry in docs/parameters.md.
 """
 
 from __future__ import annotations
@@ -14,73 +15,145 @@ from model_lifecycle.params import StrictModel
 
 class OptimizerParams(StrictModel):
     name: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.05, gt=0)  # peak learning rate
-    momentum: float = Field(0.9, ge=0, lt=1)  # sgd only (Nesterov)
-    weight_decay: float = Field(5e-4, ge=0)  # never applied to norms and biases
-    betas: tuple[float, float] = (0.9, 0.999)  # adamw only
-    norm_bias_lr_scale: float = Field(1.0, ge=0)  # lr multiplier for batch-norm biases
-    norm_weight_lr_scale: float = Field(1.0, ge=0)  # same for batch-norm scales (0: frozen)
+    """`sgd` (Nesterov momentum) or `adamw`."""
+    lr: float = Field(0.05, gt=0)
+    """Peak learning rate."""
+    momentum: float = Field(0.9, ge=0, lt=1)
+    """Momentum (sgd only)."""
+    weight_decay: float = Field(5e-4, ge=0)
+    """Weight decay; never applied to norms and biases."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """Adam betas (adamw only)."""
+    norm_bias_lr_scale: float = Field(1.0, ge=0)
+    """Learning-rate multiplier for batch-norm biases."""
+    norm_weight_lr_scale: float = Field(1.0, ge=0)
+    """Learning-rate multiplier for batch-norm scales (0: frozen)."""
 
 
 class ScheduleParams(StrictModel):
     kind: Literal["cosine", "onecycle", "constant"] = "cosine"
-    warmup_epochs: float = Field(1.0, ge=0)  # linear warm-up (onecycle: the rising part)
+    """Learning-rate schedule: `cosine`, `onecycle` or `constant` (after warm-up)."""
+    warmup_epochs: float | None = Field(1.0, ge=0)
+    """Epochs of linear warm-up (onecycle: the rising part)."""
+    warmup_fraction: float | None = Field(None, ge=0, lt=1)
+    """Warm-up as a share of all steps instead of epochs (for `budget_seconds`, where the
+    epoch count is known only at run time); set `warmup_epochs: null` with it."""
+
+    @model_validator(mode="after")
+    def _one_warmup(self) -> ScheduleParams:
+        if (self.warmup_epochs is None) == (self.warmup_fraction is None):
+            raise ValueError("set exactly one of schedule.warmup_epochs and "
+                             "schedule.warmup_fraction (the other null)")
+        return self
+
+    def warmup_steps(self, total_steps: int, steps_per_epoch: int) -> int:
+        """Warm-up steps of a schedule of ``total_steps``."""
+        if self.warmup_fraction is not None:
+            return round(self.warmup_fraction * total_steps)
+        return round(self.warmup_epochs * steps_per_epoch)
 
 
 class RuntimeParams(StrictModel):
     """``params:runtime`` — where and how training runs."""
 
-    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when present
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto` (CUDA when present), `cpu` or `cuda`."""
     seed: int = 0
-    num_threads: int | None = Field(None, ge=1)  # CPU threads; None: torch's default
-    channels_last: bool = True  # memory layout for convolutions
-    mixed_precision: bool = True  # bfloat16 autocast, CUDA only
+    """Seeds torch, numpy and every data order and augmentation."""
+    num_threads: int | None = Field(None, ge=1)
+    """CPU threads for torch; null: torch's default (all cores)."""
+    channels_last: bool = True
+    """Channels-last memory layout for convolutions."""
+    mixed_precision: bool = True
+    """bfloat16 autocast on CUDA (ignored on the CPU)."""
 
 
 class PretrainParams(StrictModel):
     """Validated ``pretrain`` group of ``parameters_pretrain.yml``."""
 
     method: Literal["simclr", "simsiam"] = "simclr"
+    """`simclr` (NT-Xent, contrastive) or `simsiam` (non-contrastive)."""
     arch: str = "small_cnn"
+    """Encoder architecture (see the model registry in the README)."""
     arch_kwargs: dict[str, Any] = {}
-    epochs: int = Field(30, ge=1)
+    """Architecture options, e.g. `{width: 0.5}`."""
+    epochs: int | float = Field(30, gt=0)
+    """Passes over the training images; fractional: the last pass stops part-way."""
+    budget_seconds: float | None = Field(None, gt=0)
+    """Seconds of training (warm-up included): the epoch count is set from a measured
+    warm-up so that the schedule ends inside them; `epochs` is then ignored."""
     batch_size: int = Field(256, ge=2)
+    """Images per batch (two views each)."""
     optimizer: OptimizerParams = OptimizerParams(lr=0.3, weight_decay=1e-4)
+    """Optimizer."""
     schedule: ScheduleParams = ScheduleParams(kind="cosine", warmup_epochs=2)
-    temperature: float = Field(0.2, gt=0)  # simclr
+    """Learning-rate schedule."""
+    temperature: float = Field(0.2, gt=0)
+    """NT-Xent temperature (simclr)."""
     projection_dim: int = Field(128, ge=2)
+    """Output size of the projection head."""
     hidden_dim: int = Field(512, ge=2)
+    """Hidden size of the projection (and SimSiam prediction) head."""
     knn_k: int = Field(20, ge=1)
-    eval_every: int = Field(5, ge=1)  # epochs between k-NN checks on val
+    """Neighbours of the k-NN monitor (val against train_labeled)."""
+    eval_every: int = Field(5, ge=1)
+    """Epochs between k-NN checks (the last epoch is always checked)."""
     clip_grad_norm: float | None = Field(None, gt=0)
-    checkpoint: str | None = None  # a file; written after every epoch
-    resume: bool = False  # continue from `checkpoint` when it exists
+    """Gradient-norm clipping; null: none."""
+    checkpoint: str | None = None
+    """A file written after every epoch; null: none."""
+    resume: bool = False
+    """Continue a killed run from `checkpoint` when it exists."""
 
 
 class FinetuneParams(StrictModel):
     """Validated ``finetune`` group of ``parameters_finetune.yml``."""
 
     init: Literal["pretrained", "scratch", "torchvision_weights"] = "pretrained"
-    weights_path: str | None = None  # torchvision_weights: a local .pth file
-    arch: str = "small_cnn"  # scratch / torchvision_weights (pretrained: the encoder's)
+    """`pretrained` (the latest pretrained_encoder), `scratch` or `torchvision_weights`."""
+    weights_path: str | None = None
+    """torchvision_weights: a local .pth file (nothing is downloaded)."""
+    arch: str = "small_cnn"
+    """Architecture for scratch / torchvision_weights (pretrained uses the encoder's)."""
     arch_kwargs: dict[str, Any] = {}
+    """Architecture options, e.g. `{width: 0.5}`."""
     strategy: Literal["full", "linear_probe", "partial", "bitfit"] = "full"
-    frozen_stages: int = Field(0, ge=0)  # partial: encoder stages kept frozen
-    epochs: int | float = Field(30, gt=0)  # fractional: the last pass stops part-way
+    """Which parameters train: `full`, `linear_probe`, `partial` or `bitfit`."""
+    frozen_stages: int = Field(0, ge=0)
+    """partial: the first K encoder stages stay frozen."""
+    epochs: int | float = Field(30, gt=0)
+    """Passes over train_labeled; fractional: the last pass stops part-way."""
+    budget_seconds: float | None = Field(None, gt=0)
+    """Seconds of training (warm-up and val checks included): the epoch count is set from
+    a measured warm-up so that the schedule ends inside them; `epochs` is then ignored."""
     batch_size: int = Field(64, ge=2)
+    """Images per batch."""
     optimizer: OptimizerParams = OptimizerParams(lr=0.05, weight_decay=5e-4)
+    """Optimizer."""
     schedule: ScheduleParams = ScheduleParams(kind="onecycle", warmup_epochs=3)
+    """Learning-rate schedule."""
     label_smoothing: float = Field(0.1, ge=0, lt=1)
+    """Label smoothing of the cross-entropy."""
     clip_grad_norm: float | None = Field(None, gt=0)
-    patience: int | None = Field(None, ge=1)  # early stopping on val accuracy
-    eval_every: int = Field(1, ge=1)  # epochs between val checks (the last always runs)
-    ema_decay: float | None = Field(None, gt=0, lt=1)  # evaluate and keep averaged weights
-    flip_tta: bool = False  # average with mirrored images at evaluation
-    shift_tta: int = Field(0, ge=0)  # also average with copies shifted by ± this many pixels
-    whiten_stem: bool = False  # scratch: first conv = frozen patch-whitening filters
-    dirac_convs: bool = False  # scratch: later convs start as partial identities
+    """Gradient-norm clipping; null: none."""
+    patience: int | None = Field(None, ge=1)
+    """Early stopping: epochs without a better val accuracy; null: none."""
+    eval_every: int = Field(1, ge=1)
+    """Epochs between val checks (the last epoch is always checked)."""
+    ema_decay: float | None = Field(None, gt=0, lt=1)
+    """Evaluate and keep an exponential moving average of the weights, e.g. 0.99."""
+    flip_tta: bool = False
+    """Average predictions with mirrored images (natural images only)."""
+    shift_tta: int = Field(0, ge=0)
+    """Also average with copies shifted diagonally by ± this many pixels."""
+    whiten_stem: bool = False
+    """scratch only: the first convolution becomes frozen patch-whitening filters."""
+    dirac_convs: bool = False
+    """scratch only: later convolutions start as partial identities."""
     checkpoint: str | None = None
+    """A file written after every epoch; null: none."""
     resume: bool = False
+    """Continue a killed run from `checkpoint` when it exists."""
 
     @model_validator(mode="after")
     def _weights_path_when_needed(self) -> FinetuneParams:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +15,10 @@ from model_lifecycle.augment.augmenter import BatchAugmenter, LabelMixer
 from model_lifecycle.augment.config import SupervisedPolicy
 from model_lifecycle.models.classifier import Classifier
 from model_lifecycle.models.init import dirac_convs, whiten_first_conv
+from model_lifecycle.models.predict import accuracy
+from model_lifecycle.training.budget import plan_epochs
 from model_lifecycle.training.config import FinetuneParams, RuntimeParams
-from model_lifecycle.training.data import BatchStream, predict
+from model_lifecycle.training.data import BatchStream
 from model_lifecycle.training.device import rank, world_size
 from model_lifecycle.training.loop import FitResult, epoch_count, fit
 
@@ -29,21 +33,53 @@ def whiten_stem(model: nn.Module, images: np.ndarray, indices: np.ndarray, *,
     whiten_first_conv(model, torch.from_numpy(images[np.sort(sample)]).float().div_(255))
 
 
-def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
-             *, flip_tta: bool = False, shift_tta: int = 0) -> float:
-    if len(indices) == 0:
-        return float("nan")
-    logits = predict(model, images, indices, flip_tta=flip_tta, shift_tta=shift_tta)
-    return float((logits.argmax(1).numpy() == labels[indices]).mean())
-
-
 def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
              splits: dict[str, np.ndarray], policy: SupervisedPolicy, params: FinetuneParams,
-             runtime: RuntimeParams, device: torch.device) -> tuple[FitResult, dict[str, float]]:
+             runtime: RuntimeParams, device: torch.device, *, name: str = "finetune"
+             ) -> tuple[FitResult, dict[str, float]]:
     """Train ``model`` in place on ``train_labeled``; keep its best epoch on ``val``.
+    ``name`` labels the progress lines (e.g. ``prune recovery``).
 
-    Returns the fit result and the final ``val_accuracy`` and ``test_accuracy``.
+    With ``params.budget_seconds`` the epoch count is planned from a measured warm-up
+    (:func:`~model_lifecycle.training.budget.plan_epochs`). Returns the fit result and
+    the final ``val_accuracy`` and ``test_accuracy``, the ``epochs`` trained for and the
+    ``train_seconds`` used (warm-up included, final scoring not).
     """
+    start = time.perf_counter()
+    if params.budget_seconds is not None:
+        params = params.model_copy(update={"epochs": _planned_epochs(
+            model, images, labels, splits, policy, params, runtime, device)})
+    result = _train(model, images, labels, splits, policy, params, runtime, device, name)
+    seconds = time.perf_counter() - start
+    tta = {"flip_tta": params.flip_tta, "shift_tta": params.shift_tta}
+    return result, {
+        "val_accuracy": accuracy(model, images, labels, splits["val"], **tta),
+        "test_accuracy": accuracy(model, images, labels, splits["test"], **tta),
+        "epochs": float(params.epochs), "train_seconds": seconds,
+    }
+
+
+def _planned_epochs(model: Classifier, images: np.ndarray, labels: np.ndarray,
+                    splits: dict[str, np.ndarray], policy: SupervisedPolicy,
+                    params: FinetuneParams, runtime: RuntimeParams,
+                    device: torch.device) -> float:
+    """Epochs that fit ``params.budget_seconds``, measured on throwaway copies of
+    ``model`` trained for one epoch on the first images of ``train_labeled``."""
+    one_epoch = params.model_copy(update={"epochs": 1, "budget_seconds": None,
+                                          "checkpoint": None, "resume": False})
+
+    def trial(n_images: int) -> float:
+        subset = {**splits, "train_labeled": splits["train_labeled"][:n_images]}
+        return _train(copy.deepcopy(model), images, labels, subset, policy, one_epoch,
+                      runtime, device, "finetune warm-up")
+
+    return plan_epochs(params.budget_seconds, len(splits["train_labeled"]), trial,
+                       key="finetune.budget_seconds", eval_every=params.eval_every).epochs
+
+
+def _train(model: Classifier, images: np.ndarray, labels: np.ndarray,
+           splits: dict[str, np.ndarray], policy: SupervisedPolicy, params: FinetuneParams,
+           runtime: RuntimeParams, device: torch.device, name: str) -> FitResult:
     model.to(device)
     if params.dirac_convs:
         dirac_convs(model)
@@ -72,17 +108,11 @@ def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
         return {"val_accuracy": accuracy(module, images, labels, splits["val"],
                                          flip_tta=params.flip_tta, shift_tta=params.shift_tta)}
 
-    result = fit(model, loss_fn, stream, epochs=params.epochs, optimizer=params.optimizer,
-                 schedule=params.schedule, evaluate=evaluate, monitor="val_accuracy",
-                 patience=params.patience, clip_grad_norm=params.clip_grad_norm,
-                 ema_decay=params.ema_decay,
-                 device=device, mixed_precision=runtime.mixed_precision,
-                 checkpoint=Path(params.checkpoint) if params.checkpoint else None,
-                 resume=params.resume, config=params.model_dump(mode="json"),
-                 seed=runtime.seed, name="finetune")
-    return result, {
-        "val_accuracy": accuracy(model, images, labels, splits["val"],
-                                 flip_tta=params.flip_tta, shift_tta=params.shift_tta),
-        "test_accuracy": accuracy(model, images, labels, splits["test"],
-                                  flip_tta=params.flip_tta, shift_tta=params.shift_tta),
-    }
+    return fit(model, loss_fn, stream, epochs=params.epochs, optimizer=params.optimizer,
+               schedule=params.schedule, evaluate=evaluate, monitor="val_accuracy",
+               patience=params.patience, clip_grad_norm=params.clip_grad_norm,
+               ema_decay=params.ema_decay,
+               device=device, mixed_precision=runtime.mixed_precision,
+               checkpoint=Path(params.checkpoint) if params.checkpoint else None,
+               resume=params.resume, config=params.model_dump(mode="json"),
+               seed=runtime.seed, name=name)

@@ -38,7 +38,11 @@ class FitResult:
     best_epoch: int = -1
     best_value: float | None = None
     epochs_run: int = 0
+    # training images per second of wall time, every per-epoch cost but evaluation
+    # included (bookkeeping, checkpoints): what a time budget plans with
     images_per_s: float = 0.0
+    evaluations: int = 0  # epochs whose evaluation returned metrics
+    eval_seconds: float = 0.0  # spent in those evaluations
 
 
 def epoch_count(epochs: float, steps_per_epoch: int) -> tuple[int, int]:
@@ -73,7 +77,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
     device = device or torch.device("cpu")
     opt = build_optimizer(model, optimizer)
     passes, total_steps = epoch_count(epochs, len(data))
-    warmup = round(schedule.warmup_epochs * len(data))
+    warmup = schedule.warmup_steps(total_steps, len(data))
 
     def lr_at(step: int) -> float:
         return learning_rate(step, total_steps, base_lr=optimizer.lr, warmup_steps=warmup,
@@ -114,9 +118,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
                                      mixed_precision, clip_grad_norm, average)
         seconds = time.perf_counter() - tic
         seen_images += steps * data.batch_size
-        seen_seconds += seconds
-        if evaluate is not None:
-            epoch_metrics.update(evaluate(scored, epoch))
+        eval_seconds = _timed_evaluation(evaluate, scored, epoch, epoch_metrics, result)
         for key, value in epoch_metrics.items():
             result.history.setdefault(key, []).append([epoch, float(value)])
         result.epochs_run = epoch + 1
@@ -125,7 +127,6 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
                                                       or value > result.best_value)):
             result.best_epoch, result.best_value = epoch, value
             best_state = copy.deepcopy(scored.state_dict()) if monitor else None
-        result.images_per_s = seen_images / max(seen_seconds, 1e-9)
         _progress(name, epoch, passes, epoch_metrics, steps * data.batch_size / seconds,
                   seconds * (passes - epoch - 1))
         if checkpoint is not None and is_main_process():
@@ -134,11 +135,29 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
                 "result": vars(result), "best_state": best_state, "config": config or {},
                 "average": None if average is None else average.state_dict(),
             })
+        seen_seconds += time.perf_counter() - tic - eval_seconds
+        result.images_per_s = seen_images / max(seen_seconds, 1e-9)
     if best_state is not None:
         model.load_state_dict(best_state)
     elif average is not None:
         model.load_state_dict(average.module.state_dict())
     return result
+
+
+def _timed_evaluation(evaluate: Evaluate | None, model: nn.Module, epoch: int,
+                      metrics: dict[str, float], result: FitResult) -> float:
+    """Run ``evaluate`` into ``metrics``; count it in ``result`` when it measured
+    something; return the seconds it took."""
+    if evaluate is None:
+        return 0.0
+    tic = time.perf_counter()
+    checked = evaluate(model, epoch)
+    seconds = time.perf_counter() - tic
+    if checked:
+        result.evaluations += 1
+        result.eval_seconds += seconds
+    metrics.update(checked)
+    return seconds
 
 
 def _train_epoch(model: nn.Module, loss_fn: LossFn, data: BatchStream, epoch: int, steps: int,

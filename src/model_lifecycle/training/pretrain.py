@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +16,11 @@ from model_lifecycle.models.classifier import Classifier
 from model_lifecycle.ssl.probes import features, knn_accuracy, linear_probe_accuracy
 from model_lifecycle.ssl.simclr import NTXentLoss, ProjectionHead
 from model_lifecycle.ssl.simsiam import SimSiamLoss, SimSiamPredictor, SimSiamProjector
+from model_lifecycle.training.budget import plan_epochs
 from model_lifecycle.training.config import PretrainParams, RuntimeParams
 from model_lifecycle.training.data import BatchStream
 from model_lifecycle.training.device import rank, world_size
-from model_lifecycle.training.loop import FitResult, fit
+from model_lifecycle.training.loop import FitResult, epoch_count, fit
 
 
 class SSLModel(nn.Module):
@@ -51,9 +54,35 @@ def pretrain(model: Classifier, images: np.ndarray, labels: np.ndarray,
              runtime: RuntimeParams, device: torch.device) -> tuple[FitResult, dict[str, float]]:
     """Train ``model.encoder`` in place on every training image (labels unused).
 
+    With ``params.budget_seconds`` the epoch count is planned from a measured warm-up.
     Returns the fit result and the final representation quality: k-NN and linear-probe
-    accuracy on ``val`` with ``train_labeled`` as memory bank / probe training set.
+    accuracy on ``val`` with ``train_labeled`` as memory bank / probe training set, the
+    ``epochs`` trained for and the ``train_seconds`` used (warm-up included).
     """
+    start = time.perf_counter()
+    if params.budget_seconds is not None:
+        one_epoch = params.model_copy(update={"epochs": 1, "budget_seconds": None,
+                                              "checkpoint": None, "resume": False})
+        train = np.concatenate([splits["train_labeled"], splits["train_unlabeled"]])
+
+        def trial(n_images: int) -> float:
+            subset = {**splits, "train_labeled": train[:n_images],
+                      "train_unlabeled": train[:0]}
+            return _train(copy.deepcopy(model), images, labels, subset, policy, one_epoch,
+                          runtime, device, "pretrain warm-up")
+
+        params = params.model_copy(update={"epochs": plan_epochs(
+            params.budget_seconds, len(train), trial, key="pretrain.budget_seconds",
+            eval_every=params.eval_every).epochs})
+    result = _train(model, images, labels, splits, policy, params, runtime, device, "pretrain")
+    seconds = time.perf_counter() - start
+    quality = _quality(model.encoder, images, labels, splits, params.knn_k, probe=True)
+    return result, {**quality, "epochs": float(params.epochs), "train_seconds": seconds}
+
+
+def _train(model: Classifier, images: np.ndarray, labels: np.ndarray,
+           splits: dict[str, np.ndarray], policy: ViewPolicy, params: PretrainParams,
+           runtime: RuntimeParams, device: torch.device, name: str) -> FitResult:
     train = np.concatenate([splits["train_labeled"], splits["train_unlabeled"]])
     ssl = SSLModel(model.encoder, params.method, params).to(device)
     if runtime.channels_last:
@@ -62,23 +91,25 @@ def pretrain(model: Classifier, images: np.ndarray, labels: np.ndarray,
                          augment=BatchAugmenter(policy), n_views=2, seed=runtime.seed,
                          device=device, channels_last=runtime.channels_last,
                          rank=rank(), world_size=world_size())
+
     def loss_fn(module: nn.Module, views: list[torch.Tensor], _labels: torch.Tensor):
         return module.loss(views[0], views[1]), {}
 
+    passes, _steps = epoch_count(params.epochs, len(stream))
+
     def evaluate(_module: nn.Module, epoch: int) -> dict[str, float]:
-        if (epoch + 1) % params.eval_every and epoch + 1 != params.epochs:
+        if (epoch + 1) % params.eval_every and epoch + 1 != passes:
             return {}
         return {"knn_accuracy": _quality(model.encoder, images, labels, splits,
                                          params.knn_k)["knn_accuracy"]}
 
-    result = fit(ssl, loss_fn, stream, epochs=params.epochs, optimizer=params.optimizer,
-                 schedule=params.schedule, evaluate=evaluate,
-                 clip_grad_norm=params.clip_grad_norm, device=device,
-                 mixed_precision=runtime.mixed_precision,
-                 checkpoint=Path(params.checkpoint) if params.checkpoint else None,
-                 resume=params.resume, config=params.model_dump(mode="json"),
-                 seed=runtime.seed, name="pretrain")
-    return result, _quality(model.encoder, images, labels, splits, params.knn_k, probe=True)
+    return fit(ssl, loss_fn, stream, epochs=params.epochs, optimizer=params.optimizer,
+               schedule=params.schedule, evaluate=evaluate,
+               clip_grad_norm=params.clip_grad_norm, device=device,
+               mixed_precision=runtime.mixed_precision,
+               checkpoint=Path(params.checkpoint) if params.checkpoint else None,
+               resume=params.resume, config=params.model_dump(mode="json"),
+               seed=runtime.seed, name=name)
 
 
 def _quality(encoder: nn.Module, images: np.ndarray, labels: np.ndarray,

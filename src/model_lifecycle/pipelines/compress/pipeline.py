@@ -8,20 +8,20 @@ from model_lifecycle.pipelines.compress.nodes import (
     prune_model,
     quantize_model,
 )
+from model_lifecycle.variants import baseline, variant
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     data = ["images", "splits"]
+    settings = ["augmentation_policy", "params:compress", "params:runtime", "params:evaluate"]
+    source = baseline().dataset
     return Pipeline([
-        Node(describe_finetuned, ["finetuned_model", *data, "params:compress"],
-             "finetuned_cost", name="describe_finetuned"),
-        Node(prune_model, ["finetuned_model", *data, "augmentation_policy",
-                           "params:compress", "params:runtime"],
-             ["pruned_model", "pruned_metrics"], name="prune_model"),
-        Node(quantize_model, ["finetuned_model", "pruned_model", *data, "augmentation_policy",
-                              "params:compress", "params:runtime"],
-             ["quantized_model", "quantized_metrics"], name="quantize_model"),
-        Node(distill_model, ["finetuned_model", *data, "augmentation_policy",
-                             "params:compress", "params:runtime"],
-             ["distilled_model", "distilled_metrics"], name="distill_model"),
+        Node(describe_finetuned, [source, *data, "params:evaluate"], "finetuned_cost",
+             name="describe_finetuned"),
+        Node(prune_model, [source, *data, *settings],
+             [variant("pruned").dataset, "pruned_metrics"], name="prune_model"),
+        Node(quantize_model, [source, variant("pruned").dataset, *data, *settings],
+             [variant("quantized").dataset, "quantized_metrics"], name="quantize_model"),
+        Node(distill_model, [source, *data, *settings],
+             [variant("distilled").dataset, "distilled_metrics"], name="distill_model"),
     ])

@@ -21,34 +21,34 @@ from model_lifecycle.evaluation.plots import (
 )
 from model_lifecycle.evaluation.report import evaluate_model, mark_pareto
 from model_lifecycle.params import parse_params
+from model_lifecycle.variants import variants
 
 log = logging.getLogger(__name__)
 Metrics = dict[str, list[dict[str, float]]]
 
 
-def evaluate_variants(finetuned_model: nn.Module, pruned_model: nn.Module,
-                      quantized_model: nn.Module, distilled_model: nn.Module,
-                      scratch_model: nn.Module | None,
-                      images: ImageSet, splits: dict[str, np.ndarray],
-                      compress: dict[str, Any], params: dict[str, Any]
+def evaluate_variants(images: ImageSet, splits: dict[str, np.ndarray],
+                      compress: dict[str, Any], params: dict[str, Any],
+                      **models: nn.Module | None
                       ) -> tuple[pd.DataFrame, dict[str, Any], Metrics]:
-    """One report row per variant on the same test images, the details behind each row
-    (per-class report, confusion matrix, reliability bins) and the rows as metrics.
-    ``scratch_model`` (the ``baseline`` pipeline's) is a row too when
-    ``evaluate.include_scratch`` is set."""
+    """One report row per declared variant (``models`` by variant name) on the same test
+    images, the details behind each row (per-class report, confusion matrix, reliability
+    bins) and the rows as metrics. An optional variant (``evaluated_when``) is a row only
+    when its ``evaluate`` flag is set."""
     config = parse_params(EvaluateParams, params, "evaluate")
-    methods = _methods(parse_params(CompressParams, compress, "compress"))
+    compress_config = parse_params(CompressParams, compress, "compress")
     test = checked_splits(images, splits)["test"]
-    models = {"finetuned": finetuned_model, "pruned": pruned_model,
-              "quantized": quantized_model, "distilled": distilled_model}
-    if config.include_scratch and scratch_model is not None:
-        models["scratch"] = scratch_model
     rows, details = [], {}
-    for variant, model in models.items():
-        row, details[variant] = evaluate_model(model, images.images, images.labels, test,
-                                               images.class_names, config)
-        rows.append({"variant": variant, "method": methods[variant], **row})
-        log.info("%s: test accuracy %.2f%%, %.2f ms at batch 1", variant,
+    for variant in variants():
+        model = models.get(variant.name)
+        if model is None or (variant.evaluated_when
+                             and not getattr(config, variant.evaluated_when)):
+            continue
+        row, details[variant.name] = evaluate_model(model, images.images, images.labels,
+                                                    test, images.class_names, config)
+        rows.append({"variant": variant.name, "method": variant.method_text(compress_config),
+                     **row})
+        log.info("%s: test accuracy %.2f%%, %.2f ms at batch 1", variant.name,
                  100 * row["accuracy"], row["latency_b1_p50_ms"])
     mark_pareto(rows, latency_key=_latency_key(config))
     report = pd.DataFrame(rows)
@@ -70,16 +70,3 @@ def plot_evaluation(evaluation_report: pd.DataFrame, evaluation_details: dict[st
 
 def _latency_key(config: EvaluateParams) -> str:
     return f"latency_b{max(config.latency.batch_sizes)}_p50_ms"
-
-
-def _methods(compress: CompressParams) -> dict[str, str]:
-    """How each variant was made, in words (a registry tag and a report column)."""
-    prune, quant = compress.prune, compress.quantize
-    pruning = (f"structured pruning ({prune.importance}, target {prune.target:g}x fewer "
-               f"{prune.metric})" if prune.method == "structured"
-               else f"unstructured pruning ({prune.amount:.0%} of weights)")
-    return {"finetuned": "none", "scratch": "none (trained from scratch, no pretraining)",
-            "pruned": pruning,
-            "quantized": f"int8 {quant.mode} quantization ({quant.backend}) of the "
-                         f"{quant.source} model",
-            "distilled": f"distillation into {compress.distill.student_arch}"}

@@ -1,16 +1,17 @@
-"""Wiring of the ``evaluate`` pipeline."""
+"""Wiring of the ``evaluate`` pipeline: every declared variant (``variants.py``)."""
 
 from kedro.pipeline import Node, Pipeline
 
 from model_lifecycle.pipelines.evaluate.nodes import evaluate_variants, plot_evaluation
+from model_lifecycle.variants import variants
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    variants = ["finetuned_model", "pruned_model", "quantized_model", "distilled_model"]
+    models = {v.name: v.dataset for v in variants()}
     return Pipeline([
-        Node(evaluate_variants, [*variants, "scratch_model", "images", "splits",
-                                 "params:compress",
-                                 "params:evaluate"],
+        Node(evaluate_variants, {"images": "images", "splits": "splits",
+                                 "compress": "params:compress", "params": "params:evaluate",
+                                 **models},
              ["evaluation_report", "evaluation_details", "evaluation_metrics"],
              name="evaluate_variants"),
         Node(plot_evaluation, ["evaluation_report", "evaluation_details", "params:evaluate"],

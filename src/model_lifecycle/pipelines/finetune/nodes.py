@@ -40,7 +40,8 @@ def finetune_model(images: ImageSet, splits: dict[str, np.ndarray], policy: dict
     result, scores = finetune(model, images.images, images.labels,
                               checked_splits(images, splits),
                               policy_from_artifact(policy, "supervised"), config, run, device)
-    log.info("finetune: val accuracy %.4f, test accuracy %.4f", scores["val_accuracy"],
+    log.info("finetune: %.2f epochs in %.0f s, val accuracy %.4f, test accuracy %.4f",
+             scores["epochs"], scores["train_seconds"], scores["val_accuracy"],
              scores["test_accuracy"])
     model.requires_grad_(True)
     return model.cpu().eval(), history_for_mlflow(

@@ -33,7 +33,8 @@ def pretrain_encoder(images: ImageSet, splits: dict[str, np.ndarray], policy: di
     result, quality = pretrain(model, images.images, images.labels,
                                checked_splits(images, splits),
                                policy_from_artifact(policy, "pretrain"), config, run, device)
-    log.info("pretrain (%s): k-NN accuracy %.4f, linear probe %.4f on val", config.method,
+    log.info("pretrain (%s): %.2f epochs in %.0f s, k-NN accuracy %.4f, linear probe %.4f "
+             "on val", config.method, quality["epochs"], quality["train_seconds"],
              quality["knn_accuracy"], quality["linear_probe_accuracy"])
     return model.cpu().eval(), history_for_mlflow(result.history, images_per_s=result.images_per_s,
                                                   **quality)

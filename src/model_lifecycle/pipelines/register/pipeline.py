@@ -1,14 +1,16 @@
-"""Wiring of the ``register`` pipeline."""
+"""Wiring of the ``register`` pipeline: every registered variant (``variants.py``)."""
 
 from kedro.pipeline import Node, Pipeline
 
 from model_lifecycle.pipelines.register.nodes import register_models
+from model_lifecycle.variants import variants
 
 
 def create_pipeline(**kwargs) -> Pipeline:
+    models = {v.name: v.dataset for v in variants() if v.registered}
     return Pipeline([
-        Node(register_models, ["evaluation_report", "finetuned_model", "pruned_model",
-                               "quantized_model", "distilled_model", "images",
-                               "params:ingest", "params:register"],
+        Node(register_models, {"evaluation_report": "evaluation_report", "images": "images",
+                               "ingest": "params:ingest", "params": "params:register",
+                               **models},
              "registry_summary", name="register_models"),
     ])

@@ -1,4 +1,5 @@
-"""Record and restore layer sizes, so a pruned model reloads from plain tensors.
+"""Layer sizes and cost of a model: record and restore layer sizes, so a pruned model
+reloads from plain tensors; count its MACs and parameters.
 
 A pruned model no longer matches its constructor. Torch-Pruning's own
 ``tp.state_dict`` stores module objects, which only an unrestricted (code-running)
@@ -9,6 +10,7 @@ built model before its weights are loaded (hand-written for that reason).
 from __future__ import annotations
 
 import torch
+import torch_pruning as tp
 from torch import nn
 
 _SIZES = {
@@ -66,3 +68,9 @@ def float_shell(model: nn.Module, sizes: dict[str, dict[str, int]]) -> nn.Module
     resize_layers(model, sizes, shapes)
     model.encoder.feature_dim = model.head.in_features
     return model
+
+
+def cost(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
+    """MACs (multiply-accumulates per image, traced on ``example``) and parameter count."""
+    macs, params = tp.utils.count_ops_and_params(model, example)
+    return {"macs": float(macs), "params": float(params)}

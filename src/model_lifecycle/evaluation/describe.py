@@ -6,10 +6,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from model_lifecycle.compression.config import LatencyParams
-from model_lifecycle.compression.prune import cost
+from model_lifecycle.evaluation.config import LatencyParams
 from model_lifecycle.evaluation.cost import file_size_bytes, latencies_ms, parameter_count
-from model_lifecycle.training.finetune import accuracy
+from model_lifecycle.models.predict import accuracy
+from model_lifecycle.models.structure import cost
 
 
 def describe(model: nn.Module, images: np.ndarray, labels: np.ndarray,

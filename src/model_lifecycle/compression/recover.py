@@ -1,0 +1,69 @@
+"""Pruning with recovery fine-tuning: the ``pruned`` variant from a fine-tuned model.
+
+The recovery runs are the project's fine-tuning (``training.finetune``) with the
+``compress.prune.recovery`` settings, on ``train_labeled`` with the supervised
+augmentation, selected on ``val``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from model_lifecycle.augment.config import SupervisedPolicy
+from model_lifecycle.compression.config import PruneParams, RecoveryParams
+from model_lifecycle.compression.prune import prune_structured, prune_unstructured
+from model_lifecycle.models.classifier import Classifier
+from model_lifecycle.training.config import FinetuneParams, RuntimeParams
+from model_lifecycle.training.finetune import finetune
+
+log = logging.getLogger(__name__)
+
+TAYLOR_BATCH = 64  # labeled images per Taylor-importance gradient
+
+
+def recovery_params(recovery: RecoveryParams, epochs: float) -> FinetuneParams:
+    """The fine-tuning parameters of one recovery run of ``epochs``."""
+    return FinetuneParams(init="scratch", epochs=epochs, batch_size=recovery.batch_size,
+                          label_smoothing=recovery.label_smoothing,
+                          optimizer=recovery.optimizer, schedule=recovery.schedule,
+                          checkpoint=None)
+
+
+def prune_and_recover(model: Classifier, images: np.ndarray, labels: np.ndarray,
+                      splits: dict[str, np.ndarray], policy: SupervisedPolicy,
+                      params: PruneParams, runtime: RuntimeParams, device: torch.device
+                      ) -> tuple[Classifier, dict[str, float]]:
+    """A pruned, recovered copy of ``model`` (left as it was) and the pruning report."""
+    recovery = params.recovery
+
+    def recover(pruned: Classifier, epochs: float) -> None:
+        if epochs:
+            finetune(pruned, images, labels, splits, policy, recovery_params(recovery, epochs),
+                     runtime, device, name="prune recovery")
+            pruned.cpu()
+
+    if params.method == "structured":
+        settings = params.structured
+        generator = torch.Generator().manual_seed(runtime.seed)
+        labeled = splits["train_labeled"]
+
+        def batch() -> tuple[torch.Tensor, torch.Tensor]:  # for Taylor importance
+            idx = labeled[torch.randint(len(labeled), (TAYLOR_BATCH,),
+                                        generator=generator).numpy()]
+            return torch.from_numpy(images[idx]).float() / 255, torch.from_numpy(labels[idx])
+
+        example = torch.from_numpy(images[:2]).float() / 255
+        pruned, report = prune_structured(
+            model, example, target=settings.target, metric=settings.metric,
+            importance=settings.importance, steps=settings.steps, round_to=settings.round_to,
+            keep_stem=settings.keep_stem, batch=batch,
+            recover=lambda m, _milestone: recover(m, recovery.epochs_per_step))
+    else:
+        pruned, report = prune_unstructured(model, amount=params.unstructured.amount)
+        log.info("unstructured pruning: %.1f%% of weights are zero (no speed-up: dense "
+                 "kernels still multiply them)", 100 * report["sparsity"])
+    recover(pruned, recovery.final_epochs)
+    return pruned.eval(), report

@@ -1,0 +1,94 @@
+"""Every environment under conf/ loads and validates, and the CIFAR-10 recipe
+(``--env=cifar10``) runs the whole lifecycle on a tiny CIFAR-format archive."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import mlflow
+import pytest
+from kedro.config import OmegaConfigLoader
+
+from model_lifecycle.hooks import PARAMETER_MODELS
+from model_lifecycle.params import parse_params
+from tests.conftest import PROJECT_ROOT, project_runner, scratch_project
+
+CONF = PROJECT_ROOT / "conf"
+ENVIRONMENTS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "local")
+
+
+def _config(env: str) -> OmegaConfigLoader:
+    return OmegaConfigLoader(str(CONF), base_env="base", default_run_env=env,
+                             config_patterns={"mlflow": ["mlflow*", "mlflow*/**"]})
+
+
+def test_there_is_more_than_the_base_environment():
+    assert {"base", "cifar10"} <= set(ENVIRONMENTS)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_environment_validates_every_group(env):
+    config = _config(env)
+    parameters = config["parameters"]
+    assert set(parameters) == set(PARAMETER_MODELS), env  # every group, no stray one
+    for group, model in PARAMETER_MODELS.items():
+        raw = dict(parameters[group])
+        if group == "ingest" and raw.get("source") != "digits" and not raw.get("path"):
+            raw["path"] = "/data/given-on-the-command-line"  # as its README command does
+        parse_params(model, raw, group)
+    assert "images" in config["catalog"]
+    assert config["mlflow"]["tracking"]["experiment"]["name"] == "model-lifecycle"
+
+
+def test_the_cifar10_environment_holds_every_group_of_its_recipe():
+    files = {p.stem.removeprefix("parameters_")
+             for p in (CONF / "cifar10").glob("parameters_*.yml")}
+    assert files == set(PARAMETER_MODELS) - {"inference"}
+    params = _config("cifar10")["parameters"]
+    assert params["finetune"]["budget_seconds"] == 600  # the README's 10-minute recipe
+    assert params["finetune"]["arch"] == "fast_cnn" and params["finetune"]["whiten_stem"]
+    assert params["compress"]["prune"]["structured"]["keep_stem"]
+    assert params["augment"]["supervised"]["random_erasing"] is None
+
+
+@pytest.fixture
+def cifar_archive(cifar_dir: Path, tmp_path: Path) -> Path:
+    """The tiny ``cifar-10-batches-py/`` of conftest as ``cifar-10-python.tar.gz``."""
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(cifar_dir, arcname="cifar-10-batches-py")
+    return archive
+
+
+def test_the_cifar10_environment_runs_end_to_end_on_a_tiny_archive(cifar_archive, tmp_path,
+                                                                   monkeypatch):
+    work = scratch_project(tmp_path / "work")
+    monkeypatch.chdir(work)
+    run = project_runner(work)
+    # the recipe as it is, with budgets and epochs a test can afford
+    tiny = {"ingest": {"path": str(cifar_archive), "splits": {"val": 0.25}},
+            "pretrain": {"budget_seconds": 3, "batch_size": 16, "hidden_dim": 16,
+                         "projection_dim": 8},
+            "finetune": {"budget_seconds": 3, "batch_size": 16},
+            "compress": {"prune": {"recovery": {"epochs_per_step": 1, "final_epochs": 1,
+                                                "batch_size": 16},
+                                   "structured": {"steps": 1}},
+                         "distill": {"epochs": 1, "batch_size": 16},
+                         "quantize": {"calibration_batches": 1}},
+            "evaluate": {"latency": {"repeats": 3, "warmup": 1}},
+            "runtime": {"num_threads": 2}}
+    run(None, tiny, env="cifar10")
+    mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
+    [result] = mlflow.search_runs(experiment_names=["model-lifecycle"]).to_dict("records")
+    assert result["status"] == "FINISHED"
+    assert result["params.finetune.arch"] == "fast_cnn"
+    assert result["params.ingest.source"] == "auto"
+    assert result["metrics.ingest.n_images"] == 100  # 80 training + 20 test images
+    assert 0 < result["metrics.finetune.train_seconds"] <= 3.5
+    assert result["metrics.finetune.epochs"] > 0
+    assert result["metrics.pruned.macs_reduction"] >= 2.0
+    client = mlflow.MlflowClient()
+    versions = client.search_model_versions("name='model-lifecycle'")
+    assert {v.tags["variant"] for v in versions} == {"finetuned", "pruned", "quantized",
+                                                     "distilled"}

@@ -1,0 +1,131 @@
+"""``budget_seconds``: the epoch count that fills a time budget, planned from a measured
+warm-up, and the stages that use it."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from model_lifecycle.augment.config import SupervisedPolicy, ViewPolicy
+from model_lifecycle.errors import LifecycleError
+from model_lifecycle.models import build_model
+from model_lifecycle.training.budget import MARGIN, plan_epochs
+from model_lifecycle.training.config import (
+    FinetuneParams,
+    PretrainParams,
+    RuntimeParams,
+    ScheduleParams,
+)
+from model_lifecycle.training.finetune import finetune
+from model_lifecycle.training.loop import FitResult
+from model_lifecycle.training.pretrain import pretrain
+
+CPU = torch.device("cpu")
+
+
+class FakeClock:
+    """A clock the fake trials advance: images / rate seconds of training, a fixed
+    set-up cost per run and one evaluation."""
+
+    def __init__(self, rate: float, setup: float, evaluation: float = 0.0) -> None:
+        self.now, self.rate, self.setup, self.evaluation = 0.0, rate, setup, evaluation
+        self.trials = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def trial(self, n_images: int) -> FitResult:
+        self.trials.append(n_images)
+        self.now += self.setup + n_images / self.rate + self.evaluation
+        return FitResult(images_per_s=self.rate, evaluations=1, eval_seconds=self.evaluation)
+
+
+def test_the_plan_fills_what_the_warm_up_leaves():
+    clock = FakeClock(rate=1000.0, setup=2.0)
+    plan = plan_epochs(600, 40_000, clock.trial, key="finetune.budget_seconds", clock=clock)
+    assert clock.trials == [2560, 7680]  # a third of the measured slice first
+    assert plan.images_per_s == 1000.0
+    assert plan.setup_seconds == pytest.approx(2.0)
+    assert plan.warmup_seconds == pytest.approx(2.0 + 2.56 + 2.0 + 7.68)
+    left = 600 - plan.warmup_seconds - 2.0
+    assert plan.epochs == pytest.approx(MARGIN * left * 1000 / 40_000)
+    # what the planned run then costs ends inside the budget
+    assert plan.warmup_seconds + 2.0 + plan.epochs * 40_000 / 1000 <= 600
+
+
+def test_evaluations_are_planned_for_too():
+    # 1 s per evaluation, every 2nd epoch and after the last: 40 s per epoch of training
+    clock = FakeClock(rate=1000.0, setup=0.0, evaluation=1.0)
+    plan = plan_epochs(600, 40_000, clock.trial, key="k", eval_every=2, clock=clock)
+    assert plan.eval_seconds == pytest.approx(1.0)
+    left = 600 - plan.warmup_seconds - 1.0
+    assert plan.epochs == pytest.approx(MARGIN * left / (40 + 0.5))
+    evaluations = math.ceil(plan.epochs) // 2 + 1
+    assert plan.warmup_seconds + plan.epochs * 40 + evaluations <= 600
+
+
+def test_tiny_data_warms_up_on_what_there_is():
+    clock = FakeClock(rate=100.0, setup=0.5)
+    plan = plan_epochs(30, 60, clock.trial, key="pretrain.budget_seconds", clock=clock)
+    assert clock.trials == [20, 60]
+    assert plan.epochs > 1
+
+
+def test_a_budget_the_warm_up_uses_up_is_one_sentence():
+    clock = FakeClock(rate=100.0, setup=3.0)
+    with pytest.raises(LifecycleError, match=r"^finetune.budget_seconds = 10 is used up by "
+                                             r"the warm-up .* raise it above \d+ s"):
+        plan_epochs(10, 5000, clock.trial, key="finetune.budget_seconds", clock=clock)
+
+
+def _data(n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    images = rng.integers(0, 60, (n, 1, 8, 8), dtype=np.uint8)
+    images[np.arange(n), 0, labels * 2, :] = 255
+    splits = {"train_labeled": np.arange(0, 400), "train_unlabeled": np.arange(0, 0),
+              "val": np.arange(400, 500), "test": np.arange(500, 600)}
+    return images, labels, splits
+
+
+def test_finetune_with_a_budget_ends_its_schedule_inside_it():
+    images, labels, splits = _data()
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 3, 1, width=4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    params = FinetuneParams(init="scratch", epochs=1, budget_seconds=4, batch_size=32,
+                            schedule=ScheduleParams(kind="onecycle", warmup_epochs=None,
+                                                    warmup_fraction=0.25),
+                            eval_every=1000)
+    result, scores = finetune(model, images, labels, splits, SupervisedPolicy(), params,
+                              RuntimeParams(num_threads=2), CPU)
+    assert scores["train_seconds"] <= 4.0
+    assert scores["epochs"] > 1  # the budget, not `epochs`, set the count
+    steps = round(scores["epochs"] * (400 // 32))
+    assert result.epochs_run == -(-steps // (400 // 32))  # ceil: the last pass part-way
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert scores["test_accuracy"] > 0.9  # the stripes are learnt in that time
+
+
+def test_pretrain_with_a_budget_reports_its_epochs_and_seconds():
+    images, labels, splits = _data(300)
+    splits = {"train_labeled": np.arange(0, 100), "train_unlabeled": np.arange(100, 200),
+              "val": np.arange(200, 300)}
+    model = build_model("small_cnn", 3, 1, width=4)
+    params = PretrainParams(epochs=1, budget_seconds=4, batch_size=64, eval_every=1000,
+                            hidden_dim=16, projection_dim=8,
+                            schedule=ScheduleParams(warmup_epochs=None, warmup_fraction=0.1))
+    _result, quality = pretrain(model, images, labels, splits, ViewPolicy(), params,
+                                RuntimeParams(num_threads=2), CPU)
+    assert quality["train_seconds"] <= 4.0
+    assert quality["epochs"] > 1
+    assert 0 <= quality["knn_accuracy"] <= 1
+
+
+def test_a_schedule_takes_one_kind_of_warm_up():
+    with pytest.raises(ValueError, match="exactly one of schedule.warmup_epochs and "
+                                         "schedule.warmup_fraction"):
+        ScheduleParams(warmup_epochs=1, warmup_fraction=0.2)
+    assert ScheduleParams(warmup_epochs=None, warmup_fraction=0.25).warmup_steps(200, 10) == 50
+    assert ScheduleParams(warmup_epochs=2).warmup_steps(200, 10) == 20
