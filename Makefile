@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export KEDRO_DISABLE_TELEMETRY := true
 export MPLBACKEND := Agg
 
-.PHONY: run test viz viz-build ui serve screenshots bench bench-gpu lint clean-data install
+.PHONY: run test viz viz-build ui serve screenshots bench bench-gpu lint docs clean-data install
 
 run: $(STAMP)
 	$(BIN)/kedro run $(ARGS)
@@ -50,6 +50,10 @@ bench: $(STAMP)
 bench-gpu: $(STAMP)
 	$(BIN)/python -m benchmarks.cifar10_gpu $(ARGS)
 	$(BIN)/python -m benchmarks.run_all --report-only
+
+# docs/parameters.md from the parameter models (a test fails when it is stale)
+docs: $(STAMP)
+	$(BIN)/python -m model_lifecycle.paramdocs
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -112,7 +112,8 @@ def main() -> None:
     kedro_run(project, *env, "--pipelines=ingest,augment", params={"ingest.path": folder, **extra})
     results: dict = {"project": {"runs": []}}
     for seed in args.seeds:
-        run = kedro_run(project, *env, "--pipelines=finetune", params={"runtime.seed": seed, **extra})
+        run = kedro_run(project, *env, "--pipelines=finetune",
+                        params={"runtime.seed": seed, **extra})
         row = {"seed": seed, "test_accuracy": round(run["metrics.finetune.test_accuracy"], 4),
                "epochs": round(run["metrics.finetune.epochs"], 2),
                "train_seconds": round(run["metrics.finetune.train_seconds"], 1),

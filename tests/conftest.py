@@ -3,9 +3,12 @@ copy whose data and MLflow store live in a temporary folder."""
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import shutil
+import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,18 @@ def make_image(mode: str, size: tuple[int, int], seed: int) -> Image.Image:
     if mode == "I;16":
         return Image.fromarray(rng.integers(0, 65536, (size[1], size[0]), dtype=np.uint16))
     return rgb.convert(mode)
+
+
+def bomb_png(width: int = 20_000, height: int = 20_000) -> bytes:
+    """A PNG of a few hundred bytes whose header says ``width`` × ``height`` pixels (a
+    decompression bomb): a small real PNG with its IHDR size rewritten, CRC fixed."""
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4:ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17:ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr:ihdr + 17])))
+    return bytes(data)
 
 
 @pytest.fixture

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +25,8 @@ from model_lifecycle.pipeline_registry import LIFECYCLE
 from model_lifecycle.serving.config import InferenceParams, RegisterParams
 from model_lifecycle.training.config import FinetuneParams, PretrainParams, RuntimeParams
 from model_lifecycle.variants import variants
+
+log = logging.getLogger(__name__)
 
 # The validated model of each parameter group a pipeline reads as ``params:<group>``.
 PARAMETER_MODELS: dict[str, type[BaseModel]] = {
@@ -139,3 +144,72 @@ class CloseMlflowRunHook:
     def after_pipeline_run(self) -> None:
         while (active := mlflow.active_run()) and active.info.run_id != self._caller_run_id:
             mlflow.end_run()
+
+    @hook_impl(tryfirst=True)
+    def on_pipeline_error(self) -> None:
+        """Leave the failed run on the active-run stack once, so that kedro-mlflow marks
+        it FAILED once (and logs "was closed because of an error" once, not once per
+        node it re-opened it for)."""
+        stack = _active_run_stack()
+        if stack is None:
+            return
+        kept = []
+        for run in stack:
+            if not kept or kept[-1].info.run_id != run.info.run_id:
+                kept.append(run)
+        stack[:] = kept
+
+
+def _active_run_stack() -> list | None:
+    """MLflow's stack of active runs of this thread (a private structure: None when a
+    future MLflow moves it, and the duplicate messages simply come back)."""
+    holder = getattr(mlflow.tracking.fluent, "_active_run_stack", None)
+    try:
+        return holder.get()
+    except AttributeError:
+        return None
+
+
+# Tags that let a later run tell whether this one's process is still alive.
+PID_TAG, HOST_TAG = "model_lifecycle.pid", "model_lifecycle.host"
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
+class RunBookkeepingHook:
+    """Once kedro-mlflow has opened the pipeline's run: tag it with this process's id
+    and host; mark earlier runs of the experiment that still say RUNNING but whose
+    process on this host is gone (killed from outside) as KILLED; and declare the
+    experiment a model-development one, so the MLflow UI opens it on runs and models
+    rather than on GenAI traces."""
+
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self) -> None:
+        run = mlflow.active_run()
+        if run is None:  # tracking disabled for this pipeline
+            return
+        client = mlflow.MlflowClient()
+        host = socket.gethostname()
+        client.set_tag(run.info.run_id, PID_TAG, str(os.getpid()))
+        client.set_tag(run.info.run_id, HOST_TAG, host)
+        experiment = client.get_experiment(run.info.experiment_id)
+        if experiment.tags.get(EXPERIMENT_KIND[0]) is None:
+            client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
+        stale = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'")
+        for other in stale:
+            pid = int(other.data.tags.get(PID_TAG, "0"))
+            if other.info.run_id != run.info.run_id and pid and not _alive(pid):
+                client.set_terminated(other.info.run_id, "KILLED")
+                log.warning("MLflow run %s (process %d on %s) was still RUNNING but its "
+                            "process is gone: marked KILLED.", other.info.run_id, pid, host)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True

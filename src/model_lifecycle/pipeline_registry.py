@@ -13,5 +13,10 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines = find_pipelines(raise_errors=True)
     # `kedro run --pipelines=x` loads only x; the default run needs (and loads) them all.
     if all(name in pipelines for name in LIFECYCLE):
-        pipelines["__default__"] = sum((pipelines[name] for name in LIFECYCLE), Pipeline([]))
+        # imported here: hooks read LIFECYCLE, and an ingest run must not import torch
+        from model_lifecycle.pipelines import evaluate  # noqa: PLC0415
+
+        # evaluate without the optional `scratch` variant, which only `baseline` makes
+        stages = {**pipelines, "evaluate": evaluate.create_pipeline(optional_variants=False)}
+        pipelines["__default__"] = sum((stages[name] for name in LIFECYCLE), Pipeline([]))
     return pipelines

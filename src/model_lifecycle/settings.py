@@ -4,10 +4,10 @@ import warnings
 
 from kedro.config import OmegaConfigLoader
 
-from model_lifecycle.hooks import CloseMlflowRunHook, PreflightHook
+from model_lifecycle.hooks import CloseMlflowRunHook, PreflightHook, RunBookkeepingHook
 
 # kedro-mlflow registers its own hook through its entry point.
-HOOKS = (PreflightHook(), CloseMlflowRunHook())
+HOOKS = (PreflightHook(), CloseMlflowRunHook(), RunBookkeepingHook())
 
 # Telemetry must never prompt or call out (CI has no stdin, the machines no internet).
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)

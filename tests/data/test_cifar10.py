@@ -82,3 +82,16 @@ def test_missing_folder_and_folder_without_batches(tmp_path):
         load_cifar10(tmp_path / "nope", (32, 32))
     with pytest.raises(LifecycleError, match=r"No CIFAR-10 training batch"):
         load_cifar10(tmp_path, (32, 32))
+
+
+def test_errors_name_the_file_where_it_is(cifar_dir, tmp_path):
+    # the folder that holds cifar-10-batches-py/, and the archive: the message names the
+    # batch where it really is
+    write_cifar_batch(cifar_dir / "data_batch_1", 4, 0, {b"labels": [1, 2]})
+    with pytest.raises(LifecycleError, match=rf"^{cifar_dir / 'data_batch_1'} has 4 images"):
+        load_cifar10(cifar_dir.parent, (32, 32))
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(cifar_dir, arcname="cifar-10-batches-py")
+    with pytest.raises(LifecycleError, match=rf"^{archive}:cifar-10-batches-py/data_batch_1 "):
+        load_cifar10(archive, (32, 32))

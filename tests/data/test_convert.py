@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model_lifecycle.data.convert import ImageDecodeError, decode_file, to_array
-from tests.conftest import make_image
+from model_lifecycle.data.convert import MAX_PIXELS, ImageDecodeError, decode_file, to_array
+from tests.conftest import bomb_png, make_image
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "LA", "CMYK", "I;16", "1"])
@@ -70,3 +70,30 @@ def test_jpeg_draft_decode_stays_close_to_full_decode(tmp_path):
         image.load()
         full = to_array(image, (8, 8), 3).astype(int)
     assert np.abs(fast - full).mean() < 6
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(bomb_png(20_000, 20_000))
+    assert path.stat().st_size < 1000
+    with pytest.raises(ImageDecodeError, match=r"^more than 178,956,970 pixels \(Pillow "
+                                               r"refuses it as a decompression bomb\), over "
+                                               r"the limit of 89,478,485"):
+        decode_file(path, (8, 8), 1)
+    path.write_bytes(bomb_png(10_000, 10_000))  # between the two: the parameter's own words
+    with pytest.raises(ImageDecodeError, match=r"^10000×10000 = 100,000,000 pixels, more "
+                                               r"than the limit of 89,478,485"):
+        decode_file(path, (8, 8), 1)
+    # below Pillow's own limit, the parameter still applies
+    path.write_bytes(bomb_png(3000, 3000))
+    with pytest.raises(ImageDecodeError, match=r"9,000,000 pixels, more than the limit of "
+                                               r"1,000,000 \(ingest.max_pixels\)"):
+        decode_file(path, (8, 8), 1, max_pixels=1_000_000)
+    assert MAX_PIXELS == Image.MAX_IMAGE_PIXELS
+
+
+def test_pillows_hard_limit_stays_whatever_the_parameter(tmp_path):
+    path = tmp_path / "bigger.png"
+    path.write_bytes(bomb_png(60_000, 60_000))
+    with pytest.raises(ImageDecodeError, match=r"Pillow refuses it as a decompression bomb"):
+        decode_file(path, (8, 8), 1, max_pixels=10**12)

@@ -73,3 +73,44 @@ def test_splits_made_for_other_images_are_refused():
     other = _images([20, 20], seed=1)
     with pytest.raises(LifecycleError, match=r"run `kedro run --pipelines=ingest` again"):
         checked_splits(other, splits)
+
+
+def test_the_labeled_fraction_error_quotes_the_value_the_user_set():
+    data = _images([12, 12, 12])
+    with pytest.raises(LifecycleError) as error:
+        _split(data, val=0.1, test=0.2, labeled=0.05)
+    message = str(error.value)
+    assert "ingest.labeled_fraction = 0.05 over" in message
+    assert "0.95" not in message
+
+
+def test_a_tiny_folder_is_told_which_fractions_work():
+    data = _images([10, 10, 10])  # 30 images: val 0.1 of 24 holds 3, one per class
+    with pytest.raises(LifecycleError) as error:
+        _split(data, val=0.1, test=0.2, labeled=0.05)
+    message = str(error.value)
+    low, high = (float(v) for v in
+                 message.split("set ingest.labeled_fraction between ")[1].split(" (", maxsplit=1)[0]
+                 .split(" and "))
+    assert 0 < low < high < 1
+    for fraction in (low, high, 1.0):  # the advice works
+        splits = _split(data, val=0.1, test=0.2, labeled=fraction)
+        assert len(np.unique(data.labels[splits["train_labeled"]])) == 3
+
+
+def test_a_class_with_one_image_asks_for_more_images():
+    with pytest.raises(LifecycleError, match=r"class 'c2' has only 1 image\(s\); add images "
+                                             r"\(at least 2 per class"):
+        _split(_images([20, 20, 1]))
+
+
+def test_a_source_test_split_without_a_training_class_is_reported(caplog):
+    from model_lifecycle.data.report import dataset_report  # noqa: PLC0415
+
+    data = _images([20, 20, 20], source_test=np.r_[np.zeros(50, bool), np.ones(10, bool)])
+    with caplog.at_level("WARNING"):
+        splits = _split(data, test=0.0)
+    assert "holds no image of class 'c0'" in caplog.text
+    assert "class 'c1'" in caplog.text and "class 'c2'" not in caplog.text
+    report = dataset_report(data, splits, {})
+    assert report["classes_missing_from_test"] == ["c0", "c1"]

@@ -4,6 +4,7 @@ real files, with data and the MLflow store in a temporary folder."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -122,16 +123,82 @@ def test_a_failed_run_is_marked_failed_and_keeps_earlier_versions(project,
     assert _runs(project.work)["status"].tolist() == ["FINISHED", "FAILED"]
 
 
-def test_impossible_split_fails_after_images_but_splits_stay_consistent(
+def test_an_impossible_split_saves_nothing_and_later_stages_still_run(
         project, tree_with_bad_files):
     project(["ingest"], _image_folder_params(tree_with_bad_files))
+    [images] = _versions(project.work, "data/03_primary/images.npz")
+    [splits] = _versions(project.work, "data/05_model_input/splits.npz")
     bad = _image_folder_params(tree_with_bad_files, image_size=6)
     bad["ingest"]["splits"] = {"val": 0.01, "test": 0.2}
     with pytest.raises(LifecycleError, match=r"Cannot stratify ingest.splits.val"):
         project(["ingest"], bad)
-    # the newest images have no matching splits: the augment pipeline says so
-    with pytest.raises(LifecycleError, match=r"run `kedro run --pipelines=ingest` again"):
-        project(["augment"])
+    # no new images without their splits: the latest pair still belongs together
+    assert _versions(project.work, "data/03_primary/images.npz") == [images]
+    assert _versions(project.work, "data/05_model_input/splits.npz") == [splits]
+    project(["augment"])
+    assert _runs(project.work)["status"].tolist() == ["FINISHED", "FAILED", "FINISHED"]
+
+
+def test_a_misspelt_parameter_group_is_refused_naming_the_groups(project):
+    with pytest.raises(LifecycleError) as error:
+        project(["ingest"], {"ingst": {"source": "image_folder"}})
+    assert str(error.value).startswith(
+        "Unknown parameter group 'ingst' given with kedro run --params: the groups are "
+        "augment, compress, evaluate, finetune, inference, ingest, pretrain, register, "
+        "runtime.")
+    assert not _versions(project.work, "data/03_primary/images.npz")
+
+
+def test_command_line_errors_say_so_and_a_path_digits_ignores_is_refused(project, tmp_path):
+    with pytest.raises(LifecycleError, match=r"^Invalid parameter 'ingest.labeled_fraction' "
+                                             r"= 2 in the command line \(kedro run --params\)"):
+        project(["ingest"], {"ingest": {"labeled_fraction": 2}})
+    with pytest.raises(LifecycleError, match=r"ingest.path is set \(.*\) but source 'digits' "
+                                             r"reads no files"):
+        project(["ingest"], {"ingest": {"path": str(tmp_path)}})
+
+
+def test_an_oversized_image_is_named_and_skipped_by_ingest(project, tree_with_bad_files):
+    from tests.conftest import bomb_png  # noqa: PLC0415
+
+    (tree_with_bad_files / "dog" / "huge.png").write_bytes(bomb_png())
+    params = _image_folder_params(tree_with_bad_files)  # on_bad_image: skip
+    project(["ingest"], params)
+    report = json.loads((project.work / "data/08_reporting/dataset_report.json").read_text())
+    assert report["skipped_count"] == 2
+    assert any("huge.png" in entry and "pixels" in entry for entry in report["skipped"])
+    params["ingest"]["on_bad_image"] = "error"
+    (tree_with_bad_files / "cow" / "broken.jpg").unlink()
+    with pytest.raises(LifecycleError, match=r"dog/huge.png.*pixels.*ingest.max_pixels"):
+        project(["ingest"], params)
+
+
+def test_a_run_killed_from_outside_is_marked_killed_by_the_next(project):
+    project(["ingest"])
+    client = mlflow.MlflowClient()
+    [first] = _runs(project.work)["run_id"].tolist()
+    tags = client.get_run(first).data.tags
+    assert tags["model_lifecycle.pid"] == str(os.getpid())
+    # a run whose process died without closing it (SIGKILL): RUNNING, its pid gone
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    experiment = client.get_experiment_by_name("model-lifecycle")
+    stale = client.create_run(experiment.experiment_id, tags={
+        "model_lifecycle.pid": dead, "model_lifecycle.host": tags["model_lifecycle.host"]})
+    alive = client.create_run(experiment.experiment_id, tags={
+        "model_lifecycle.pid": str(os.getpid()),
+        "model_lifecycle.host": tags["model_lifecycle.host"]})
+    project(["ingest"])
+    assert client.get_run(stale.info.run_id).info.status == "KILLED"
+    assert client.get_run(alive.info.run_id).info.status == "RUNNING"  # its process lives
+    assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"
+
+
+def test_a_failed_run_is_closed_once(project, tree_with_bad_files, caplog):
+    params = _image_folder_params(tree_with_bad_files, on_bad_image="error")
+    with caplog.at_level("INFO"), pytest.raises(LifecycleError):
+        project(["ingest", "augment"], params)
+    assert caplog.text.count("was closed because of an error") == 1
 
 
 def test_unknown_parameter_stops_with_one_sentence(project):

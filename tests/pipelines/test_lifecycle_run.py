@@ -29,7 +29,7 @@ from PIL import Image
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.io import TableDataset, TorchModelDataset
 from model_lifecycle.serving.champion import choose_champion
-from tests.conftest import PROJECT_ROOT, project_runner, scratch_project
+from tests.conftest import PROJECT_ROOT, bomb_png, project_runner, scratch_project
 from tests.pipelines.test_ingest_augment_run import _runs, _versions
 from tests.pipelines.test_pretrain_finetune_run import TINY
 
@@ -187,15 +187,18 @@ def test_inference_pipeline_predicts_a_folder_and_reports_bad_files(lifecycle, r
     for i, image in enumerate(images):
         (folder / ("sub" if i % 2 else "") / f"{i}.png").write_bytes(_encode(image, "PNG"))
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (folder / "huge.png").write_bytes(bomb_png())  # a decompression bomb: 400 MP, 100 bytes
     lifecycle(["inference"], {"inference": {"input_dir": str(folder)}})
 
     predictions = TableDataset(filepath=str(_latest(
         lifecycle.work, "data/07_model_output/predictions.csv")),
         load_args={"dtype": {"class": str}}).load()
-    assert list(predictions["file"]) == ["0.png", "2.png", "broken.jpg", "sub/1.png",
-                                         "sub/3.png"]
+    assert list(predictions["file"]) == ["0.png", "2.png", "broken.jpg", "huge.png",
+                                         "sub/1.png", "sub/3.png"]
     bad = predictions.set_index("file").loc["broken.jpg"]
     assert pd.isna(bad["class"]) and isinstance(bad["error"], str)
+    huge = predictions.set_index("file").loc["huge.png"]
+    assert pd.isna(huge["class"]) and "pixels" in huge["error"]
     champion = str(registry.get_model_version_by_alias(NAME, "champion").version)
     assert (predictions["model_version"].astype(str) == champion).all()
     served = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
@@ -231,7 +234,12 @@ def _post(url: str, body: dict) -> dict:
     request = urllib.request.Request(url, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
+        return json.loads(response.read(), parse_constant=_not_json)
+
+
+def _not_json(constant: str):
+    """Strict JSON: NaN and Infinity, which Python's parser accepts, are refused."""
+    raise ValueError(f"the answer holds {constant}, which is not JSON")
 
 
 def test_mlflow_models_serve_answers_like_the_model_in_process(lifecycle, registry):
@@ -261,9 +269,16 @@ def test_mlflow_models_serve_answers_like_the_model_in_process(lifecycle, regist
         body = {"dataframe_split": {"columns": ["image"], "data": [
             [base64.b64encode(data).decode()] for data in encoded]}}
         answers = _post(f"http://127.0.0.1:{port}/invocations", body)["predictions"]
+        # an oversized image among good ones: its row says why, the others are answered
+        mixed = {"dataframe_split": {"columns": ["image"], "data": [
+            [base64.b64encode(encoded[0]).decode()], [base64.b64encode(bomb_png()).decode()]]}}
+        good, huge = _post(f"http://127.0.0.1:{port}/invocations", mixed)["predictions"]
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+    assert good["class"] == answers[0]["class"] and good["error"] is None
+    assert huge["class"] is None and "pixels" in huge["error"]
+    assert "Traceback" not in huge["error"] and "/" not in huge["error"]  # no server paths
     in_process = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").predict(
         pd.DataFrame({"image": encoded}))
     assert [a["class"] for a in answers] == list(in_process["class"])
@@ -302,3 +317,26 @@ def test_the_from_scratch_baseline_joins_the_report_when_asked(lifecycle):
     assert 0 <= run["metrics.scratch.test_accuracy"] <= 1
     assert report.loc["scratch", "accuracy"] == pytest.approx(
         run["metrics.scratch.test_accuracy"])
+
+
+def test_a_variant_added_to_the_declaration_is_evaluated_and_registered(lifecycle, registry,
+                                                                        monkeypatch):
+    # last in this module: one more variant, here the fine-tuned model under another
+    # name, needs one entry and nothing else in evaluate or register
+    from model_lifecycle import variants  # noqa: PLC0415
+
+    extra = variants.Variant("finetuned_again", "finetuned_model", "finetune",
+                             "the fine-tuned model, declared twice")
+    monkeypatch.setattr(variants, "VARIANTS", (*variants.VARIANTS, extra))
+    run = project_runner(lifecycle.work)  # re-reads the pipelines
+    try:
+        run(["evaluate", "register"], TINY)
+    finally:
+        monkeypatch.undo()
+        project_runner(lifecycle.work)
+    report = _report(lifecycle.work).set_index("variant")
+    assert tuple(report.index) == (*VARIANTS, "finetuned_again")
+    assert report.loc["finetuned_again", "method"] == "the fine-tuned model, declared twice"
+    assert report.loc["finetuned_again", "accuracy"] == report.loc["finetuned", "accuracy"]
+    versions = registry.search_model_versions(f"name='{NAME}'")
+    assert "finetuned_again" in {v.tags["variant"] for v in versions}

@@ -21,13 +21,16 @@ class RandomCrop(StrictModel):
     """Pad by ``padding`` pixels (zeros) and crop back at a random offset."""
 
     padding: int = Field(4, ge=1)
+    """Pixels of zero padding on each side before the random crop."""
 
 
 class RandomResizedCrop(StrictModel):
     """Crop a random area ``scale`` (fraction) with aspect ``ratio``, resize back."""
 
     scale: tuple[float, float] = (0.08, 1.0)
+    """(min, max) share of the image area cropped."""
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    """(min, max) aspect ratio of the crop."""
 
     @model_validator(mode="after")
     def _ordered(self) -> RandomResizedCrop:
@@ -40,6 +43,7 @@ class RandomResizedCrop(StrictModel):
 
 class HorizontalFlip(StrictModel):
     p: float = Field(0.5, ge=0.0, le=1.0)
+    """Probability of mirroring an image."""
 
 
 class AutoAugment(StrictModel):
@@ -47,50 +51,72 @@ class AutoAugment(StrictModel):
     ``magnitude`` out of 30), with the op tables of torchvision."""
 
     method: Literal["trivial_augment_wide", "rand_augment"] = "trivial_augment_wide"
-    num_ops: int = Field(2, ge=1, le=5)  # rand_augment only
-    magnitude: int = Field(9, ge=0, le=30)  # rand_augment only
+    """`trivial_augment_wide` or `rand_augment`."""
+    num_ops: int = Field(2, ge=1, le=5)
+    """rand_augment: operations per image."""
+    magnitude: int = Field(9, ge=0, le=30)
+    """rand_augment: strength, out of 30."""
 
 
 class ColorJitter(StrictModel):
     """Random brightness, contrast, saturation (factors in 1±x) and hue (±x turns)."""
 
     brightness: float = Field(0.4, ge=0.0)
+    """Brightness factor drawn from 1 ± this."""
     contrast: float = Field(0.4, ge=0.0)
+    """Contrast factor drawn from 1 ± this."""
     saturation: float = Field(0.4, ge=0.0)
+    """Saturation factor drawn from 1 ± this."""
     hue: float = Field(0.1, ge=0.0, le=0.5)
+    """Hue shift drawn from ± this (turns)."""
     p: float = Field(0.8, ge=0.0, le=1.0)
+    """Probability of jittering an image."""
 
 
 class RandomGrayscale(StrictModel):
     p: float = Field(0.2, ge=0.0, le=1.0)
+    """Probability of turning an image gray."""
 
 
 class GaussianBlur(StrictModel):
     """Blur with sigma drawn from ``sigma`` (pixels); kernel about 10% of the image side."""
 
     sigma: tuple[float, float] = (0.1, 2.0)
+    """(min, max) blur sigma in pixels."""
     p: float = Field(0.5, ge=0.0, le=1.0)
+    """Probability of blurring an image."""
 
 
 class RandomErasing(StrictModel):
     """Replace a random rectangle (``scale`` of the area) with uniform noise."""
 
     scale: tuple[float, float] = (0.02, 0.33)
+    """(min, max) share of the area erased."""
     ratio: tuple[float, float] = (0.3, 3.3)
+    """(min, max) aspect ratio of the erased rectangle."""
     p: float = Field(0.25, ge=0.0, le=1.0)
+    """Probability of erasing a rectangle."""
 
 
 class ViewPolicy(StrictModel):
     """The per-image transforms, applied in this order (geometry, then colour, then erasing)."""
 
     random_crop: RandomCrop | None = None
+    """Pad and crop back at a random offset; null: off."""
     random_resized_crop: RandomResizedCrop | None = None
+    """Random area and aspect, resized back; null: off."""
     horizontal_flip: HorizontalFlip | None = None
+    """Random mirroring (natural images only); null: off."""
     auto_augment: AutoAugment | None = None
+    """TrivialAugmentWide or RandAugment; null: off."""
     color_jitter: ColorJitter | None = None
+    """Random brightness, contrast, saturation, hue; null: off."""
     grayscale: RandomGrayscale | None = None
+    """Random grayscale; null: off."""
     gaussian_blur: GaussianBlur | None = None
+    """Random Gaussian blur; null: off."""
     random_erasing: RandomErasing | None = None
+    """A random rectangle replaced with noise; null: off."""
 
     @model_validator(mode="after")
     def _one_crop(self) -> ViewPolicy:
@@ -101,10 +127,12 @@ class ViewPolicy(StrictModel):
 
 class MixUp(StrictModel):
     alpha: float = Field(0.2, gt=0.0)
+    """Beta(alpha, alpha) mixing weight."""
 
 
 class CutMix(StrictModel):
     alpha: float = Field(1.0, gt=0.0)
+    """Beta(alpha, alpha) share of the pasted box."""
 
 
 class SupervisedPolicy(ViewPolicy):
@@ -112,23 +140,33 @@ class SupervisedPolicy(ViewPolicy):
     With both mixup and cutmix set, each batch uses one of them at random."""
 
     mixup: MixUp | None = None
+    """MixUp of image pairs and their labels; null: off."""
     cutmix: CutMix | None = None
-    mix_p: float = Field(1.0, ge=0.0, le=1.0)  # share of batches that are mixed
+    """CutMix of image pairs and their labels; null: off."""
+    mix_p: float = Field(1.0, ge=0.0, le=1.0)
+    """Share of batches mixed when mixup or cutmix is on."""
 
 
 class PreviewParams(StrictModel):
     split: Literal["train_labeled", "train_unlabeled", "val", "test"] = "train_labeled"
+    """Which split the preview draws its images from."""
     n_images: int = Field(8, ge=1, le=64)
+    """Images in the preview grid."""
     n_views: int = Field(4, ge=1, le=16)
+    """Augmented views shown beside each original."""
 
 
 class AugmentParams(StrictModel):
     """Validated ``augment`` group of ``parameters_augment.yml``."""
 
     seed: int = 0
+    """Seed of the preview's draws."""
     supervised: SupervisedPolicy = SupervisedPolicy()
+    """Transforms of fine-tuning, recovery and distillation."""
     pretrain: ViewPolicy = ViewPolicy()
+    """Transforms of each of the two views of self-supervised pretraining."""
     preview: PreviewParams = PreviewParams()
+    """The augmentation preview figure."""
 
 
 def resolve_policy(params: AugmentParams) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from model_lifecycle.compression.distill import distillation_loss
 from model_lifecycle.models.classifier import Classifier
 from model_lifecycle.models.predict import accuracy
 from model_lifecycle.models.registry import build_model
-from model_lifecycle.training.budget import plan_epochs
+from model_lifecycle.training.budget import plan_epochs, warmup_sample
 from model_lifecycle.training.config import RuntimeParams
 from model_lifecycle.training.data import BatchStream
 from model_lifecycle.training.finetune import whiten_stem
@@ -57,7 +57,7 @@ def distill(student: Classifier, teacher: nn.Module, images: np.ndarray, labels:
         train = _training_images(splits, params)
 
         def trial(n_images: int) -> float:
-            subset = {**splits, "train_labeled": train[:n_images],
+            subset = {**splits, "train_labeled": warmup_sample(train, n_images, runtime.seed),
                       "train_unlabeled": train[:0]}
             return _train(copy.deepcopy(student), teacher, images, labels, subset, policy,
                           one_epoch, runtime, device, "distill warm-up")

@@ -51,7 +51,8 @@ class _SafeUnpickler(pickle.Unpickler):
 def load_cifar10(path: str | Path, size_hw: tuple[int, int], *, channels: int = 3,
                  resize: str = "center_crop") -> ImageSet:
     """Load the five training batches and, when present, ``test_batch``."""
-    files = dict(_batch_files(Path(path)))
+    found = {name: (where, raw) for name, where, raw in _batch_files(Path(path))}
+    files = {name: raw for name, (_where, raw) in found.items()}
     missing = [name for name in TRAIN_BATCHES if name not in files]
     if len(missing) == len(TRAIN_BATCHES):
         raise LifecycleError(
@@ -62,10 +63,11 @@ def load_cifar10(path: str | Path, size_hw: tuple[int, int], *, channels: int = 
     parts, test_flags = [], []
     for name in (*TRAIN_BATCHES, TEST_BATCH):
         if name in files:
-            data, labels = _read_batch(files[name], f"{path}/{name}")
+            data, labels = _read_batch(files[name], found[name][0])
             parts.append((data, labels))
             test_flags.append(np.full(len(labels), name == TEST_BATCH))
-    class_names = _class_names(files.get(META), f"{path}/{META}")
+    class_names = _class_names(files.get(META), found[META][0] if META in found
+                               else f"{path}/{META}")
     images = np.concatenate([data for data, _ in parts]).reshape(-1, 3, 32, 32)
     labels = np.concatenate([labels for _, labels in parts])
     if labels.max() >= len(class_names):
@@ -83,8 +85,9 @@ def load_cifar10(path: str | Path, size_hw: tuple[int, int], *, channels: int = 
     )
 
 
-def _batch_files(path: Path) -> Iterator[tuple[str, bytes]]:
-    """Yield (batch name, raw bytes) from a directory or a tar archive."""
+def _batch_files(path: Path) -> Iterator[tuple[str, str, bytes]]:
+    """Yield (batch name, where it is, raw bytes) from a directory or a tar archive;
+    "where" is the file's own path (or the archive and its member) for messages."""
     if not path.exists():
         raise LifecycleError(
             f"ingest.path {path} does not exist: set it to the cifar-10-batches-py/ "
@@ -94,14 +97,15 @@ def _batch_files(path: Path) -> Iterator[tuple[str, bytes]]:
         root = path / "cifar-10-batches-py" if (path / "cifar-10-batches-py").is_dir() else path
         for name in (*TRAIN_BATCHES, TEST_BATCH, META):
             if (root / name).is_file():
-                yield name, (root / name).read_bytes()
+                yield name, str(root / name), (root / name).read_bytes()
         return
     try:
         with tarfile.open(path, "r:*") as archive:
             for member in archive:
                 name = Path(member.name).name
                 if member.isfile() and name in (*TRAIN_BATCHES, TEST_BATCH, META):
-                    yield name, archive.extractfile(member).read()  # type: ignore[union-attr]
+                    yield (name, f"{path}:{member.name}",
+                           archive.extractfile(member).read())  # type: ignore[union-attr]
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise LifecycleError(
             f"{path} is not a readable CIFAR-10 archive ({exc}): download "

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from model_lifecycle.data.convert import MAX_PIXELS
 from model_lifecycle.params import StrictModel
 
 Source = Literal["digits", "image_folder", "cifar10", "auto"]
@@ -16,22 +17,41 @@ class SplitFractions(StrictModel):
     source brings its own test split; ``val`` is a fraction of the non-test images."""
 
     val: float = Field(0.1, ge=0.0, lt=1.0)
+    """Share of the non-test images held out for validation."""
     test: float = Field(0.2, ge=0.0, lt=1.0)
+    """Share of all images held out for test (ignored when the source has its own test
+    split)."""
 
 
 class IngestParams(StrictModel):
     """Validated ``ingest`` group of ``parameters_ingest.yml``."""
 
     source: Source = "digits"
-    path: str | None = None  # required by image_folder and cifar10
-    image_size: int | tuple[int, int] = 32  # pixels; one int means square
-    channels: Literal[1, 3] | None = None  # None: the source's own (digits 1, others 3)
+    """`digits` (scikit-learn's bundled 8×8 digits, no download), `image_folder`, `cifar10` (the
+    python batches: the .tar.gz or its folder) or `auto` (cifar10 for such an archive or folder,
+    image_folder otherwise)."""
+    path: str | None = None
+    """Where the files are; required by every source but digits."""
+    image_size: int | tuple[int, int] = 32
+    """Pixels: one int (square) or [height, width]."""
+    channels: Literal[1, 3] | None = None
+    """1 or 3; null: the source's own (digits 1, others 3)."""
     resize: Literal["center_crop", "stretch"] = "center_crop"
+    """`center_crop` (keep the aspect ratio) or `stretch`."""
     splits: SplitFractions = SplitFractions()
-    labeled_fraction: float = Field(1.0, gt=0.0, le=1.0)  # of the training images
+    """Held-out fractions."""
+    labeled_fraction: float = Field(1.0, gt=0.0, le=1.0)
+    """Share of the training images whose labels are used (the rest: train_unlabeled)."""
     seed: int = 0
+    """Seed of the stratified splits."""
     on_bad_image: Literal["error", "skip"] = "error"
-    num_workers: int | None = Field(None, ge=1)  # decoding processes; None: all cores
+    """`error` (stop, naming the file) or `skip` (counted in the dataset report)."""
+    max_pixels: int = Field(MAX_PIXELS, ge=1)
+    """Largest image (width × height) decoded by ingest, inference and the served model;
+    larger files are refused from their header (decompression bombs). Default: Pillow's
+    own limit."""
+    num_workers: int | None = Field(None, ge=1)
+    """Decoding processes for image folders; null: all cores."""
 
     @field_validator("image_size")
     @classmethod
@@ -46,6 +66,11 @@ class IngestParams(StrictModel):
         if self.source != "digits" and not self.path:
             raise ValueError(
                 f"source '{self.source}' reads files: set ingest.path to its location"
+            )
+        if self.source == "digits" and self.path:
+            raise ValueError(
+                f"ingest.path is set ({self.path}) but source 'digits' reads no files: set "
+                "ingest.source to image_folder, cifar10 or auto, or ingest.path to null"
             )
         return self
 

@@ -5,6 +5,7 @@ Kept free of torch so that decoding worker processes start fast.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import IO, Literal
 
@@ -12,6 +13,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+# Pillow's own decompression-bomb threshold (it refuses twice this outright): the default
+# of ``ingest.max_pixels``, the largest image (width × height) ingest, inference and
+# serving decode.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 Resize = Literal["center_crop", "stretch"]
 
 # Transparent pixels become black: the same value whatever colour the file
@@ -25,15 +30,21 @@ class ImageDecodeError(Exception):
 
 
 def decode_file(path: str | Path | IO[bytes], size_hw: tuple[int, int], channels: int,
-                resize: Resize = "center_crop") -> np.ndarray:
+                resize: Resize = "center_crop", *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read ``path`` (a file name or an open binary file) and return it as uint8
     ``channels``×H×W.
 
     Raises:
-        ImageDecodeError: the file is truncated, corrupt or not an image.
+        ImageDecodeError: the file is truncated, corrupt, not an image, or larger than
+            ``max_pixels`` (checked from its header, before anything is decoded).
     """
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            # a bomb warning is this function's own error below, not a stray warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            check_pixels(*image.size, max_pixels)
             if image.format == "JPEG":
                 # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is small:
                 # much faster for large photos, lossless for already small ones.
@@ -42,8 +53,22 @@ def decode_file(path: str | Path | IO[bytes], size_hw: tuple[int, int], channels
             return to_array(image, size_hw, channels, resize)
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image PIL can read") from None
+    except Image.DecompressionBombError:  # Pillow's own check, before the header is ours
+        raise ImageDecodeError(
+            f"more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels (Pillow refuses it as a "
+            f"decompression bomb), over the limit of {max_pixels:,} (ingest.max_pixels): "
+            "resize the image") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(str(exc) or type(exc).__name__) from None
+
+
+def check_pixels(width: int, height: int, max_pixels: int) -> None:
+    """Refuse an image of more than ``max_pixels`` pixels (a decompression bomb: a small
+    file that decodes to gigabytes)."""
+    if width * height > max_pixels:
+        raise ImageDecodeError(
+            f"{width}×{height} = {width * height:,} pixels, more than the limit of "
+            f"{max_pixels:,} (ingest.max_pixels): resize the image or raise the limit")
 
 
 def to_array(image: Image.Image, size_hw: tuple[int, int], channels: int,
@@ -77,7 +102,8 @@ def _to_8bit(image: Image.Image) -> Image.Image:
 
 
 def decode_files(paths: list[str], size_hw: tuple[int, int], channels: int,
-                 resize: Resize) -> tuple[np.ndarray, dict[int, str]]:
+                 resize: Resize, max_pixels: int = MAX_PIXELS
+                 ) -> tuple[np.ndarray, dict[int, str]]:
     """Decode many files into one uint8 N×C×H×W array; failures as {index: reason}.
 
     Runs in decoding worker processes, which import this module alone.
@@ -89,7 +115,7 @@ def decode_files(paths: list[str], size_hw: tuple[int, int], channels: int,
             errors[i] = f"not an image file (expected {', '.join(sorted(IMAGE_SUFFIXES))})"
             continue
         try:
-            out[i] = decode_file(path, size_hw, channels, resize)
+            out[i] = decode_file(path, size_hw, channels, resize, max_pixels=max_pixels)
         except ImageDecodeError as exc:
             errors[i] = str(exc)
     return out, errors

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model_lifecycle.data.convert import IMAGE_SUFFIXES, decode_files
+from model_lifecycle.data.convert import IMAGE_SUFFIXES, MAX_PIXELS, decode_files
 from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.errors import LifecycleError
 
@@ -34,14 +34,15 @@ class _Entry:
 
 def load_image_folder(root: str | Path, size_hw: tuple[int, int], *, channels: int = 3,
                       resize: str = "center_crop", on_bad_image: str = "error",
-                      num_workers: int | None = None) -> ImageSet:
+                      num_workers: int | None = None, max_pixels: int = MAX_PIXELS) -> ImageSet:
     """Read every image under ``root``; class names are the folder names, sorted."""
     root = Path(root)
     entries, class_names, has_test = _scan(root)
     images = np.empty((len(entries), channels, *size_hw), dtype=np.uint8)
     failures: dict[int, str] = {}
     paths = [str(entry.path) for entry in entries]
-    for start, chunk, errors in _decode_all(paths, size_hw, channels, resize, num_workers):
+    for start, chunk, errors in _decode_all(paths, size_hw, channels, resize, num_workers,
+                                            max_pixels):
         images[start:start + len(chunk)] = chunk
         failures.update(errors)
         if failures and on_bad_image == "error":
@@ -148,19 +149,20 @@ def _worker_context() -> mp.context.BaseContext:
 
 
 def _decode_all(paths: list[str], size_hw: tuple[int, int], channels: int, resize: str,
-                num_workers: int | None):
+                num_workers: int | None, max_pixels: int):
     """Yield (start index, decoded chunk, {global index: reason}) in file order."""
     workers = num_workers or os.cpu_count() or 1
     starts = range(0, len(paths), _CHUNK)
     if workers == 1 or len(paths) < _SERIAL_BELOW:
         for start in starts:
-            chunk, errors = decode_files(paths[start:start + _CHUNK], size_hw, channels, resize)
+            chunk, errors = decode_files(paths[start:start + _CHUNK], size_hw, channels, resize,
+                                         max_pixels)
             yield start, chunk, {start + i: r for i, r in errors.items()}
         return
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context())
     try:
-        futures = [pool.submit(decode_files, paths[s:s + _CHUNK], size_hw, channels, resize)
-                   for s in starts]
+        futures = [pool.submit(decode_files, paths[s:s + _CHUNK], size_hw, channels, resize,
+                               max_pixels) for s in starts]
         for start, future in zip(starts, futures, strict=True):
             chunk, errors = future.result()
             yield start, chunk, {start + i: r for i, r in errors.items()}

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from model_lifecycle.data.imageset import ImageSet  # noqa: E402
-from model_lifecycle.data.splits import SPLIT_NAMES  # noqa: E402
+from model_lifecycle.data.splits import SPLIT_NAMES, classes_missing_from  # noqa: E402
 
 _SKIPPED_LISTED = 100  # the report names this many skipped files; the count is exact
 
@@ -38,6 +38,10 @@ def dataset_report(data: ImageSet, splits: dict[str, np.ndarray],
         "channels": channels,
         "source_has_test_split": data.source_test is not None,
         "split_sizes": {name: int(len(splits[name])) for name in SPLIT_NAMES},
+        # training classes without a test image (a source's own test split can lack some)
+        "classes_missing_from_test": classes_missing_from(
+            splits["test"], np.concatenate([splits["train_labeled"], splits["val"]]),
+            data.labels, data.class_names),
         "counts": per_split,
         "skipped_count": len(data.skipped),
         "skipped": list(data.skipped[:_SKIPPED_LISTED]),

@@ -30,6 +30,7 @@ def load_source(params: IngestParams) -> ImageSet:
         resize=params.resize,
         on_bad_image=params.on_bad_image,
         num_workers=params.num_workers,
+        max_pixels=params.max_pixels,
     )
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from sklearn.model_selection import train_test_split
 
 from model_lifecycle.data.config import SplitFractions
 from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.errors import LifecycleError
+
+log = logging.getLogger(__name__)
 
 SPLIT_NAMES = ("train_labeled", "train_unlabeled", "val", "test")
 FINGERPRINT_KEY = "images_fingerprint"
@@ -26,13 +30,19 @@ def make_splits(data: ImageSet, fractions: SplitFractions, *, labeled_fraction: 
     everything = np.arange(len(labels))
     if data.source_test is not None:
         test, pool = everything[data.source_test], everything[~data.source_test]
+        for name in classes_missing_from(test, pool, labels, data.class_names):
+            log.warning("The source's own test split holds no image of class '%s': its "
+                        "test accuracy cannot be measured (the dataset report lists it).",
+                        name)
     else:
         pool, test = _split(everything, labels, fractions.test, seed, "ingest.splits.test",
                             data.class_names)
     train, val = _split(pool, labels, fractions.val, seed + 1, "ingest.splits.val",
                         data.class_names)
+    # the held-out side is the unlabeled share: errors speak of the labeled one
     labeled, unlabeled = _split(train, labels, 1.0 - labeled_fraction, seed + 2,
-                                "ingest.labeled_fraction", data.class_names)
+                                "ingest.labeled_fraction", data.class_names,
+                                labeled_side=True)
     return {
         "train_labeled": np.sort(labeled),
         "train_unlabeled": np.sort(unlabeled),
@@ -58,25 +68,42 @@ def checked_splits(data: ImageSet, splits: dict[str, np.ndarray]) -> dict[str, n
     return {name: splits[name] for name in SPLIT_NAMES}
 
 
+def classes_missing_from(held: np.ndarray, pool: np.ndarray, labels: np.ndarray,
+                         class_names: tuple[str, ...]) -> list[str]:
+    """Names of the classes that ``pool`` has and ``held`` has not."""
+    return [class_names[c] for c in np.setdiff1d(np.unique(labels[pool]),
+                                                 np.unique(labels[held]))]
+
+
 def _split(indices: np.ndarray, labels: np.ndarray, fraction: float, seed: int, key: str,
-           class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``indices`` into (rest, held-out ``fraction``), stratified by label."""
+           class_names: tuple[str, ...], *, labeled_side: bool = False
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``indices`` into (rest, held-out ``fraction``), stratified by label.
+
+    ``labeled_side``: ``key`` names the share kept (1 − ``fraction``), not the one held
+    out, and errors quote it that way."""
     if fraction <= 0:
         return indices, indices[:0]
     y = labels[indices]
     present, counts = np.unique(y, return_counts=True)
-    held_out = int(np.ceil(fraction * len(indices)))
-    rest = len(indices) - held_out
+    n, k = len(indices), len(present)
+    held_out = int(np.ceil(fraction * n))
     smallest = int(counts.min())
-    if smallest < 2 or min(held_out, rest) < len(present):
+    if smallest < 2 or min(held_out, n - held_out) < k:
         name = class_names[present[counts.argmin()]]
-        need = int(np.ceil(len(present) / min(fraction, 1 - fraction)))
+        shown = 1.0 - fraction if labeled_side else fraction
+        problem = (f"both sides must hold every one of the {k} classes and class '{name}' "
+                   f"has only {smallest} image(s)")
+        if smallest < 2 or n < 2 * k:
+            fix = f"add images (at least 2 per class and {2 * k} in all)"
+        else:  # enough images: say which values work
+            low, high = k / n, (n - k) / n  # held-out share with ≥ k images on each side
+            if labeled_side:
+                low, high = 1 - high, 1 - low
+            fix = f"set {key} between {np.ceil(low * 1000) / 1000:g} and " \
+                  f"{np.floor(high * 1000) / 1000:g}" + (" (or 1.0)" if labeled_side else "")
         raise LifecycleError(
-            f"Cannot stratify {key} = {fraction:g} over {len(indices)} images: "
-            f"both sides must hold every one of the {len(present)} classes and class "
-            f"'{name}' has only {smallest} image(s); add images (at least {need} in all and "
-            f"2 per class) or change {key}."
-        )
+            f"Cannot stratify {key} = {shown:g} over {n} images: {problem}; {fix}.")
     rest_idx, held_idx = train_test_split(indices, test_size=held_out, stratify=y,
                                           random_state=seed)
     return np.asarray(rest_idx), np.asarray(held_idx)

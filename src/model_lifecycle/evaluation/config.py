@@ -9,16 +9,25 @@ from model_lifecycle.params import StrictModel
 
 class LatencyParams(StrictModel):
     threads: int = Field(1, ge=1)
+    """torch threads while timed."""
     batch_sizes: tuple[int, ...] = (1, 32)
+    """Batch sizes timed (throughput is measured at the largest)."""
     warmup: int = Field(5, ge=0)
+    """Untimed runs first."""
     repeats: int = Field(20, ge=3)
-    channels_last: bool = True  # memory format of weights and input while timed
+    """Timed runs; the report gives their median (p50) and p95."""
+    channels_last: bool = True
+    """Weights and input timed channels-last (as served)."""
 
 
 class EvaluateParams(StrictModel):
     """Validated ``evaluate`` group of ``parameters_evaluate.yml``."""
 
-    top_k: int = Field(3, ge=1)  # top-k accuracy
-    calibration_bins: int = Field(15, ge=1)  # equal-width confidence bins of the ECE
+    top_k: int = Field(3, ge=1)
+    """k of the top-k accuracy column."""
+    calibration_bins: int = Field(15, ge=1)
+    """Equal-width confidence bins of the expected calibration error."""
     latency: LatencyParams = LatencyParams(repeats=30)
-    include_scratch: bool = False  # also the `baseline` pipeline's from-scratch model
+    """CPU latency measurement (also used by compress)."""
+    include_scratch: bool = False
+    """Also evaluate `scratch_model` (run `kedro run --pipelines=baseline` first)."""

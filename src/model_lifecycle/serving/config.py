@@ -14,13 +14,20 @@ class RegisterParams(StrictModel):
     """Validated ``register`` group of ``parameters_register.yml``."""
 
     model_name: str = Field("model-lifecycle", min_length=1)
-    prefer: Literal["size", "latency"] = "size"  # what makes a champion: file size or latency
-    max_accuracy_drop: float = Field(0.01, ge=0, le=1)  # below the baseline (0.01 = 1 point)
+    """Name of the registered MLflow model."""
+    prefer: Literal["size", "latency"] = "size"
+    """What makes a champion: the smallest file (`size`) or the lowest batch-1 latency
+    (`latency`)."""
+    max_accuracy_drop: float = Field(0.01, ge=0, le=1)
+    """Largest accuracy loss below the baseline a champion may have (0.01 = 1 point)."""
 
 
 class InferenceParams(StrictModel):
     """Validated ``inference`` group of ``parameters_inference.yml``."""
 
-    input_dir: Path | None = None  # a folder of images (searched recursively)
-    alias: str = Field("champion", min_length=1)  # which registered version predicts
+    input_dir: Path | None = None
+    """A folder of images (searched recursively); required."""
+    alias: str = Field("champion", min_length=1)
+    """The registered version that predicts (`champion`, `baseline`, …)."""
     batch_size: int = Field(256, ge=1)
+    """Files read and predicted at a time."""

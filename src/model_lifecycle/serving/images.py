@@ -9,11 +9,19 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from model_lifecycle.data.convert import ImageDecodeError, Resize, decode_file, to_array
+from model_lifecycle.data.convert import (
+    MAX_PIXELS,
+    ImageDecodeError,
+    Resize,
+    check_pixels,
+    decode_file,
+    to_array,
+)
 
 
 def to_model_input(image: Any, size_hw: tuple[int, int], channels: int,
-                   resize: Resize = "center_crop") -> np.ndarray:
+                   resize: Resize = "center_crop", *, max_pixels: int = MAX_PIXELS
+                   ) -> np.ndarray:
     """One image as uint8 ``channels``×H×W, converted exactly as ``ingest`` converts files.
 
     ``image`` is the bytes of an image file (PNG, JPEG, … any format PIL reads) or a
@@ -21,14 +29,17 @@ def to_model_input(image: Any, size_hw: tuple[int, int], channels: int,
 
     Raises:
         ImageDecodeError: the bytes are not a readable image, or the array's shape or
-            type is not an image's.
+            type is not an image's, or it has more than ``max_pixels`` pixels.
     """
     if image is None:
         raise ImageDecodeError("no image: give each row an 'image' (file bytes) or a "
                                "'pixels' (uint8 array) value")
     if isinstance(image, bytes | bytearray | memoryview):
-        return decode_file(io.BytesIO(bytes(image)), size_hw, channels, resize)
+        return decode_file(io.BytesIO(bytes(image)), size_hw, channels, resize,
+                           max_pixels=max_pixels)
     array = np.asarray(image)
+    if array.ndim >= 2:
+        check_pixels(array.shape[1], array.shape[0], max_pixels)
     if array.dtype == object:  # nested arrays, as MLflow hands over a JSON "pixels" value
         array = np.array(array.tolist())
     if array.dtype != np.uint8:

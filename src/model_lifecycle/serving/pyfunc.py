@@ -34,7 +34,7 @@ SIGNATURE = ModelSignature(
 
 class ImageClassifier(mlflow.pyfunc.PythonModel):
     """Artifacts: ``model`` (a file saved by ``TorchModelDataset``) and ``preprocessing``
-    (JSON: ``class_names``, ``channels``, ``size_hw``, ``resize``).
+    (JSON: ``class_names``, ``channels``, ``size_hw``, ``resize``, ``max_pixels``).
 
     ``predict`` returns one row per input row: ``class``, ``confidence``,
     ``probabilities`` (class name → probability) and ``error`` — the reason when that
@@ -58,11 +58,13 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         from model_lifecycle.serving.images import to_model_input  # noqa: PLC0415
 
         prep = self._prep
+        # versions registered before the limit existed decode with the default one
+        limit = {"max_pixels": prep["max_pixels"]} if "max_pixels" in prep else {}
         arrays, errors = [], {}
         for i, image in enumerate(_images(model_input)):
             try:
                 arrays.append(to_model_input(image, tuple(prep["size_hw"]), prep["channels"],
-                                             prep["resize"]))
+                                             prep["resize"], **limit))
             except ImageDecodeError as exc:
                 errors[i] = str(exc)
         probabilities = self.probabilities(np.stack(arrays)) if arrays else np.empty((0, 0))
@@ -76,7 +78,10 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
             rows.append({"class": names[int(p.argmax())], "confidence": float(p.max()),
                          "probabilities": dict(zip(names, map(float, p), strict=True)),
                          "error": None})
-        return pd.DataFrame(rows, columns=["class", "confidence", "probabilities", "error"])
+        # object columns: a missing value stays None, which JSON writes as null (pandas'
+        # string and float columns would turn it into NaN, which strict JSON refuses)
+        return pd.DataFrame(rows, columns=["class", "confidence", "probabilities", "error"],
+                            dtype=object)
 
     def probabilities(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Softmax outputs for uint8 N×C×H×W images already preprocessed."""

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from model_lifecycle.errors import LifecycleError
 
 log = logging.getLogger(__name__)
@@ -76,3 +78,9 @@ def plan_epochs(budget_seconds: float, train_images: int, trial: Trial, *, key: 
              spent, setup, epochs)
     return BudgetPlan(epochs=epochs, images_per_s=rate, warmup_seconds=spent,
                       setup_seconds=setup, eval_seconds=per_eval)
+
+
+def warmup_sample(indices: np.ndarray, n_images: int, seed: int) -> np.ndarray:
+    """``n_images`` of ``indices`` drawn with ``seed`` (sorted): a trial's training images,
+    all classes mixed (the indices themselves are often grouped by class)."""
+    return np.sort(np.random.default_rng(seed).permutation(indices)[:n_images])

@@ -16,7 +16,7 @@ from model_lifecycle.augment.config import SupervisedPolicy
 from model_lifecycle.models.classifier import Classifier
 from model_lifecycle.models.init import dirac_convs, whiten_first_conv
 from model_lifecycle.models.predict import accuracy
-from model_lifecycle.training.budget import plan_epochs
+from model_lifecycle.training.budget import plan_epochs, warmup_sample
 from model_lifecycle.training.config import FinetuneParams, RuntimeParams
 from model_lifecycle.training.data import BatchStream
 from model_lifecycle.training.device import rank, world_size
@@ -69,7 +69,8 @@ def _planned_epochs(model: Classifier, images: np.ndarray, labels: np.ndarray,
                                           "checkpoint": None, "resume": False})
 
     def trial(n_images: int) -> float:
-        subset = {**splits, "train_labeled": splits["train_labeled"][:n_images]}
+        subset = {**splits, "train_labeled": warmup_sample(splits["train_labeled"], n_images,
+                                                           runtime.seed)}
         return _train(copy.deepcopy(model), images, labels, subset, policy, one_epoch,
                       runtime, device, "finetune warm-up")
 

@@ -16,7 +16,7 @@ from model_lifecycle.models.classifier import Classifier
 from model_lifecycle.ssl.probes import features, knn_accuracy, linear_probe_accuracy
 from model_lifecycle.ssl.simclr import NTXentLoss, ProjectionHead
 from model_lifecycle.ssl.simsiam import SimSiamLoss, SimSiamPredictor, SimSiamProjector
-from model_lifecycle.training.budget import plan_epochs
+from model_lifecycle.training.budget import plan_epochs, warmup_sample
 from model_lifecycle.training.config import PretrainParams, RuntimeParams
 from model_lifecycle.training.data import BatchStream
 from model_lifecycle.training.device import rank, world_size
@@ -66,7 +66,7 @@ def pretrain(model: Classifier, images: np.ndarray, labels: np.ndarray,
         train = np.concatenate([splits["train_labeled"], splits["train_unlabeled"]])
 
         def trial(n_images: int) -> float:
-            subset = {**splits, "train_labeled": train[:n_images],
+            subset = {**splits, "train_labeled": warmup_sample(train, n_images, runtime.seed),
                       "train_unlabeled": train[:0]}
             return _train(copy.deepcopy(model), images, labels, subset, policy, one_epoch,
                           runtime, device, "pretrain warm-up")

@@ -41,8 +41,12 @@ def evaluate_variants(images: ImageSet, splits: dict[str, np.ndarray],
     rows, details = [], {}
     for variant in variants():
         model = models.get(variant.name)
-        if model is None or (variant.evaluated_when
-                             and not getattr(config, variant.evaluated_when)):
+        wanted = not variant.evaluated_when or getattr(config, variant.evaluated_when)
+        if wanted and variant.name not in models:
+            log.warning("evaluate.%s is set but this run does not read %s: run `kedro run "
+                        "--pipelines=evaluate` to include it.", variant.evaluated_when,
+                        variant.dataset)
+        if model is None or not wanted:
             continue
         row, details[variant.name] = evaluate_model(model, images.images, images.labels,
                                                     test, images.class_names, config)

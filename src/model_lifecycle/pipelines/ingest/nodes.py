@@ -22,20 +22,20 @@ from model_lifecycle.params import parse_params
 log = logging.getLogger(__name__)
 
 
-def load_images(params: dict[str, Any]) -> ImageSet:
-    """Read every image of ``ingest.source`` at one size and channel count."""
+def ingest_images(params: dict[str, Any]) -> tuple[ImageSet, dict[str, np.ndarray]]:
+    """Read every image of ``ingest.source`` at one size and channel count, and split them
+    (stratified, seeded test / val / train_labeled / train_unlabeled index sets).
+
+    One node, so that a split that cannot be made stops the run before ``images`` is
+    saved: the latest ``images`` and ``splits`` always belong together.
+    """
     config = parse_params(IngestParams, params, "ingest")
     images = load_source(config)
     log.info("Read %d images of %d classes from %s, shape %s", len(images),
              len(images.class_names), config.source, images.image_shape)
-    return images
-
-
-def split_images(images: ImageSet, params: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Stratified, seeded test / val / train_labeled / train_unlabeled index sets."""
-    config = parse_params(IngestParams, params, "ingest")
-    return make_splits(images, config.splits, labeled_fraction=config.labeled_fraction,
-                       seed=config.seed)
+    splits = make_splits(images, config.splits, labeled_fraction=config.labeled_fraction,
+                         seed=config.seed)
+    return images, splits
 
 
 def report_ingest(images: ImageSet, splits: dict[str, np.ndarray], params: dict[str, Any]

@@ -2,13 +2,12 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from model_lifecycle.pipelines.ingest.nodes import load_images, report_ingest, split_images
+from model_lifecycle.pipelines.ingest.nodes import ingest_images, report_ingest
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline([
-        Node(load_images, "params:ingest", "images", name="load_images"),
-        Node(split_images, ["images", "params:ingest"], "splits", name="split_images"),
+        Node(ingest_images, "params:ingest", ["images", "splits"], name="ingest_images"),
         Node(report_ingest, ["images", "splits", "params:ingest"],
              ["dataset_report", "ingest_metrics", "class_distribution"],
              name="report_ingest"),
