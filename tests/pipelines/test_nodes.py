@@ -1,0 +1,115 @@
+"""The nodes called directly, as plain functions, on tiny in-memory data: what each
+returns, and that none of them changes the models it is given."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from model_lifecycle.augment.config import AugmentParams, resolve_policy
+from model_lifecycle.data.config import SplitFractions
+from model_lifecycle.data.imageset import ImageSet
+from model_lifecycle.data.splits import make_splits
+from model_lifecycle.pipelines.compress.nodes import (
+    describe_finetuned,
+    distill_model,
+    prune_model,
+    quantize_model,
+)
+from model_lifecycle.pipelines.evaluate.nodes import evaluate_variants
+from model_lifecycle.pipelines.finetune.nodes import finetune_model
+from model_lifecycle.pipelines.ingest.nodes import ingest_images
+
+RUNTIME = {"num_threads": 1}
+EVALUATE = {"latency": {"repeats": 3, "warmup": 0, "batch_sizes": [1, 4]}}
+COMPRESS = {"prune": {"structured": {"steps": 1, "round_to": None},
+                      "recovery": {"epochs_per_step": 1, "final_epochs": 1, "batch_size": 16}},
+            "quantize": {"calibration_batches": 1, "calibration_batch_size": 8},
+            "distill": {"epochs": 1, "batch_size": 16, "student_kwargs": {"width": 2}}}
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 40)
+    images = rng.integers(0, 60, (120, 1, 8, 8), dtype=np.uint8)
+    images[np.arange(120), 0, labels * 2, :] = 255  # a stripe per class
+    imageset = ImageSet(images, labels, ("a", "b", "c"), "test")
+    splits = make_splits(imageset, SplitFractions(val=0.2, test=0.2), labeled_fraction=0.5,
+                         seed=0)
+    return imageset, splits, resolve_policy(AugmentParams())
+
+
+@pytest.fixture(scope="module")
+def finetuned(data):
+    images, splits, policy = data
+    model, metrics = finetune_model(images, splits, policy, None,
+                                    {"init": "scratch", "arch_kwargs": {"width": 4},
+                                     "epochs": 3, "batch_size": 16, "checkpoint": None},
+                                    RUNTIME)
+    return model, metrics
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_ingest_returns_images_and_their_splits_together():
+    images, splits = ingest_images({"source": "digits", "image_size": 8})
+    assert images.images.shape == (1797, 1, 8, 8)
+    assert str(splits["images_fingerprint"]) == images.fingerprint()
+    assert sum(len(splits[k]) for k in ("train_labeled", "train_unlabeled", "val",
+                                        "test")) == 1797
+
+
+def test_finetune_returns_the_model_and_its_metric_history(finetuned):
+    model, metrics = finetuned
+    assert model.training is False
+    assert [p["step"] for p in metrics["val_accuracy"]] == [0, 1, 2, 3]  # + the final one
+    for key in ("test_accuracy", "epochs", "train_seconds", "trainable_params"):
+        assert len(metrics[key]) == 1, key
+    assert metrics["epochs"][0]["value"] == 3
+
+
+def test_compress_nodes_leave_the_fine_tuned_model_as_it_was(data, finetuned):
+    images, splits, policy = data
+    model, _ = finetuned
+    before = _state(model)
+    pruned, pruned_metrics = prune_model(model, images, splits, policy, COMPRESS, RUNTIME,
+                                         EVALUATE)
+    quantized, quantized_metrics = quantize_model(model, pruned, images, splits, policy,
+                                                  COMPRESS, RUNTIME, EVALUATE)
+    student, student_metrics = distill_model(model, images, splits, policy, COMPRESS, RUNTIME,
+                                             EVALUATE)
+    cost = describe_finetuned(model, images, splits, EVALUATE)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert pruned_metrics["macs_reduction"][0]["value"] >= 2.0
+    assert quantized_metrics["size_bytes"][0]["value"] < cost["size_bytes"][0]["value"]
+    assert student_metrics["params"][0]["value"] < cost["params"][0]["value"]
+    assert student_metrics["epochs"][0]["value"] == 1
+    assert "folded_latency_b4_ms" in cost and "latency_b4_ms" in pruned_metrics
+    x = torch.from_numpy(images.images[:2]).float() / 255
+    for variant in (pruned, quantized, student):
+        assert variant(x).shape == (2, 3)
+
+
+def test_evaluate_rows_follow_the_declaration(data, finetuned):
+    images, splits, _ = data
+    model, _ = finetuned
+    other = copy.deepcopy(model)
+    report, details, metrics = evaluate_variants(
+        images, splits, COMPRESS, EVALUATE, finetuned=model, pruned=other, quantized=None,
+        distilled=other, scratch=other)
+    # quantized is absent (None); scratch is optional and evaluate.include_scratch is off
+    assert list(report["variant"]) == ["finetuned", "pruned", "distilled"]
+    assert report.set_index("variant").loc["pruned", "method"].startswith("structured pruning")
+    assert set(details["variants"]) == {"finetuned", "pruned", "distilled"}
+    assert metrics["finetuned.accuracy"][0]["value"] == report["accuracy"][0]
+    with_scratch, _, _ = evaluate_variants(
+        images, splits, COMPRESS, {**EVALUATE, "include_scratch": True}, finetuned=model,
+        scratch=other)
+    assert list(with_scratch["variant"]) == ["finetuned", "scratch"]
