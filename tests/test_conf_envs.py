@@ -85,8 +85,10 @@ def test_the_cifar10_environment_runs_end_to_end_on_a_tiny_archive(cifar_archive
     assert result["params.finetune.arch"] == "fast_cnn"
     assert result["params.ingest.source"] == "auto"
     assert result["metrics.ingest.n_images"] == 100  # 80 training + 20 test images
-    assert 0 < result["metrics.finetune.train_seconds"] <= 3.5
-    assert result["metrics.finetune.epochs"] > 0
+    # the budget, not the conf's `epochs: 1`, set the epochs (how well it keeps time is
+    # tests/training/test_budget.py's business)
+    assert result["metrics.finetune.epochs"] != 1.0
+    assert 0 < result["metrics.finetune.train_seconds"] < 3 * 2
     assert result["metrics.pruned.macs_reduction"] >= 2.0
     client = mlflow.MlflowClient()
     versions = client.search_model_versions("name='model-lifecycle'")

@@ -94,13 +94,13 @@ def test_finetune_with_a_budget_ends_its_schedule_inside_it():
     torch.manual_seed(0)
     model = build_model("small_cnn", 3, 1, width=4)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    params = FinetuneParams(init="scratch", epochs=1, budget_seconds=4, batch_size=32,
+    params = FinetuneParams(init="scratch", epochs=1, budget_seconds=6, batch_size=32,
                             schedule=ScheduleParams(kind="onecycle", warmup_epochs=None,
                                                     warmup_fraction=0.25),
                             eval_every=1000)
     result, scores = finetune(model, images, labels, splits, SupervisedPolicy(), params,
-                              RuntimeParams(num_threads=2), CPU)
-    assert scores["train_seconds"] <= 4.0
+                              RuntimeParams(num_threads=1), CPU)
+    assert scores["train_seconds"] <= 6.0
     assert scores["epochs"] > 1  # the budget, not `epochs`, set the count
     steps = round(scores["epochs"] * (400 // 32))
     assert result.epochs_run == -(-steps // (400 // 32))  # ceil: the last pass part-way
@@ -113,12 +113,12 @@ def test_pretrain_with_a_budget_reports_its_epochs_and_seconds():
     splits = {"train_labeled": np.arange(0, 100), "train_unlabeled": np.arange(100, 200),
               "val": np.arange(200, 300)}
     model = build_model("small_cnn", 3, 1, width=4)
-    params = PretrainParams(epochs=1, budget_seconds=4, batch_size=64, eval_every=1000,
+    params = PretrainParams(epochs=1, budget_seconds=6, batch_size=64, eval_every=1000,
                             hidden_dim=16, projection_dim=8,
                             schedule=ScheduleParams(warmup_epochs=None, warmup_fraction=0.1))
     _result, quality = pretrain(model, images, labels, splits, ViewPolicy(), params,
-                                RuntimeParams(num_threads=2), CPU)
-    assert quality["train_seconds"] <= 4.0
+                                RuntimeParams(num_threads=1), CPU)
+    assert quality["train_seconds"] <= 6.0
     assert quality["epochs"] > 1
     assert 0 <= quality["knn_accuracy"] <= 1
 

@@ -56,7 +56,7 @@ def distill(student: Classifier, teacher: nn.Module, images: np.ndarray, labels:
         one_epoch = params.model_copy(update={"epochs": 1, "budget_seconds": None})
         train = _training_images(splits, params)
 
-        def trial(n_images: int) -> float:
+        def trial(n_images: int) -> FitResult:
             subset = {**splits, "train_labeled": warmup_sample(train, n_images, runtime.seed),
                       "train_unlabeled": train[:0]}
             return _train(copy.deepcopy(student), teacher, images, labels, subset, policy,

@@ -68,7 +68,7 @@ def _planned_epochs(model: Classifier, images: np.ndarray, labels: np.ndarray,
     one_epoch = params.model_copy(update={"epochs": 1, "budget_seconds": None,
                                           "checkpoint": None, "resume": False})
 
-    def trial(n_images: int) -> float:
+    def trial(n_images: int) -> FitResult:
         subset = {**splits, "train_labeled": warmup_sample(splits["train_labeled"], n_images,
                                                            runtime.seed)}
         return _train(copy.deepcopy(model), images, labels, subset, policy, one_epoch,

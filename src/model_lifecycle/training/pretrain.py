@@ -65,11 +65,12 @@ def pretrain(model: Classifier, images: np.ndarray, labels: np.ndarray,
                                               "checkpoint": None, "resume": False})
         train = np.concatenate([splits["train_labeled"], splits["train_unlabeled"]])
 
-        def trial(n_images: int) -> float:
-            subset = {**splits, "train_labeled": warmup_sample(train, n_images, runtime.seed),
-                      "train_unlabeled": train[:0]}
-            return _train(copy.deepcopy(model), images, labels, subset, policy, one_epoch,
-                          runtime, device, "pretrain warm-up")
+        def trial(n_images: int) -> FitResult:
+            # trains on a slice; the k-NN check still uses every labeled image as its
+            # memory bank, as the real run's does
+            return _train(copy.deepcopy(model), images, labels, splits, policy, one_epoch,
+                          runtime, device, "pretrain warm-up",
+                          train=warmup_sample(train, n_images, runtime.seed))
 
         params = params.model_copy(update={"epochs": plan_epochs(
             params.budget_seconds, len(train), trial, key="pretrain.budget_seconds",
@@ -82,8 +83,11 @@ def pretrain(model: Classifier, images: np.ndarray, labels: np.ndarray,
 
 def _train(model: Classifier, images: np.ndarray, labels: np.ndarray,
            splits: dict[str, np.ndarray], policy: ViewPolicy, params: PretrainParams,
-           runtime: RuntimeParams, device: torch.device, name: str) -> FitResult:
-    train = np.concatenate([splits["train_labeled"], splits["train_unlabeled"]])
+           runtime: RuntimeParams, device: torch.device, name: str, *,
+           train: np.ndarray | None = None) -> FitResult:
+    """``fit`` on ``train`` (default: every training image)."""
+    if train is None:
+        train = np.concatenate([splits["train_labeled"], splits["train_unlabeled"]])
     ssl = SSLModel(model.encoder, params.method, params).to(device)
     if runtime.channels_last:
         ssl.to(memory_format=torch.channels_last)
