@@ -129,3 +129,30 @@ def test_a_schedule_takes_one_kind_of_warm_up():
         ScheduleParams(warmup_epochs=1, warmup_fraction=0.2)
     assert ScheduleParams(warmup_epochs=None, warmup_fraction=0.25).warmup_steps(200, 10) == 50
     assert ScheduleParams(warmup_epochs=2).warmup_steps(200, 10) == 20
+
+
+def test_a_deadline_shortens_a_run_that_is_slower_than_planned():
+    import time  # noqa: PLC0415
+
+    from model_lifecycle.training.config import OptimizerParams  # noqa: PLC0415
+    from model_lifecycle.training.data import BatchStream  # noqa: PLC0415
+    from model_lifecycle.training.loop import Deadline, fit  # noqa: PLC0415
+
+    images, labels, _ = _data(160)
+    model = build_model("small_cnn", 3, 1, width=2)
+    stream = BatchStream(images, labels, np.arange(160), batch_size=16, augment=None)
+
+    def slow_loss(module, views, targets):  # 10 steps of 20 ms: 0.2 s per epoch
+        time.sleep(0.02)
+        return torch.nn.functional.cross_entropy(module(views[0]), targets), {}
+
+    start = time.perf_counter()
+    result = fit(model, slow_loss, stream, epochs=20, optimizer=OptimizerParams(lr=0.1),
+                 schedule=ScheduleParams(kind="cosine", warmup_epochs=0),
+                 deadline=Deadline(at=start + 1.0))
+    elapsed = time.perf_counter() - start
+    assert 2 <= result.epochs_trained < 6  # planned 20 epochs: 4 s
+    assert elapsed < 1.0 + 0.3  # within one epoch of the deadline
+    # the learning rate follows the shorter schedule down to (nearly) zero
+    last_lr = result.history["lr"][-1][1]
+    assert last_lr < 0.1 * 0.1

@@ -21,7 +21,7 @@ from model_lifecycle.training.budget import plan_epochs, warmup_sample
 from model_lifecycle.training.config import RuntimeParams
 from model_lifecycle.training.data import BatchStream
 from model_lifecycle.training.finetune import whiten_stem
-from model_lifecycle.training.loop import FitResult, fit
+from model_lifecycle.training.loop import Deadline, FitResult, fit
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def distill(student: Classifier, teacher: nn.Module, images: np.ndarray, labels:
     With ``params.budget_seconds`` the epoch count is planned from a measured warm-up.
     Returns the fit result, the ``epochs`` trained for and the ``train_seconds`` used.
     """
-    start = time.perf_counter()
+    start, deadline = time.perf_counter(), None
     if params.budget_seconds is not None:
         one_epoch = params.model_copy(update={"epochs": 1, "budget_seconds": None})
         train = _training_images(splits, params)
@@ -62,12 +62,13 @@ def distill(student: Classifier, teacher: nn.Module, images: np.ndarray, labels:
             return _train(copy.deepcopy(student), teacher, images, labels, subset, policy,
                           one_epoch, runtime, device, "distill warm-up")
 
-        params = params.model_copy(update={"epochs": plan_epochs(
-            params.budget_seconds, len(train), trial, key="compress.distill.budget_seconds"
-        ).epochs})
+        plan = plan_epochs(params.budget_seconds, len(train), trial,
+                           key="compress.distill.budget_seconds")
+        params = params.model_copy(update={"epochs": plan.epochs})
+        deadline = Deadline(at=start + params.budget_seconds, eval_seconds=plan.eval_seconds)
     result = _train(student, teacher, images, labels, splits, policy, params, runtime,
-                    device, "distill")
-    return result, {"epochs": float(params.epochs),
+                    device, "distill", deadline)
+    return result, {"epochs": result.epochs_trained,
                     "train_seconds": time.perf_counter() - start}
 
 
@@ -79,7 +80,8 @@ def _training_images(splits: dict[str, np.ndarray], params: DistillParams) -> np
 
 def _train(student: Classifier, teacher: nn.Module, images: np.ndarray, labels: np.ndarray,
            splits: dict[str, np.ndarray], policy: ViewPolicy, params: DistillParams,
-           runtime: RuntimeParams, device: torch.device, name: str) -> FitResult:
+           runtime: RuntimeParams, device: torch.device, name: str,
+           deadline: Deadline | None = None) -> FitResult:
     train = splits["train_labeled"]
     targets = labels.copy()
     if params.use_unlabeled and len(splits["train_unlabeled"]):
@@ -108,7 +110,7 @@ def _train(student: Classifier, teacher: nn.Module, images: np.ndarray, labels: 
     return fit(student, loss_fn, stream, epochs=params.epochs, optimizer=params.optimizer,
                schedule=params.schedule, evaluate=evaluate, monitor="val_accuracy",
                device=device, mixed_precision=runtime.mixed_precision, seed=runtime.seed,
-               name=name)
+               deadline=deadline, name=name)
 
 
 def copy_leading_stages(student: Classifier, teacher: Classifier) -> int:

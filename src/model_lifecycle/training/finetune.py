@@ -16,11 +16,11 @@ from model_lifecycle.augment.config import SupervisedPolicy
 from model_lifecycle.models.classifier import Classifier
 from model_lifecycle.models.init import dirac_convs, whiten_first_conv
 from model_lifecycle.models.predict import accuracy
-from model_lifecycle.training.budget import plan_epochs, warmup_sample
+from model_lifecycle.training.budget import BudgetPlan, plan_epochs, warmup_sample
 from model_lifecycle.training.config import FinetuneParams, RuntimeParams
 from model_lifecycle.training.data import BatchStream
 from model_lifecycle.training.device import rank, world_size
-from model_lifecycle.training.loop import FitResult, epoch_count, fit
+from model_lifecycle.training.loop import Deadline, FitResult, fit
 
 WHITENING_SAMPLE = 5000  # training images whose patches set the whitening filters
 
@@ -45,26 +45,27 @@ def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
     the final ``val_accuracy`` and ``test_accuracy``, the ``epochs`` trained for and the
     ``train_seconds`` used (warm-up included, final scoring not).
     """
-    start = time.perf_counter()
+    start, deadline = time.perf_counter(), None
     if params.budget_seconds is not None:
-        params = params.model_copy(update={"epochs": _planned_epochs(
-            model, images, labels, splits, policy, params, runtime, device)})
-    result = _train(model, images, labels, splits, policy, params, runtime, device, name)
+        plan = _plan(model, images, labels, splits, policy, params, runtime, device)
+        params = params.model_copy(update={"epochs": plan.epochs})
+        deadline = Deadline(at=start + params.budget_seconds, eval_seconds=plan.eval_seconds)
+    result = _train(model, images, labels, splits, policy, params, runtime, device, name,
+                    deadline)
     seconds = time.perf_counter() - start
     tta = {"flip_tta": params.flip_tta, "shift_tta": params.shift_tta}
     return result, {
         "val_accuracy": accuracy(model, images, labels, splits["val"], **tta),
         "test_accuracy": accuracy(model, images, labels, splits["test"], **tta),
-        "epochs": float(params.epochs), "train_seconds": seconds,
+        "epochs": result.epochs_trained, "train_seconds": seconds,
     }
 
 
-def _planned_epochs(model: Classifier, images: np.ndarray, labels: np.ndarray,
-                    splits: dict[str, np.ndarray], policy: SupervisedPolicy,
-                    params: FinetuneParams, runtime: RuntimeParams,
-                    device: torch.device) -> float:
-    """Epochs that fit ``params.budget_seconds``, measured on throwaway copies of
-    ``model`` trained for one epoch on the first images of ``train_labeled``."""
+def _plan(model: Classifier, images: np.ndarray, labels: np.ndarray,
+          splits: dict[str, np.ndarray], policy: SupervisedPolicy, params: FinetuneParams,
+          runtime: RuntimeParams, device: torch.device) -> BudgetPlan:
+    """The epochs that fit ``params.budget_seconds``, measured on throwaway copies of
+    ``model`` trained for one epoch on a sample of ``train_labeled``."""
     one_epoch = params.model_copy(update={"epochs": 1, "budget_seconds": None,
                                           "checkpoint": None, "resume": False})
 
@@ -75,12 +76,13 @@ def _planned_epochs(model: Classifier, images: np.ndarray, labels: np.ndarray,
                       runtime, device, "finetune warm-up")
 
     return plan_epochs(params.budget_seconds, len(splits["train_labeled"]), trial,
-                       key="finetune.budget_seconds", eval_every=params.eval_every).epochs
+                       key="finetune.budget_seconds", eval_every=params.eval_every)
 
 
 def _train(model: Classifier, images: np.ndarray, labels: np.ndarray,
            splits: dict[str, np.ndarray], policy: SupervisedPolicy, params: FinetuneParams,
-           runtime: RuntimeParams, device: torch.device, name: str) -> FitResult:
+           runtime: RuntimeParams, device: torch.device, name: str,
+           deadline: Deadline | None = None) -> FitResult:
     model.to(device)
     if params.dirac_convs:
         dirac_convs(model)
@@ -101,18 +103,14 @@ def _train(model: Classifier, images: np.ndarray, labels: np.ndarray,
                                label_smoothing=params.label_smoothing)
         return loss, {"accuracy": (logits.argmax(1) == targets).float().mean().item()}
 
-    passes, _steps = epoch_count(params.epochs, len(stream))
-
-    def evaluate(module: nn.Module, epoch: int) -> dict[str, float]:
-        if (epoch + 1) % params.eval_every and epoch + 1 != passes:
-            return {}  # selection and early stopping only see the epochs checked
+    def evaluate(module: nn.Module, _epoch: int) -> dict[str, float]:
         return {"val_accuracy": accuracy(module, images, labels, splits["val"],
                                          flip_tta=params.flip_tta, shift_tta=params.shift_tta)}
 
     return fit(model, loss_fn, stream, epochs=params.epochs, optimizer=params.optimizer,
                schedule=params.schedule, evaluate=evaluate, monitor="val_accuracy",
                patience=params.patience, clip_grad_norm=params.clip_grad_norm,
-               ema_decay=params.ema_decay,
+               ema_decay=params.ema_decay, eval_every=params.eval_every, deadline=deadline,
                device=device, mixed_precision=runtime.mixed_precision,
                checkpoint=Path(params.checkpoint) if params.checkpoint else None,
                resume=params.resume, config=params.model_dump(mode="json"),

@@ -43,6 +43,16 @@ class FitResult:
     images_per_s: float = 0.0
     evaluations: int = 0  # epochs whose evaluation returned metrics
     eval_seconds: float = 0.0  # spent in those evaluations
+    epochs_trained: float = 0.0  # optimizer steps taken / steps per epoch
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When training must be over (a ``time.perf_counter()`` value), and what one
+    evaluation is expected to cost until one has been measured."""
+
+    at: float
+    eval_seconds: float = 0.0
 
 
 def epoch_count(epochs: float, steps_per_epoch: int) -> tuple[int, int]:
@@ -58,15 +68,18 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
         evaluate: Evaluate | None = None, monitor: str | None = None,
         patience: int | None = None, clip_grad_norm: float | None = None,
         ema_decay: float | None = None, device: torch.device | None = None,
-        mixed_precision: bool = True,
+        mixed_precision: bool = True, eval_every: int = 1, deadline: Deadline | None = None,
         checkpoint: Path | None = None, resume: bool = False,
         config: dict[str, Any] | None = None, seed: int = 0, name: str = "train"
         ) -> FitResult:
     """Train ``model`` in place for ``epochs`` over ``data`` (fractional: the last pass
     stops part-way, see ``epoch_count``).
 
-    After each epoch: ``evaluate`` (if given), early stopping on ``monitor`` (higher is
-    better) after ``patience`` epochs without improvement, a checkpoint (if given).
+    After each epoch: ``evaluate`` (if given; every ``eval_every`` epochs and after the
+    last), early stopping on ``monitor`` (higher is better) after ``patience`` epochs
+    without improvement, a checkpoint (if given). With a ``deadline``, an epoch that
+    finds the rest of the schedule would end after it shortens the schedule to what
+    the time left buys (the learning-rate schedule follows the new length).
     At the end the model holds the weights of its best epoch on ``monitor`` (the last
     epoch without one). ``resume`` continues from ``checkpoint`` when it exists.
 
@@ -76,49 +89,46 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
     """
     device = device or torch.device("cpu")
     opt = build_optimizer(model, optimizer)
-    passes, total_steps = epoch_count(epochs, len(data))
-    warmup = schedule.warmup_steps(total_steps, len(data))
+    plan = _Plan(epoch_count(epochs, len(data))[1], len(data))
+    warmup = schedule.warmup_steps(plan.total_steps, len(data))
 
     def lr_at(step: int) -> float:
-        return learning_rate(step, total_steps, base_lr=optimizer.lr, warmup_steps=warmup,
-                             kind=schedule.kind)
+        return learning_rate(step, plan.total_steps, base_lr=optimizer.lr,
+                             warmup_steps=warmup, kind=schedule.kind)
 
     average = None if ema_decay is None else AveragedModel(
         model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
     scored = model if average is None else average.module  # what evaluation sees
-    result = FitResult()
-    best_state: dict[str, torch.Tensor] | None = None
-    start_epoch = 0
+    result, best_state, start_epoch = FitResult(), None, 0
     if resume and checkpoint is not None and (saved := load_checkpoint(checkpoint)):
-        try:
-            model.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise LifecycleError(
-                f"Checkpoint {checkpoint} was written by a different model or optimizer "
-                f"setup ({str(exc).splitlines()[0]}): delete it, point `checkpoint` "
-                "elsewhere or set resume: false.") from None
-        if average is not None and saved.get("average") is not None:
-            average.load_state_dict(saved["average"])  # else it restarts from these weights
-        result = FitResult(**saved["result"])
-        best_state = saved["best_state"]
-        start_epoch = saved["epoch"] + 1
-        log.info("%s: resuming from %s after epoch %d", name, checkpoint, saved["epoch"] + 1)
+        result, best_state, start_epoch = _resume(saved, checkpoint, model, opt, average)
+        log.info("%s: resuming from %s after epoch %d", name, checkpoint, start_epoch)
 
-    seen_images, seen_seconds = 0, 0.0
-    for epoch in range(start_epoch, passes):
+    seen_images, seen_seconds, steps_here = 0, 0.0, 0
+    epoch = start_epoch - 1
+    while (epoch := epoch + 1) < plan.passes:
         if patience is not None and epoch - result.best_epoch > patience and result.best_epoch >= 0:
             log.info("%s: early stop after epoch %d (best %s %.4f at epoch %d)", name, epoch,
                      monitor, result.best_value, result.best_epoch + 1)
             break
         tic = time.perf_counter()
         torch.manual_seed(seed * 1009 + epoch)  # anything drawing from the global RNG
-        steps = min(len(data), total_steps - epoch * len(data))
+        steps = min(len(data), plan.total_steps - epoch * len(data))
         epoch_metrics = _train_epoch(model, loss_fn, data, epoch, steps, opt, lr_at, device,
                                      mixed_precision, clip_grad_norm, average)
         seconds = time.perf_counter() - tic
         seen_images += steps * data.batch_size
-        eval_seconds = _timed_evaluation(evaluate, scored, epoch, epoch_metrics, result)
+        steps_here += steps
+        result.epochs_trained = (epoch * len(data) + steps) / len(data)
+        if deadline is not None:
+            plan.keep(deadline, done=epoch * len(data) + steps,
+                      step_seconds=(seen_seconds + seconds) / steps_here,
+                      eval_seconds=(result.eval_seconds / result.evaluations
+                                    if result.evaluations else deadline.eval_seconds),
+                      eval_every=eval_every, name=name)
+        due = (epoch + 1) % eval_every == 0 or epoch + 1 == plan.passes
+        eval_seconds = _timed_evaluation(evaluate if due else None, scored, epoch,
+                                         epoch_metrics, result)
         for key, value in epoch_metrics.items():
             result.history.setdefault(key, []).append([epoch, float(value)])
         result.epochs_run = epoch + 1
@@ -127,8 +137,8 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
                                                       or value > result.best_value)):
             result.best_epoch, result.best_value = epoch, value
             best_state = copy.deepcopy(scored.state_dict()) if monitor else None
-        _progress(name, epoch, passes, epoch_metrics, steps * data.batch_size / seconds,
-                  seconds * (passes - epoch - 1))
+        _progress(name, epoch, plan.passes, epoch_metrics, steps * data.batch_size / seconds,
+                  seconds * (plan.passes - epoch - 1))
         if checkpoint is not None and is_main_process():
             save_checkpoint(checkpoint, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
@@ -142,6 +152,50 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
     elif average is not None:
         model.load_state_dict(average.module.state_dict())
     return result
+
+
+def _resume(saved: dict[str, Any], checkpoint: Path, model: nn.Module,
+            opt: torch.optim.Optimizer, average: AveragedModel | None
+            ) -> tuple[FitResult, dict[str, torch.Tensor] | None, int]:
+    """Load a checkpoint's model, optimizer and average; return its result so far, its
+    best state and the epoch to continue from."""
+    try:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise LifecycleError(
+            f"Checkpoint {checkpoint} was written by a different model or optimizer "
+            f"setup ({str(exc).splitlines()[0]}): delete it, point `checkpoint` "
+            "elsewhere or set resume: false.") from None
+    if average is not None and saved.get("average") is not None:
+        average.load_state_dict(saved["average"])  # else it restarts from these weights
+    return FitResult(**saved["result"]), saved["best_state"], saved["epoch"] + 1
+
+
+@dataclass
+class _Plan:
+    """A run's optimizer steps, which a deadline may shorten while it runs."""
+
+    total_steps: int
+    steps_per_epoch: int
+
+    @property
+    def passes(self) -> int:
+        return math.ceil(self.total_steps / self.steps_per_epoch)
+
+    def keep(self, deadline: Deadline, *, done: int, step_seconds: float,
+             eval_seconds: float, eval_every: int, name: str) -> None:
+        """Shorten the run, ``done`` steps in, when its remaining steps (and the
+        evaluations among them and after them) would end after ``deadline.at``."""
+        left = deadline.at - time.perf_counter() - eval_seconds  # the last evaluation
+        per_step = step_seconds + eval_seconds / (eval_every * self.steps_per_epoch)
+        affordable = done + max(0, math.floor(left / per_step))
+        if affordable < self.total_steps:
+            log.info("%s: %.2f epochs fit before the deadline instead of %.2f: the "
+                     "schedule is shortened to end in time", name,
+                     affordable / self.steps_per_epoch,
+                     self.total_steps / self.steps_per_epoch)
+            self.total_steps = max(done, affordable)
 
 
 def _timed_evaluation(evaluate: Evaluate | None, model: nn.Module, epoch: int,

@@ -20,7 +20,7 @@ from model_lifecycle.training.budget import plan_epochs, warmup_sample
 from model_lifecycle.training.config import PretrainParams, RuntimeParams
 from model_lifecycle.training.data import BatchStream
 from model_lifecycle.training.device import rank, world_size
-from model_lifecycle.training.loop import FitResult, epoch_count, fit
+from model_lifecycle.training.loop import Deadline, FitResult, fit
 
 
 class SSLModel(nn.Module):
@@ -59,7 +59,7 @@ def pretrain(model: Classifier, images: np.ndarray, labels: np.ndarray,
     accuracy on ``val`` with ``train_labeled`` as memory bank / probe training set, the
     ``epochs`` trained for and the ``train_seconds`` used (warm-up included).
     """
-    start = time.perf_counter()
+    start, deadline = time.perf_counter(), None
     if params.budget_seconds is not None:
         one_epoch = params.model_copy(update={"epochs": 1, "budget_seconds": None,
                                               "checkpoint": None, "resume": False})
@@ -72,19 +72,21 @@ def pretrain(model: Classifier, images: np.ndarray, labels: np.ndarray,
                           runtime, device, "pretrain warm-up",
                           train=warmup_sample(train, n_images, runtime.seed))
 
-        params = params.model_copy(update={"epochs": plan_epochs(
-            params.budget_seconds, len(train), trial, key="pretrain.budget_seconds",
-            eval_every=params.eval_every).epochs})
-    result = _train(model, images, labels, splits, policy, params, runtime, device, "pretrain")
+        plan = plan_epochs(params.budget_seconds, len(train), trial,
+                           key="pretrain.budget_seconds", eval_every=params.eval_every)
+        params = params.model_copy(update={"epochs": plan.epochs})
+        deadline = Deadline(at=start + params.budget_seconds, eval_seconds=plan.eval_seconds)
+    result = _train(model, images, labels, splits, policy, params, runtime, device, "pretrain",
+                    deadline=deadline)
     seconds = time.perf_counter() - start
     quality = _quality(model.encoder, images, labels, splits, params.knn_k, probe=True)
-    return result, {**quality, "epochs": float(params.epochs), "train_seconds": seconds}
+    return result, {**quality, "epochs": result.epochs_trained, "train_seconds": seconds}
 
 
 def _train(model: Classifier, images: np.ndarray, labels: np.ndarray,
            splits: dict[str, np.ndarray], policy: ViewPolicy, params: PretrainParams,
            runtime: RuntimeParams, device: torch.device, name: str, *,
-           train: np.ndarray | None = None) -> FitResult:
+           train: np.ndarray | None = None, deadline: Deadline | None = None) -> FitResult:
     """``fit`` on ``train`` (default: every training image)."""
     if train is None:
         train = np.concatenate([splits["train_labeled"], splits["train_unlabeled"]])
@@ -99,18 +101,15 @@ def _train(model: Classifier, images: np.ndarray, labels: np.ndarray,
     def loss_fn(module: nn.Module, views: list[torch.Tensor], _labels: torch.Tensor):
         return module.loss(views[0], views[1]), {}
 
-    passes, _steps = epoch_count(params.epochs, len(stream))
-
-    def evaluate(_module: nn.Module, epoch: int) -> dict[str, float]:
-        if (epoch + 1) % params.eval_every and epoch + 1 != passes:
-            return {}
+    def evaluate(_module: nn.Module, _epoch: int) -> dict[str, float]:
         return {"knn_accuracy": _quality(model.encoder, images, labels, splits,
                                          params.knn_k)["knn_accuracy"]}
 
     return fit(ssl, loss_fn, stream, epochs=params.epochs, optimizer=params.optimizer,
                schedule=params.schedule, evaluate=evaluate,
                clip_grad_norm=params.clip_grad_norm, device=device,
-               mixed_precision=runtime.mixed_precision,
+               mixed_precision=runtime.mixed_precision, eval_every=params.eval_every,
+               deadline=deadline,
                checkpoint=Path(params.checkpoint) if params.checkpoint else None,
                resume=params.resume, config=params.model_dump(mode="json"),
                seed=runtime.seed, name=name)
