@@ -68,9 +68,9 @@ def test_the_cifar10_environment_runs_end_to_end_on_a_tiny_archive(cifar_archive
     run = project_runner(work)
     # the recipe as it is, with budgets and epochs a test can afford
     tiny = {"ingest": {"path": str(cifar_archive), "splits": {"val": 0.25}},
-            "pretrain": {"budget_seconds": 3, "batch_size": 16, "hidden_dim": 16,
+            "pretrain": {"budget_seconds": 6, "batch_size": 16, "hidden_dim": 16,
                          "projection_dim": 8},
-            "finetune": {"budget_seconds": 3, "batch_size": 16},
+            "finetune": {"budget_seconds": 10, "batch_size": 16},
             "compress": {"prune": {"recovery": {"epochs_per_step": 1, "final_epochs": 1,
                                                 "batch_size": 16},
                                    "structured": {"steps": 1}},
@@ -88,7 +88,7 @@ def test_the_cifar10_environment_runs_end_to_end_on_a_tiny_archive(cifar_archive
     # the budget, not the conf's `epochs: 1`, set the epochs (how well it keeps time is
     # tests/training/test_budget.py's business)
     assert result["metrics.finetune.epochs"] != 1.0
-    assert 0 < result["metrics.finetune.train_seconds"] < 3 * 2
+    assert 0 < result["metrics.finetune.train_seconds"] < 10 * 2
     assert result["metrics.pruned.macs_reduction"] >= 2.0
     client = mlflow.MlflowClient()
     versions = client.search_model_versions("name='model-lifecycle'")
