@@ -142,12 +142,14 @@ def main() -> None:
                                             args.budget)
         print("article", results["article"], flush=True)
     previous = RESULTS / "cifar10_budget.json"
-    if previous.exists():  # parts skipped in this run keep their last measurement
+    if previous.exists():  # parts skipped in this run keep their last measurement, dated
         old = json.loads(previous.read_text())
-        results = {k: old[k] for k in ("article", "pretrained_encoder")
+        results = {k: {"measured_on": old["date"], **old[k]}
+                   for k in ("article", "pretrained_encoder")
                    if k in old and k not in results} | results
     path = write_result("cifar10_budget", {
         "command": f"python -m benchmarks.cifar10_budget --seeds {' '.join(map(str, args.seeds))}"
+                   + (f" --skip {' '.join(args.skip)}" if args.skip else "")
                    + (f" --params {args.params}" if args.params else ""),
         "recipe": "conf/cifar10 (kedro run --env=cifar10)",
         "train_images": int(len(data.labels) - len(splits["test"])),

@@ -96,7 +96,8 @@ def render() -> str:
         lines.append(f"| project, median | **{project['median_test_accuracy']:.2%}** | | | |")
         if "article" in cifar:
             row = cifar["article"]
-            lines.append(f"| the article's recipe | {row['test_accuracy']:.2%} | "
+            dated = f" (measured {row['measured_on']})" if "measured_on" in row else ""
+            lines.append(f"| the article's recipe{dated} | {row['test_accuracy']:.2%} | "
                          f"{row['epochs']} | {row['train_seconds']} | |")
         if "pretrained_encoder" in cifar:
             knn = cifar["pretrained_encoder"]

@@ -49,3 +49,13 @@ def test_whitening_a_pretrained_stem_is_refused():
         parse_params(FinetuneParams, {"init": "pretrained", "whiten_stem": True}, "finetune")
     assert parse_params(FinetuneParams, {"init": "scratch", "whiten_stem": True},
                         "finetune").whiten_stem
+
+
+def test_a_run_that_reads_no_files_needs_no_path():
+    # e.g. `kedro run --env=cifar10 --pipelines=register`: the path was the ingest run's
+    config = parse_params(IngestParams, {"source": "auto"}, "ingest",
+                          context={"reads_files": False})
+    assert config.path is None
+    with pytest.raises(LifecycleError, match="set ingest.path"):
+        parse_params(IngestParams, {"source": "auto"}, "ingest",
+                     context={"reads_files": True})

@@ -64,12 +64,13 @@ class PreflightHook:
         overrides = dotted_keys(run_params.get("runtime_params") or {})
         _check_groups(catalog.load("parameters"), overrides)
         inputs = sorted(pipeline.inputs())
+        context = {"reads_files": "images" in pipeline.all_outputs()}  # ingest runs
         groups = {}
         for name in inputs:
             group = name.removeprefix("params:")
             if name.startswith("params:") and group in PARAMETER_MODELS:
                 groups[group] = parse_params(PARAMETER_MODELS[group], catalog.load(name),
-                                             group, overrides=overrides)
+                                             group, overrides=overrides, context=context)
         missing, otherwise = [], []
         for name in inputs:
             if name == "parameters" or name.startswith("params:") or catalog.exists(name):

@@ -23,18 +23,20 @@ class StrictModel(BaseModel):
 
 
 def parse_params(model: type[M], raw: Mapping[str, Any] | M | None, group: str, *,
-                 overrides: frozenset[str] = frozenset()) -> M:
+                 overrides: frozenset[str] = frozenset(),
+                 context: dict[str, Any] | None = None) -> M:
     """Validate ``raw`` (the dict Kedro hands to ``params:<group>``) into ``model``.
 
     The first problem becomes one sentence naming the full key, e.g.
     ``Unknown parameter 'ingest.splitz' in parameters_ingest.yml: ...``; a key among
     ``overrides`` (dotted keys given with ``kedro run --params``) is said to come from
-    the command line instead.
+    the command line instead. ``context`` reaches the models' validators (e.g.
+    ``reads_files``: whether the run reads the source at all).
     """
     if isinstance(raw, model):
         return raw
     try:
-        return model.model_validate(dict(raw or {}))
+        return model.model_validate(dict(raw or {}), context=context)
     except ValidationError as exc:
         raise LifecycleError(_sentence(model, exc, group, overrides)) from None
 

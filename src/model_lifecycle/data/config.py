@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from model_lifecycle.data.convert import MAX_PIXELS
 from model_lifecycle.params import StrictModel
@@ -62,8 +62,11 @@ class IngestParams(StrictModel):
         return value
 
     @model_validator(mode="after")
-    def _path_when_needed(self) -> IngestParams:
-        if self.source != "digits" and not self.path:
+    def _path_when_needed(self, info: ValidationInfo) -> IngestParams:
+        # a run that does not ingest (e.g. register, which reads only the resize mode and
+        # the pixel limit) needs no path: the caller says so in the context
+        reads_files = (info.context or {}).get("reads_files", True)
+        if self.source != "digits" and not self.path and reads_files:
             raise ValueError(
                 f"source '{self.source}' reads files: set ingest.path to its location"
             )

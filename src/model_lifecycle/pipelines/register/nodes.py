@@ -21,7 +21,8 @@ def register_models(evaluation_report: pd.DataFrame, images: ImageSet, ingest: d
     preprocessing its training data had, so the registered model takes raw images; name
     the baseline and the champion."""
     config = parse_params(RegisterParams, params, "register")
-    ingest_config = parse_params(IngestParams, ingest, "ingest")
+    ingest_config = parse_params(IngestParams, ingest, "ingest",
+                                 context={"reads_files": False})
     channels, height, width = images.image_shape
     preprocessing = {"class_names": list(images.class_names), "channels": channels,
                      "size_hw": [height, width], "resize": ingest_config.resize,
