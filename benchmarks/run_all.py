@@ -168,12 +168,13 @@ def _compression(result: dict, data: str) -> list[str]:
              "| variant | test accuracy | MACs | parameters | size (KiB) | latency b1 (ms) "
              "| latency b32 (ms) |", "|---|---:|---:|---:|---:|---:|---:|"]
 
-    def cell(row: dict, key: str, fmt: str, scale: float = 1.0) -> str:
-        return format(row[key] / scale, fmt) if key in row else ""
+    def cell(row: dict, key: str, fmt: str, scale: float = 1.0, unit: str = "") -> str:
+        return format(row[key] / scale, fmt) + unit if key in row else ""
 
     for name, row in result["variants"].items():
         lines.append(f"| {name} | {cell(row, 'accuracy', '.2%')} | "
-                     f"{cell(row, 'macs', '.2f', 1e6)} M | {cell(row, 'params', '.1f', 1e3)} k | "
+                     f"{cell(row, 'macs', '.2f', 1e6, ' M')} | "
+                     f"{cell(row, 'params', '.1f', 1e3, ' k')} | "
                      f"{cell(row, 'size_bytes', '.0f', 1024)} | "
                      f"{cell(row, 'latency_b1_p50_ms', '.3f')} | "
                      f"{cell(row, 'latency_b32_p50_ms', '.2f')} |")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,7 @@ def _cell(value: Any) -> str:
 
 
 def main() -> None:
+    warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
     TARGET.write_text(render())
     print(f"wrote {TARGET}", file=sys.stderr)
 
