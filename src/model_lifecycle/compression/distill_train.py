@@ -64,8 +64,7 @@ def distill(student: Classifier, teacher: nn.Module, images: np.ndarray, labels:
 
         plan = plan_epochs(params.budget_seconds, len(train), trial,
                            key="compress.distill.budget_seconds")
-        params = params.model_copy(update={"epochs": plan.epochs})
-        deadline = Deadline(at=start + params.budget_seconds, eval_seconds=plan.eval_seconds)
+        params, deadline = plan.apply(params, start)
     result = _train(student, teacher, images, labels, splits, policy, params, runtime,
                     device, "distill", deadline)
     return result, {"epochs": result.epochs_trained,

@@ -16,11 +16,14 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
 from model_lifecycle.errors import LifecycleError
+from model_lifecycle.training.loop import Deadline
+
+P = TypeVar("P")  # a stage's parameter model
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,12 @@ class BudgetPlan:
     warmup_seconds: float  # spent measuring it
     setup_seconds: float  # what a run costs besides its epochs and evaluations
     eval_seconds: float  # one evaluation
+
+    def apply(self, params: P, start: float) -> tuple[P, Deadline]:
+        """``params`` (a stage's, with ``budget_seconds``) with the planned epochs, and the
+        deadline ``fit`` keeps: ``budget_seconds`` after ``start``."""
+        return (params.model_copy(update={"epochs": self.epochs}),
+                Deadline(at=start + params.budget_seconds, eval_seconds=self.eval_seconds))
 
 
 def plan_epochs(budget_seconds: float, train_images: int, trial: Trial, *, key: str,

@@ -48,8 +48,7 @@ def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
     start, deadline = time.perf_counter(), None
     if params.budget_seconds is not None:
         plan = _plan(model, images, labels, splits, policy, params, runtime, device)
-        params = params.model_copy(update={"epochs": plan.epochs})
-        deadline = Deadline(at=start + params.budget_seconds, eval_seconds=plan.eval_seconds)
+        params, deadline = plan.apply(params, start)
     result = _train(model, images, labels, splits, policy, params, runtime, device, name,
                     deadline)
     seconds = time.perf_counter() - start

@@ -74,8 +74,7 @@ def pretrain(model: Classifier, images: np.ndarray, labels: np.ndarray,
 
         plan = plan_epochs(params.budget_seconds, len(train), trial,
                            key="pretrain.budget_seconds", eval_every=params.eval_every)
-        params = params.model_copy(update={"epochs": plan.epochs})
-        deadline = Deadline(at=start + params.budget_seconds, eval_seconds=plan.eval_seconds)
+        params, deadline = plan.apply(params, start)
     result = _train(model, images, labels, splits, policy, params, runtime, device, "pretrain",
                     deadline=deadline)
     seconds = time.perf_counter() - start
