@@ -21,9 +21,10 @@ from model_lifecycle.data.config import IngestParams
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.evaluation.config import EvaluateParams
 from model_lifecycle.params import dotted_keys, parse_params
-from model_lifecycle.pipeline_registry import LIFECYCLE
+from model_lifecycle.pipeline_registry import LIFECYCLE, OPTIONAL
 from model_lifecycle.serving.config import InferenceParams, RegisterParams
 from model_lifecycle.training.config import FinetuneParams, PretrainParams, RuntimeParams
+from model_lifecycle.trust.config import ExplainParams
 from model_lifecycle.variants import variants
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ PARAMETER_MODELS: dict[str, type[BaseModel]] = {
     "finetune": FinetuneParams,
     "runtime": RuntimeParams,
     "compress": CompressParams,
+    "explain": ExplainParams,
     "evaluate": EvaluateParams,
     "register": RegisterParams,
     "inference": InferenceParams,
@@ -98,7 +100,7 @@ def _check_groups(parameters: dict[str, Any], overrides: frozenset[str]) -> None
 
 def _missing_sentence(missing: list[str], otherwise: list[str]) -> str:
     producers = [_producer(name) for name in missing]
-    order = [*LIFECYCLE, "baseline", "__default__"]
+    order = [*LIFECYCLE, *OPTIONAL, "__default__"]
     command = ",".join(sorted(set(producers), key=order.index))
     names = ", ".join(f"'{name}'" for name in missing)
     alternatives = "".join(f" {text}" for text in otherwise)
@@ -111,12 +113,13 @@ def _missing_sentence(missing: list[str], otherwise: list[str]) -> str:
 
 
 def _producer(dataset: str) -> str:
-    """The first pipeline (lifecycle order, then ``baseline``) that outputs ``dataset``.
+    """The first pipeline (lifecycle order, then the optional ones) that outputs
+    ``dataset``.
 
     Built directly from the pipeline modules: during ``kedro run --pipelines=x``
     Kedro's registry holds only ``x``.
     """
-    for name in (*LIFECYCLE, "baseline"):
+    for name in (*LIFECYCLE, *OPTIONAL):
         module = importlib.import_module(f"model_lifecycle.pipelines.{name}")
         if dataset in module.create_pipeline().all_outputs():
             return name

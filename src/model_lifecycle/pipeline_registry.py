@@ -3,10 +3,11 @@
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-# Stages of the default run, in lifecycle order. ``baseline`` (the from-scratch yardstick)
-# and ``inference`` are not part of it.
-LIFECYCLE = ("ingest", "augment", "pretrain", "finetune", "compress", "evaluate",
+# Stages of the default run, in lifecycle order. ``baseline`` (the from-scratch yardstick),
+# ``robust`` (adversarial fine-tuning) and ``inference`` are not part of it.
+LIFECYCLE = ("ingest", "augment", "pretrain", "finetune", "compress", "explain", "evaluate",
              "register")
+OPTIONAL = ("baseline", "robust")  # pipelines that make an optional variant
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -14,9 +15,12 @@ def register_pipelines() -> dict[str, Pipeline]:
     # `kedro run --pipelines=x` loads only x; the default run needs (and loads) them all.
     if all(name in pipelines for name in LIFECYCLE):
         # imported here: hooks read LIFECYCLE, and an ingest run must not import torch
-        from model_lifecycle.pipelines import evaluate  # noqa: PLC0415
+        from model_lifecycle.pipelines import evaluate, explain  # noqa: PLC0415
 
-        # evaluate without the optional `scratch` variant, which only `baseline` makes
-        stages = {**pipelines, "evaluate": evaluate.create_pipeline(optional_variants=False)}
+        # explain and evaluate without the optional variants (`scratch`, `robust`), which
+        # only `baseline` and `robust` make
+        stages = {**pipelines,
+                  "explain": explain.create_pipeline(optional_variants=False),
+                  "evaluate": evaluate.create_pipeline(optional_variants=False)}
         pipelines["__default__"] = sum((stages[name] for name in LIFECYCLE), Pipeline([]))
     return pipelines

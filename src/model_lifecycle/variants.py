@@ -25,9 +25,17 @@ class Variant:
     # an `evaluate` flag that must be true for it to be evaluated (an optional variant
     # whose pipeline is not part of the default run); None: always evaluated
     evaluated_when: str | None = None
+    # INT8 variants have no autograd: the name of the float variant they were made from
+    # (from the validated compress parameters) is attacked in their place (a transfer
+    # attack) and the report says so; None: the variant is differentiable
+    float_source: Callable[[Any], str] | None = None
 
     def method_text(self, compress: Any) -> str:
         return self.method(compress) if self.method else self.description
+
+    def attacked_through(self, compress: Any) -> str | None:
+        """The variant whose gradients attack this one (None: its own)."""
+        return self.float_source(compress) if self.float_source else None
 
 
 def _pruning(compress: Any) -> str:
@@ -49,7 +57,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("quantized", "quantized_model", "compress",
             "INT8 quantization of the fine-tuned (or pruned) model",
             method=lambda c: (f"int8 {c.quantize.mode} quantization ({c.quantize.backend}) "
-                              f"of the {c.quantize.source} model")),
+                              f"of the {c.quantize.source} model"),
+            float_source=lambda c: c.quantize.source),
     Variant("distilled", "distilled_model", "compress",
             "a smaller student distilled from the fine-tuned model",
             method=lambda c: f"distillation into {c.distill.student_arch}"),
@@ -57,6 +66,10 @@ VARIANTS: tuple[Variant, ...] = (
             "the fine-tuning recipe from scratch, no pretraining",
             method=lambda _c: "none (trained from scratch, no pretraining)",
             registered=False, evaluated_when="include_scratch"),
+    Variant("robust", "robust_model", "robust",
+            "the fine-tuning recipe on adversarial examples (finetune.adversarial)",
+            method=lambda _c: "none (adversarial fine-tuning)",
+            registered=False, evaluated_when="include_robust"),
 )
 
 

@@ -131,11 +131,41 @@ def test_evaluation_report_has_one_row_per_variant(lifecycle):
     details = json.loads(_latest(work, "data/08_reporting/evaluation_details.json").read_text())
     matrix = np.array(details["variants"]["finetuned"]["confusion_matrix"])
     assert matrix.shape == (10, 10) and matrix.sum() == report.loc["finetuned", "test_images"]
-    for figure in ("confusion_matrices", "accuracy_tradeoffs", "reliability_diagram"):
+    for figure in ("confusion_matrices", "accuracy_tradeoffs", "reliability_diagram",
+                   "corruption_robustness"):
         assert (work / f"data/08_reporting/{figure}.png").stat().st_size > 0
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run["run_id"],
-                                                                      "evaluate")}
-    assert "evaluate/accuracy_tradeoffs.png" in artifacts
+    client = mlflow.MlflowClient()
+    artifacts = {a.path for a in client.list_artifacts(run["run_id"], "evaluate")}
+    assert {"evaluate/accuracy_tradeoffs.png", "evaluate/corruption_robustness.png",
+            "evaluate/corruption_report.csv"} <= artifacts
+
+
+def test_the_report_and_the_run_hold_every_variants_trust_figures(lifecycle):
+    work = lifecycle.work
+    report = _report(work).set_index("variant")
+    for column in ("corruption_clean_accuracy", "corruption_accuracy", "fgsm_accuracy",
+                   "pgd_accuracy", "deletion_auc", "insertion_auc", "deletion_random_auc",
+                   "insertion_random_auc", "attribution_top_overlap"):
+        assert report[column].between(0, 1).all(), column
+    # PGD is at least as strong as FGSM on the models it attacks white-box
+    white = report[report.attack == "white-box"]
+    assert (white.pgd_accuracy <= white.fgsm_accuracy + 0.02).all()
+    assert report.loc["quantized", "attack"] == "transfer from finetuned"
+    assert report.loc["quantized", "explained_with"] == "occlusion"
+    assert report.loc["finetuned", "explained_with"] == "integrated_gradients"
+    assert report.loc["finetuned", "attribution_drift"] == pytest.approx(0, abs=1e-9)
+    corrupted = TableDataset(filepath=str(_latest(
+        work, "data/08_reporting/corruption_report.csv"))).load()
+    # 12 corruptions × 3 severities + clean, per variant
+    assert corrupted.groupby("variant").size().to_dict() == {v: 37 for v in VARIANTS}
+    figures = sorted(p.name for p in (work / "data/08_reporting/explanations").iterdir())
+    assert figures == sorted(f"{v}.png" for v in VARIANTS)
+    run = _runs(work).iloc[0]
+    client = mlflow.MlflowClient()
+    explain = {a.path for a in client.list_artifacts(run["run_id"], "explain/explanations")}
+    assert explain == {f"explain/explanations/{v}.png" for v in VARIANTS}
+    assert run["metrics.evaluate.pruned.pgd_accuracy"] == pytest.approx(
+        report.loc["pruned", "pgd_accuracy"])
 
 
 def test_every_variant_is_registered_and_the_aliases_obey_the_rule(lifecycle, registry):
@@ -148,15 +178,26 @@ def test_every_variant_is_registered_and_the_aliases_obey_the_rule(lifecycle, re
         assert version.tags["method"] == row["method"]
     aliases = registry.get_registered_model(NAME).aliases
     assert str(aliases["baseline"]) == str(versions["finetuned"].version)
-    expected = choose_champion(report.to_dict(orient="records"), prefer="size",
-                               max_accuracy_drop=0.01)["champion"]
+    decision = choose_champion(report.to_dict(orient="records"), prefer="size",
+                               max_accuracy_drop=0.01, max_robust_drop=0.02)
+    expected = decision["champion"]
     assert str(aliases["champion"]) == str(versions[expected].version)
-    # the rule, checked directly: within 1 point of the baseline, and nothing eligible smaller
+    # the rule, checked directly: within 1 point of the baseline's accuracy and 2 of its
+    # corruption accuracy, and nothing eligible smaller
     champion = report.set_index("variant").loc[expected]
     baseline = report.set_index("variant").loc["finetuned"]
     assert champion["accuracy"] >= baseline["accuracy"] - 0.01
-    eligible = report[report["accuracy"] >= baseline["accuracy"] - 0.01]
+    eligible = report[(report["accuracy"] >= baseline["accuracy"] - 0.01)
+                      & (report["corruption_accuracy"]
+                         >= baseline["corruption_accuracy"] - 0.02)]
     assert champion["size_bytes"] == eligible["size_bytes"].min()
+    for variant, version in versions.items():  # each says what, if anything, excluded it
+        reason = version.tags["champion.excluded_by"]
+        assert (reason == "none") == (variant in set(eligible["variant"])), variant
+        row = report.set_index("variant").loc[variant]
+        assert float(version.tags["corruption_accuracy"]) == pytest.approx(
+            row["corruption_accuracy"], rel=1e-5)
+        assert version.tags["attack"] == row["attack"]
     tags = registry.get_model_version_by_alias(NAME, "champion").tags
     assert tags["champion.cost_column"] == "size_bytes"
     assert float(tags["champion.baseline_accuracy"]) == pytest.approx(baseline["accuracy"])
@@ -319,10 +360,29 @@ def test_the_from_scratch_baseline_joins_the_report_when_asked(lifecycle):
         run["metrics.scratch.test_accuracy"])
 
 
+def test_adversarial_fine_tuning_joins_the_report_when_asked(lifecycle):
+    # late in this module: it adds a newer evaluation report to the shared project
+    tiny_robust = {**TINY, "evaluate": {**TINY["evaluate"], "include_robust": True}}
+    with pytest.raises(LifecycleError, match=r"Input 'robust_model' has never been "
+                       r"produced: run `kedro run --pipelines=robust` first"):
+        lifecycle(["evaluate"], tiny_robust)
+    lifecycle(["robust"], TINY)
+    run = _runs(lifecycle.work).iloc[-1]
+    client = mlflow.MlflowClient()
+    checks = client.get_metric_history(run["run_id"], "robust.val_pgd_accuracy")
+    assert len(checks) == 3  # the guard attacked val after each of the 3 epochs
+    lifecycle(["explain", "evaluate"], tiny_robust)
+    report = _report(lifecycle.work).set_index("variant")
+    assert report.index[-1] == "robust"
+    assert report.loc["robust", "attack"] == "white-box"
+    assert 0 <= report.loc["robust", "pgd_accuracy"] <= 1
+    assert report.loc["robust", "method"] == "none (adversarial fine-tuning)"
+
+
 def test_a_variant_added_to_the_declaration_is_evaluated_and_registered(lifecycle, registry,
                                                                         monkeypatch):
     # last in this module: one more variant, here the fine-tuned model under another
-    # name, needs one entry and nothing else in evaluate or register
+    # name, needs one entry and nothing else in explain, evaluate or register
     from model_lifecycle import variants  # noqa: PLC0415
 
     extra = variants.Variant("finetuned_again", "finetuned_model", "finetune",
@@ -330,7 +390,7 @@ def test_a_variant_added_to_the_declaration_is_evaluated_and_registered(lifecycl
     monkeypatch.setattr(variants, "VARIANTS", (*variants.VARIANTS, extra))
     run = project_runner(lifecycle.work)  # re-reads the pipelines
     try:
-        run(["evaluate", "register"], TINY)
+        run(["explain", "evaluate", "register"], TINY)
     finally:
         monkeypatch.undo()
         project_runner(lifecycle.work)
@@ -338,5 +398,7 @@ def test_a_variant_added_to_the_declaration_is_evaluated_and_registered(lifecycl
     assert tuple(report.index) == (*VARIANTS, "finetuned_again")
     assert report.loc["finetuned_again", "method"] == "the fine-tuned model, declared twice"
     assert report.loc["finetuned_again", "accuracy"] == report.loc["finetuned", "accuracy"]
+    # the same model explained the same way: no drift from the baseline
+    assert report.loc["finetuned_again", "attribution_drift"] == pytest.approx(0, abs=1e-9)
     versions = registry.search_model_versions(f"name='{NAME}'")
     assert "finetuned_again" in {v.tags["variant"] for v in versions}

@@ -13,18 +13,30 @@ from model_lifecycle.augment.config import AugmentParams, resolve_policy
 from model_lifecycle.data.config import SplitFractions
 from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.data.splits import make_splits
+from model_lifecycle.errors import LifecycleError
 from model_lifecycle.pipelines.compress.nodes import (
     describe_finetuned,
     distill_model,
     prune_model,
     quantize_model,
 )
-from model_lifecycle.pipelines.evaluate.nodes import evaluate_variants
+from model_lifecycle.pipelines.evaluate.nodes import (
+    assemble_report,
+    evaluate_variants,
+    measure_adversarial_robustness,
+    measure_corruption_robustness,
+)
+from model_lifecycle.pipelines.explain.nodes import explain_variants
 from model_lifecycle.pipelines.finetune.nodes import finetune_model
 from model_lifecycle.pipelines.ingest.nodes import ingest_images
 
 RUNTIME = {"num_threads": 1}
-EVALUATE = {"latency": {"repeats": 3, "warmup": 0, "batch_sizes": [1, 4]}}
+EVALUATE = {"latency": {"repeats": 3, "warmup": 0, "batch_sizes": [1, 4]},
+            "robustness": {"corruptions": ["gaussian_noise", "contrast"], "severities": [1, 5],
+                           "images": 16},
+            "adversarial": {"images": 16, "steps": 3}}
+EXPLAIN = {"methods": ["integrated_gradients", "occlusion"], "images_per_class": 2,
+           "ig_steps": 4, "curve_steps": 4}
 COMPRESS = {"prune": {"structured": {"steps": 1, "round_to": None},
                       "recovery": {"epochs_per_step": 1, "final_epochs": 1, "batch_size": 16}},
             "quantize": {"calibration_batches": 1, "calibration_batch_size": 8},
@@ -101,15 +113,68 @@ def test_evaluate_rows_follow_the_declaration(data, finetuned):
     images, splits, _ = data
     model, _ = finetuned
     other = copy.deepcopy(model)
-    report, details, metrics = evaluate_variants(
+    report, details = evaluate_variants(
         images, splits, COMPRESS, EVALUATE, finetuned=model, pruned=other, quantized=None,
         distilled=other, scratch=other)
     # quantized is absent (None); scratch is optional and evaluate.include_scratch is off
     assert list(report["variant"]) == ["finetuned", "pruned", "distilled"]
     assert report.set_index("variant").loc["pruned", "method"].startswith("structured pruning")
     assert set(details["variants"]) == {"finetuned", "pruned", "distilled"}
-    assert metrics["finetuned.accuracy"][0]["value"] == report["accuracy"][0]
-    with_scratch, _, _ = evaluate_variants(
+    with_scratch, _ = evaluate_variants(
         images, splits, COMPRESS, {**EVALUATE, "include_scratch": True}, finetuned=model,
         scratch=other)
     assert list(with_scratch["variant"]) == ["finetuned", "scratch"]
+
+
+@pytest.fixture(scope="module")
+def quantized(data, finetuned):
+    images, splits, policy = data
+    model, _ = finetuned
+    return quantize_model(model, None, images, splits, policy, COMPRESS, RUNTIME, EVALUATE)[0]
+
+
+def test_trust_nodes_measure_every_variant_and_attack_int8_through_its_source(
+        data, finetuned, quantized):
+    images, splits, _ = data
+    model, _ = finetuned
+    before = _state(model)
+    models = {"finetuned": model, "quantized": quantized, "pruned": None}
+    corrupted = measure_corruption_robustness(images, splits, EVALUATE, **models)
+    # clean + 2 corruptions × 2 severities, for each of the two variants
+    assert len(corrupted) == 2 * (1 + 2 * 2)
+    assert set(corrupted.variant) == {"finetuned", "quantized"}
+    assert corrupted.accuracy.between(0, 1).all()
+    attacked = measure_adversarial_robustness(images, splits, COMPRESS, EVALUATE, **models)
+    by_variant = attacked.set_index("variant")
+    assert by_variant.loc["finetuned", "attack"] == "white-box"
+    assert by_variant.loc["quantized", "attack"] == "transfer from finetuned"
+    summary, explained, figures = explain_variants(images, splits, EXPLAIN, EVALUATE,
+                                                   **models)
+    assert set(figures) == {"finetuned.png", "quantized.png"}
+    # INT8 has no autograd: occlusion only; the baseline runs it too, for the drift
+    assert list(summary[summary.variant == "quantized"].method) == ["occlusion"]
+    assert list(summary[summary.variant == "finetuned"].method) == [
+        "integrated_gradients", "occlusion"]
+    assert len(explained["indices"]) == 2 * 3  # two per class
+    quality, _ = evaluate_variants(images, splits, COMPRESS, EVALUATE, **models)
+    report, metrics = assemble_report(quality, corrupted, attacked, summary, EVALUATE)
+    row = report.set_index("variant").loc["finetuned"]
+    assert row.explained_with == "integrated_gradients"
+    assert row.attribution_drift == pytest.approx(0, abs=1e-9)  # against itself
+    assert report.set_index("variant").loc["quantized", "explained_with"] == "occlusion"
+    for column in ("corruption_accuracy", "corruption_robust_drop", "fgsm_accuracy",
+                   "pgd_accuracy", "deletion_auc", "insertion_auc", "attribution_drift",
+                   "pareto_size"):
+        assert column in report.columns, column
+    assert metrics["finetuned.pgd_accuracy"][0]["value"] == row.pgd_accuracy
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_explain_refuses_more_images_per_class_than_the_test_split_has(data, finetuned):
+    images, splits, _ = data
+    test_of_a = int((images.labels[splits["test"]] == 0).sum())
+    with pytest.raises(LifecycleError, match=rf"images_per_class is 99 .* only "
+                                             rf"{test_of_a} image\(s\) of class 'a'"):
+        explain_variants(images, splits, {**EXPLAIN, "images_per_class": 99}, EVALUATE,
+                         finetuned=finetuned[0])

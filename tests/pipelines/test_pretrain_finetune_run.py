@@ -18,7 +18,10 @@ TINY = {
                            "structured": {"steps": 2}},
                  "distill": {"epochs": 2, "student_kwargs": {"width": 1}},
                  "quantize": {"calibration_batches": 2}},
-    "evaluate": {"latency": {"repeats": 3, "warmup": 1}},
+    "evaluate": {"latency": {"repeats": 3, "warmup": 1},
+                 "robustness": {"images": 100, "severities": [1, 3, 5]},
+                 "adversarial": {"images": 100, "steps": 5}},
+    "explain": {"images_per_class": 1, "ig_steps": 8, "curve_steps": 8},
 }
 
 

@@ -46,3 +46,42 @@ def test_ties_go_to_the_more_accurate():
 def test_missing_baseline_is_an_error():
     with pytest.raises(ValueError, match="baseline variant 'finetuned'"):
         choose_champion(ROWS[1:], prefer="size", max_accuracy_drop=0.01)
+
+
+TRUST_ROWS = [
+    {"variant": "finetuned", "accuracy": 0.90, "size_bytes": 1000.0,
+     "corruption_accuracy": 0.70, "attribution_drift": 0.0},
+    {"variant": "pruned", "accuracy": 0.895, "size_bytes": 500.0,
+     "corruption_accuracy": 0.60, "attribution_drift": 0.05},   # brittle
+    {"variant": "quantized", "accuracy": 0.895, "size_bytes": 300.0,
+     "corruption_accuracy": 0.69, "attribution_drift": 0.40},   # looks elsewhere
+    {"variant": "distilled", "accuracy": 0.80, "size_bytes": 100.0,
+     "corruption_accuracy": 0.69, "attribution_drift": 0.01},   # inaccurate
+]
+
+
+def test_the_robustness_budget_excludes_a_small_accurate_but_brittle_variant():
+    plain = choose_champion(TRUST_ROWS, prefer="size", max_accuracy_drop=0.01)
+    assert plain["champion"] == "quantized"
+    drift = choose_champion(TRUST_ROWS, prefer="size", max_accuracy_drop=0.01,
+                            max_robust_drop=0.02, max_attribution_drift=0.1)
+    # quantized keeps accuracy and robustness but drifts; pruned is brittle
+    assert drift["champion"] == "finetuned"
+    assert drift["excluded"]["pruned"].startswith("corruption accuracy 0.6000 below")
+    assert drift["excluded"]["quantized"].startswith("attribution drift 0.4000 above 0.1")
+    assert drift["excluded"]["distilled"].startswith("accuracy 0.8000 below")
+    assert drift["robust_floor"] == pytest.approx(0.68)
+    robust_only = choose_champion(TRUST_ROWS, prefer="size", max_accuracy_drop=0.01,
+                                  max_robust_drop=0.02)
+    assert robust_only["champion"] == "quantized"
+    assert set(robust_only["excluded"]) == {"pruned", "distilled"}
+    assert "corruption accuracy >= finetuned corruption accuracy - 0.02" in robust_only["rule"]
+
+
+def test_a_variant_without_the_number_a_budget_needs_is_excluded_by_it():
+    rows = [*TRUST_ROWS[:1], {"variant": "pruned", "accuracy": 0.9, "size_bytes": 1.0,
+                              "corruption_accuracy": float("nan")}]
+    decision = choose_champion(rows, prefer="size", max_accuracy_drop=0.01,
+                               max_robust_drop=0.5)
+    assert decision["champion"] == "finetuned"
+    assert "nan" in decision["excluded"]["pruned"]

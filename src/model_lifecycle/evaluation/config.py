@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from model_lifecycle.params import StrictModel
+from model_lifecycle.trust.config import AdversarialEvalParams, RobustnessParams
 
 
 class LatencyParams(StrictModel):
@@ -29,5 +30,11 @@ class EvaluateParams(StrictModel):
     """Equal-width confidence bins of the expected calibration error."""
     latency: LatencyParams = LatencyParams(repeats=30)
     """CPU latency measurement (also used by compress)."""
+    robustness: RobustnessParams = RobustnessParams()
+    """Corruption robustness (CIFAR-10-C's corruptions, generated)."""
+    adversarial: AdversarialEvalParams = AdversarialEvalParams()
+    """Adversarial robustness (FGSM, PGD; transfer attacks on INT8)."""
     include_scratch: bool = False
     """Also evaluate `scratch_model` (run `kedro run --pipelines=baseline` first)."""
+    include_robust: bool = False
+    """Also evaluate `robust_model` (run `kedro run --pipelines=robust` first)."""

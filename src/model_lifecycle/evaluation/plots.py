@@ -1,5 +1,5 @@
 """Figures of the evaluation report: confusion matrices, accuracy against latency and
-size with the Pareto front, reliability diagrams."""
+size with the Pareto front, reliability diagrams, accuracy under corruption."""
 
 from __future__ import annotations
 
@@ -72,4 +72,33 @@ def reliability_figure(details: dict[str, Any], report: pd.DataFrame) -> plt.Fig
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
+    return fig
+
+
+def robustness_figure(table: pd.DataFrame) -> plt.Figure:
+    """Left: each variant's accuracy against corruption severity (mean over corruptions;
+    severity 0 is clean). Right: accuracy per variant and corruption (mean over
+    severities)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained",
+                                      width_ratios=(1, 2))
+    by_severity = table.groupby(["variant", "severity"], sort=False).accuracy.mean()
+    variants = list(dict.fromkeys(table.variant))
+    for variant in variants:
+        curve = by_severity[variant]
+        left.plot(curve.index, curve.values, marker="o", label=variant)
+    left.set(xlabel="severity (0: clean)", ylabel="accuracy", ylim=(0, 1.02),
+             title="mean over corruptions")
+    left.legend(fontsize=8)
+    shifted = table[table.severity > 0]
+    grid = shifted.pivot_table(index="variant", columns="corruption", values="accuracy",
+                               sort=False).reindex(variants)
+    image = right.imshow(grid.values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    right.set_xticks(range(grid.shape[1]), grid.columns, rotation=60, ha="right",
+                     fontsize=8)
+    right.set_yticks(range(grid.shape[0]), grid.index, fontsize=8)
+    for (i, j), value in np.ndenumerate(grid.values):
+        right.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                   color="white" if value < 0.5 else "black")
+    right.set_title("mean over severities")
+    fig.colorbar(image, ax=right, label="accuracy")
     return fig

@@ -20,6 +20,12 @@ class RegisterParams(StrictModel):
     (`latency`)."""
     max_accuracy_drop: float = Field(0.01, ge=0, le=1)
     """Largest accuracy loss below the baseline a champion may have (0.01 = 1 point)."""
+    max_robust_drop: float | None = Field(0.02, ge=0, le=1)
+    """Largest loss of mean corruption accuracy below the baseline's a champion may have
+    (0.02 = 2 points); null: robustness is not part of the rule."""
+    max_attribution_drift: float | None = Field(None, ge=0, le=2)
+    """Largest attribution drift from the baseline (1 − Spearman ρ of the report's
+    attribution method; 0: same ranking) a champion may have; null: not checked."""
 
 
 class InferenceParams(StrictModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 # The report columns copied onto each registered version as tags.
 TAGGED = ("method", "accuracy", "f1_macro", "ece", "size_bytes", "latency_b1_p50_ms",
           "latency_b32_p50_ms", "params", "macs")
+# The trust figures copied too, when the report has them (NaN and absent are skipped).
+TRUST_TAGGED = ("corruption_accuracy", "corruption_robust_drop", "fgsm_accuracy",
+                "pgd_accuracy", "attack", "explained_with", "deletion_auc", "insertion_auc",
+                "attribution_drift")
 # What the registered model imports when it is served (pinned to what trained it).
 REQUIREMENTS = ("mlflow", "torch", "torchvision", "numpy", "pandas", "pillow", "kedro",
                 "fsspec", "pydantic")
@@ -47,7 +52,10 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
     # the report may hold rows that are not registered (the from-scratch baseline)
     rows = [row for row in report.to_dict(orient="records") if row["variant"] in models]
     decision = choose_champion(rows, prefer=config.prefer,
-                               max_accuracy_drop=config.max_accuracy_drop, baseline=baseline)
+                               max_accuracy_drop=config.max_accuracy_drop,
+                               max_robust_drop=config.max_robust_drop,
+                               max_attribution_drift=config.max_attribution_drift,
+                               baseline=baseline)
     client = mlflow.MlflowClient()
     example = pd.DataFrame({"image": [_png(example_image)]})
     versions = {}
@@ -74,6 +82,12 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
             client.set_model_version_tag(config.model_name, version, "variant", variant)
             for key in TAGGED:
                 client.set_model_version_tag(config.model_name, version, key, _text(row[key]))
+            for key in TRUST_TAGGED:
+                if _present(row.get(key)):
+                    client.set_model_version_tag(config.model_name, version, key,
+                                                 _text(row[key]))
+            client.set_model_version_tag(config.model_name, version, "champion.excluded_by",
+                                         decision["excluded"].get(variant, "none"))
     client.update_registered_model(config.model_name, description=(
         "Image classifier of the model-lifecycle project. Each version is one variant "
         "(tag `variant`) measured on the same test split. Alias `baseline`: the "
@@ -83,6 +97,8 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
     champion = versions[decision["champion"]]
     client.set_registered_model_alias(config.model_name, "champion", champion)
     for key, value in decision.items():
+        if key == "excluded":  # each version says what excluded it (champion.excluded_by)
+            continue
         text = ", ".join(value) if isinstance(value, list) else str(value)
         client.set_model_version_tag(config.model_name, champion, f"champion.{key}", text)
     log.info("registered %s versions %s; champion: %s (version %s)", config.model_name,
@@ -90,6 +106,10 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
     return {"model_name": config.model_name, "versions": versions,
             "aliases": {"baseline": versions[baseline], "champion": champion},
             "decision": decision}
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def _text(value: Any) -> str:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from model_lifecycle.params import StrictModel
+from model_lifecycle.trust.config import AttackParams, PixelAmount
 
 
 class OptimizerParams(StrictModel):
@@ -106,6 +107,24 @@ class PretrainParams(StrictModel):
     """Continue a killed run from `checkpoint` when it exists."""
 
 
+class AdversarialTrainingParams(AttackParams):
+    """``finetune.adversarial``: how the ``robust`` pipeline's model trains on adversarial
+    examples (Wong et al. 2020, "Fast is better than free")."""
+
+    method: Literal["fgsm_rs", "pgd"] = "fgsm_rs"
+    """`fgsm_rs` (FGSM from a random start: one extra gradient per step) or `pgd`
+    (`steps` extra gradients per step)."""
+    alpha: PixelAmount = Field(10 / 255, gt=0, le=1)
+    """Attack step on the 0–1 scale (fgsm_rs: 1.25 × epsilon, as Wong et al.)."""
+    check_images: int = Field(256, ge=1)
+    """Val images attacked with PGD after every epoch: the best robust epoch is kept
+    and a collapse (catastrophic overfitting) is logged."""
+    check_steps: int = Field(10, ge=1)
+    """PGD steps of that check."""
+    budget_seconds: float | None = Field(None, gt=0)
+    """Seconds of adversarial training; null: `finetune.budget_seconds` (or `epochs`)."""
+
+
 class FinetuneParams(StrictModel):
     """Validated ``finetune`` group of ``parameters_finetune.yml``."""
 
@@ -154,6 +173,9 @@ class FinetuneParams(StrictModel):
     """A file written after every epoch; null: none."""
     resume: bool = False
     """Continue a killed run from `checkpoint` when it exists."""
+    adversarial: AdversarialTrainingParams = AdversarialTrainingParams()
+    """Adversarial fine-tuning of `robust_model` (`kedro run --pipelines=robust`);
+    `finetuned_model` trains on clean images."""
 
     @model_validator(mode="after")
     def _weights_path_when_needed(self) -> FinetuneParams:

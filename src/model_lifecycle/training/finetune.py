@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from pathlib import Path
 
@@ -17,11 +18,17 @@ from model_lifecycle.models.classifier import Classifier
 from model_lifecycle.models.init import dirac_convs, whiten_first_conv
 from model_lifecycle.models.predict import accuracy
 from model_lifecycle.training.budget import BudgetPlan, plan_epochs, warmup_sample
-from model_lifecycle.training.config import FinetuneParams, RuntimeParams
+from model_lifecycle.training.config import (
+    AdversarialTrainingParams,
+    FinetuneParams,
+    RuntimeParams,
+)
 from model_lifecycle.training.data import BatchStream
 from model_lifecycle.training.device import rank, world_size
 from model_lifecycle.training.loop import Deadline, FitResult, fit
+from model_lifecycle.trust.attacks import attack, attack_accuracy
 
+log = logging.getLogger(__name__)
 WHITENING_SAMPLE = 5000  # training images whose patches set the whitening filters
 
 
@@ -35,10 +42,15 @@ def whiten_stem(model: nn.Module, images: np.ndarray, indices: np.ndarray, *,
 
 def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
              splits: dict[str, np.ndarray], policy: SupervisedPolicy, params: FinetuneParams,
-             runtime: RuntimeParams, device: torch.device, *, name: str = "finetune"
+             runtime: RuntimeParams, device: torch.device, *, name: str = "finetune",
+             adversarial: AdversarialTrainingParams | None = None
              ) -> tuple[FitResult, dict[str, float]]:
     """Train ``model`` in place on ``train_labeled``; keep its best epoch on ``val``.
     ``name`` labels the progress lines (e.g. ``prune recovery``).
+
+    With ``adversarial``, every batch is replaced by adversarial examples crafted on the
+    model as it trains, and the epoch kept is the one with the best PGD accuracy on a
+    held-out sample of ``val`` (the guard against catastrophic overfitting).
 
     With ``params.budget_seconds`` the epoch count is planned from a measured warm-up
     (:func:`~model_lifecycle.training.budget.plan_epochs`). Returns the fit result and
@@ -47,10 +59,11 @@ def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
     """
     start, deadline = time.perf_counter(), None
     if params.budget_seconds is not None:
-        plan = _plan(model, images, labels, splits, policy, params, runtime, device)
+        plan = _plan(model, images, labels, splits, policy, params, runtime, device,
+                     adversarial)
         params, deadline = plan.apply(params, start)
     result = _train(model, images, labels, splits, policy, params, runtime, device, name,
-                    deadline)
+                    deadline, adversarial)
     seconds = time.perf_counter() - start
     tta = {"flip_tta": params.flip_tta, "shift_tta": params.shift_tta}
     return result, {
@@ -62,7 +75,8 @@ def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
 
 def _plan(model: Classifier, images: np.ndarray, labels: np.ndarray,
           splits: dict[str, np.ndarray], policy: SupervisedPolicy, params: FinetuneParams,
-          runtime: RuntimeParams, device: torch.device) -> BudgetPlan:
+          runtime: RuntimeParams, device: torch.device,
+          adversarial: AdversarialTrainingParams | None) -> BudgetPlan:
     """The epochs that fit ``params.budget_seconds``, measured on throwaway copies of
     ``model`` trained for one epoch on a sample of ``train_labeled``."""
     one_epoch = params.model_copy(update={"epochs": 1, "budget_seconds": None,
@@ -72,7 +86,7 @@ def _plan(model: Classifier, images: np.ndarray, labels: np.ndarray,
         subset = {**splits, "train_labeled": warmup_sample(splits["train_labeled"], n_images,
                                                            runtime.seed)}
         return _train(copy.deepcopy(model), images, labels, subset, policy, one_epoch,
-                      runtime, device, "finetune warm-up")
+                      runtime, device, "finetune warm-up", adversarial=adversarial)
 
     return plan_epochs(params.budget_seconds, len(splits["train_labeled"]), trial,
                        key="finetune.budget_seconds", eval_every=params.eval_every)
@@ -81,7 +95,8 @@ def _plan(model: Classifier, images: np.ndarray, labels: np.ndarray,
 def _train(model: Classifier, images: np.ndarray, labels: np.ndarray,
            splits: dict[str, np.ndarray], policy: SupervisedPolicy, params: FinetuneParams,
            runtime: RuntimeParams, device: torch.device, name: str,
-           deadline: Deadline | None = None) -> FitResult:
+           deadline: Deadline | None = None,
+           adversarial: AdversarialTrainingParams | None = None) -> FitResult:
     model.to(device)
     if params.dirac_convs:
         dirac_convs(model)
@@ -95,22 +110,64 @@ def _train(model: Classifier, images: np.ndarray, labels: np.ndarray,
                          channels_last=runtime.channels_last, rank=rank(),
                          world_size=world_size())
 
+    generator = torch.Generator(device).manual_seed(runtime.seed)
+
     def loss_fn(module: nn.Module, views: list[torch.Tensor], targets: torch.Tensor):
         x, soft = mixer(views[0], targets)
+        if adversarial is not None:  # crafted in train mode, as Wong et al. train
+            x = attack(module, x, targets, method=adversarial.method,
+                       epsilon=adversarial.epsilon, alpha=adversarial.alpha,
+                       steps=adversarial.steps, generator=generator)
         logits = module(x)
         loss = F.cross_entropy(logits, soft.to(logits.dtype),
                                label_smoothing=params.label_smoothing)
         return loss, {"accuracy": (logits.argmax(1) == targets).float().mean().item()}
 
-    def evaluate(module: nn.Module, _epoch: int) -> dict[str, float]:
-        return {"val_accuracy": accuracy(module, images, labels, splits["val"],
-                                         flip_tta=params.flip_tta, shift_tta=params.shift_tta)}
+    def evaluate(module: nn.Module, epoch: int) -> dict[str, float]:
+        scores = {"val_accuracy": accuracy(module, images, labels, splits["val"],
+                                           flip_tta=params.flip_tta,
+                                           shift_tta=params.shift_tta)}
+        if adversarial is not None:
+            scores["val_pgd_accuracy"] = guard.check(module, epoch)
+        return scores
 
+    guard = None if adversarial is None else RobustGuard(
+        images, labels, splits["val"], adversarial, seed=runtime.seed, name=name)
     return fit(model, loss_fn, stream, epochs=params.epochs, optimizer=params.optimizer,
-               schedule=params.schedule, evaluate=evaluate, monitor="val_accuracy",
+               schedule=params.schedule, evaluate=evaluate,
+               monitor="val_accuracy" if adversarial is None else "val_pgd_accuracy",
                patience=params.patience, clip_grad_norm=params.clip_grad_norm,
                ema_decay=params.ema_decay, eval_every=params.eval_every, deadline=deadline,
                device=device, mixed_precision=runtime.mixed_precision,
                checkpoint=Path(params.checkpoint) if params.checkpoint else None,
                resume=params.resume, config=params.model_dump(mode="json"),
                seed=runtime.seed, name=name)
+
+
+class RobustGuard:
+    """PGD accuracy on a fixed sample of val after every epoch: what adversarial
+    fine-tuning keeps its best epoch by. FGSM training can "catastrophically overfit"
+    (Wong et al. 2020): robust accuracy collapses towards 0 within an epoch while clean
+    accuracy rises; such a drop is logged, and the best robust epoch is still kept."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, val: np.ndarray,
+                 params: AdversarialTrainingParams, *, seed: int, name: str) -> None:
+        self.images, self.labels, self.params, self.name = images, labels, params, name
+        self.sample = np.sort(np.random.default_rng(seed).permutation(val)[
+            :params.check_images])
+        self.seed, self.best, self.collapsed_epoch = seed, 0.0, None
+
+    def check(self, model: nn.Module, epoch: int) -> float:
+        if len(self.sample) == 0:
+            return float("nan")
+        value = attack_accuracy(model, self.images, self.labels, self.sample, method="pgd",
+                                epsilon=self.params.epsilon, alpha=self.params.epsilon / 4,
+                                steps=self.params.check_steps, seed=self.seed)
+        if self.best >= 0.05 and value < self.best / 2 and self.collapsed_epoch is None:
+            self.collapsed_epoch = epoch
+            log.warning("%s: robust accuracy collapsed at epoch %d (PGD accuracy %.3f, "
+                        "best so far %.3f): catastrophic overfitting; the best robust "
+                        "epoch is kept. A smaller finetune.adversarial.alpha or fewer "
+                        "epochs avoid it.", self.name, epoch + 1, value, self.best)
+        self.best = max(self.best, value)
+        return value

@@ -17,28 +17,28 @@ from model_lifecycle.evaluation.config import EvaluateParams
 from model_lifecycle.evaluation.plots import (
     confusion_matrices_figure,
     reliability_figure,
+    robustness_figure,
     tradeoff_figure,
 )
 from model_lifecycle.evaluation.report import evaluate_model, mark_pareto
 from model_lifecycle.params import parse_params
+from model_lifecycle.trust.explanations import report_columns
+from model_lifecycle.trust.robustness import (
+    adversarial_accuracy,
+    corruption_accuracy,
+    corruption_summary,
+)
 from model_lifecycle.variants import variants
 
 log = logging.getLogger(__name__)
 Metrics = dict[str, list[dict[str, float]]]
 
 
-def evaluate_variants(images: ImageSet, splits: dict[str, np.ndarray],
-                      compress: dict[str, Any], params: dict[str, Any],
-                      **models: nn.Module | None
-                      ) -> tuple[pd.DataFrame, dict[str, Any], Metrics]:
-    """One report row per declared variant (``models`` by variant name) on the same test
-    images, the details behind each row (per-class report, confusion matrix, reliability
-    bins) and the rows as metrics. An optional variant (``evaluated_when``) is a row only
-    when its ``evaluate`` flag is set."""
-    config = parse_params(EvaluateParams, params, "evaluate")
-    compress_config = parse_params(CompressParams, compress, "compress")
-    test = checked_splits(images, splits)["test"]
-    rows, details = [], {}
+def evaluated_models(config: EvaluateParams, models: dict[str, nn.Module | None]
+                     ) -> dict[str, nn.Module]:
+    """The variants this run evaluates, in declaration order: every one it reads, but an
+    optional variant (``evaluated_when``) only when its ``evaluate`` flag is set."""
+    chosen = {}
     for variant in variants():
         model = models.get(variant.name)
         wanted = not variant.evaluated_when or getattr(config, variant.evaluated_when)
@@ -46,30 +46,96 @@ def evaluate_variants(images: ImageSet, splits: dict[str, np.ndarray],
             log.warning("evaluate.%s is set but this run does not read %s: run `kedro run "
                         "--pipelines=evaluate` to include it.", variant.evaluated_when,
                         variant.dataset)
-        if model is None or not wanted:
-            continue
-        row, details[variant.name] = evaluate_model(model, images.images, images.labels,
-                                                    test, images.class_names, config)
-        rows.append({"variant": variant.name, "method": variant.method_text(compress_config),
-                     **row})
-        log.info("%s: test accuracy %.2f%%, %.2f ms at batch 1", variant.name,
+        if model is not None and wanted:
+            chosen[variant.name] = model
+    return chosen
+
+
+def evaluate_variants(images: ImageSet, splits: dict[str, np.ndarray],
+                      compress: dict[str, Any], params: dict[str, Any],
+                      **models: nn.Module | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Quality, calibration and cost of each evaluated variant (``models`` by variant
+    name) on the same test images: one row each, and the details behind each row
+    (per-class report, confusion matrix, reliability bins)."""
+    config = parse_params(EvaluateParams, params, "evaluate")
+    compress_config = parse_params(CompressParams, compress, "compress")
+    test = checked_splits(images, splits)["test"]
+    rows, details = [], {}
+    for name, model in evaluated_models(config, models).items():
+        row, details[name] = evaluate_model(model, images.images, images.labels, test,
+                                            images.class_names, config)
+        method = next(v for v in variants() if v.name == name).method_text(compress_config)
+        rows.append({"variant": name, "method": method, **row})
+        log.info("%s: test accuracy %.2f%%, %.2f ms at batch 1", name,
                  100 * row["accuracy"], row["latency_b1_p50_ms"])
+    return pd.DataFrame(rows), {"class_names": list(images.class_names), "variants": details}
+
+
+def measure_corruption_robustness(images: ImageSet, splits: dict[str, np.ndarray],
+                                  params: dict[str, Any], **models: nn.Module | None
+                                  ) -> pd.DataFrame:
+    """Accuracy of every evaluated variant under each generated corruption and severity
+    (``evaluate.robustness``), on the same seeded test images."""
+    config = parse_params(EvaluateParams, params, "evaluate")
+    test = checked_splits(images, splits)["test"]
+    return corruption_accuracy(evaluated_models(config, models), images.images,
+                               images.labels, test, config.robustness)
+
+
+def measure_adversarial_robustness(images: ImageSet, splits: dict[str, np.ndarray],
+                                   compress: dict[str, Any], params: dict[str, Any],
+                                   **models: nn.Module | None) -> pd.DataFrame:
+    """FGSM and PGD accuracy of every evaluated variant (``evaluate.adversarial``); a
+    variant without autograd (INT8) is attacked through its float source."""
+    config = parse_params(EvaluateParams, params, "evaluate")
+    compress_config = parse_params(CompressParams, compress, "compress")
+    chosen = evaluated_models(config, models)
+    sources = {v.name: v.attacked_through(compress_config) for v in variants()
+               if v.name in chosen and v.attacked_through(compress_config)}
+    for name, source in sources.items():
+        if source not in chosen:
+            raise ValueError(f"{name} is attacked through {source}, which is not evaluated")
+    test = checked_splits(images, splits)["test"]
+    return adversarial_accuracy(chosen, sources, images.images, images.labels, test,
+                                config.adversarial)
+
+
+def assemble_report(quality: pd.DataFrame, corruption_report: pd.DataFrame,
+                    adversarial: pd.DataFrame, explanation_summary: pd.DataFrame,
+                    params: dict[str, Any]) -> tuple[pd.DataFrame, Metrics]:
+    """The evaluation report: one row per variant with its quality and cost, corruption
+    and adversarial robustness, faithfulness and attribution drift, Pareto flags; and
+    every number of it as a metric (``<variant>.<column>``)."""
+    config = parse_params(EvaluateParams, params, "evaluate")
+    report = (quality.merge(corruption_summary(corruption_report), on="variant", how="left")
+              .merge(adversarial, on="variant", how="left"))
+    explained = report_columns(explanation_summary)
+    missing = sorted(set(report.variant) - set(explained.variant))
+    if missing:
+        log.warning("explanation_summary has no row for %s (explained before these were "
+                    "evaluated): run `kedro run --pipelines=explain,evaluate`.",
+                    ", ".join(missing))
+    report = report.merge(explained, on="variant", how="left")
+    rows = report.to_dict(orient="records")
     mark_pareto(rows, latency_key=_latency_key(config))
     report = pd.DataFrame(rows)
     metrics = {f"{row['variant']}.{key}": [{"step": 0, "value": float(value)}]
                for row in rows for key, value in row.items()
-               if isinstance(value, float)}
-    return report, {"class_names": list(images.class_names), "variants": details}, metrics
+               if isinstance(value, float) and not np.isnan(value)}
+    return report, metrics
 
 
 def plot_evaluation(evaluation_report: pd.DataFrame, evaluation_details: dict[str, Any],
-                    params: dict[str, Any]) -> tuple[Figure, Figure, Figure]:
-    """Confusion matrices, accuracy against latency and size (Pareto front), reliability."""
+                    corruption_report: pd.DataFrame, params: dict[str, Any]
+                    ) -> tuple[Figure, Figure, Figure, Figure]:
+    """Confusion matrices, accuracy against latency and size (Pareto front), reliability,
+    and accuracy under corruption by severity and by corruption."""
     config = parse_params(EvaluateParams, params, "evaluate")
-    variants = evaluation_details["variants"]
-    return (confusion_matrices_figure(variants, evaluation_details["class_names"]),
+    details = evaluation_details["variants"]
+    return (confusion_matrices_figure(details, evaluation_details["class_names"]),
             tradeoff_figure(evaluation_report, latency_key=_latency_key(config)),
-            reliability_figure(variants, evaluation_report))
+            reliability_figure(details, evaluation_report),
+            robustness_figure(corruption_report))
 
 
 def _latency_key(config: EvaluateParams) -> str:

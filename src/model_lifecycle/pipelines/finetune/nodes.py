@@ -26,21 +26,24 @@ log = logging.getLogger(__name__)
 
 def finetune_model(images: ImageSet, splits: dict[str, np.ndarray], policy: dict[str, Any],
                    pretrained_encoder: Classifier | None, params: dict[str, Any],
-                   runtime: dict[str, Any]
+                   runtime: dict[str, Any], *, adversarial: bool = False
                    ) -> tuple[Classifier, dict[str, list[dict[str, float]]]]:
     """Fine-tune from ``finetune.init`` with ``finetune.strategy``; returns the model
-    (best epoch on val) and its metric history, test accuracy included."""
+    (best epoch on val) and its metric history, test accuracy included. ``adversarial``:
+    train on adversarial examples (``finetune.adversarial``) instead of clean images."""
     config = parse_params(FinetuneParams, params, "finetune")
     run = parse_params(RuntimeParams, runtime, "runtime")
     device = prepare_runtime(run)
     model = initial_model(config, pretrained_encoder, images)
     counts = apply_strategy(model, config.strategy, frozen_stages=config.frozen_stages)
-    log.info("finetune (%s, %s): %d of %d parameters trainable", config.init, config.strategy,
+    name = "robust finetune" if adversarial else "finetune"
+    log.info("%s (%s, %s): %d of %d parameters trainable", name, config.init, config.strategy,
              counts["trainable_params"], counts["total_params"])
     result, scores = finetune(model, images.images, images.labels,
                               checked_splits(images, splits),
-                              policy_from_artifact(policy, "supervised"), config, run, device)
-    log.info("finetune: %.2f epochs in %.0f s, val accuracy %.4f, test accuracy %.4f",
+                              policy_from_artifact(policy, "supervised"), config, run, device,
+                              name=name, adversarial=config.adversarial if adversarial else None)
+    log.info(name + ": %.2f epochs in %.0f s, val accuracy %.4f, test accuracy %.4f",
              scores["epochs"], scores["train_seconds"], scores["val_accuracy"],
              scores["test_accuracy"])
     model.requires_grad_(True)

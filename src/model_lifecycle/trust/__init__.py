@@ -1,0 +1,1 @@
+"""Trust checks of a trained model: explanations, robustness, drift."""
