@@ -111,6 +111,16 @@ def scratch_project(work: Path) -> Path:
     return project
 
 
+def refresh_conf(project: Path) -> None:
+    """Replace a kept scratch project's configuration with the repository's (its
+    ``conf/local`` stays: it points at the project's own MLflow store)."""
+    for path in (project / "conf").iterdir():
+        if path.name != "local":
+            shutil.rmtree(path)
+    shutil.copytree(PROJECT_ROOT / "conf", project / "conf", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("local"))
+
+
 KEDRO_ENV = {"DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true", "MPLBACKEND": "Agg"}
 
 

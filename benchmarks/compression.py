@@ -1,5 +1,5 @@
 """Every compressed variant against the fine-tuned model, through
-``kedro run --env=<env> --pipelines=compress,evaluate`` (the settings are the
+``kedro run --env=<env> --pipelines=compress,explain,evaluate`` (the settings are the
 environment's ``compress`` group): accuracy, MACs, parameters, file size and CPU
 latency from the evaluation report, plus what the goals compare against:
 
@@ -93,7 +93,7 @@ def main() -> None:
         project = scratch_project(args.work / "compression_digits")
         kedro_run(project, *env, "--pipelines=ingest,augment,finetune",
                   params={"ingest.labeled_fraction": 1.0, "finetune.init": "scratch"})
-    run = kedro_run(project, *env, "--pipelines=compress,evaluate")
+    run = kedro_run(project, *env, "--pipelines=compress,explain,evaluate")
     report = pd.read_csv(latest_version(project, "data/08_reporting/evaluation_report.csv"))
     rows = report.set_index("variant")
     alone = student_without_teacher(project, compress, runtime,
@@ -126,7 +126,7 @@ def main() -> None:
     name = "compression_cifar10" if args.env == "cifar10" else "compression_digits"
     path = write_result(name, {
         "command": f"python -m benchmarks.compression --env {args.env}",
-        "pipeline": f"kedro run --env={args.env} --pipelines=compress,evaluate",
+        "pipeline": f"kedro run --env={args.env} --pipelines=compress,explain,evaluate",
         "compress": compress.model_dump(mode="json"),
         "test_images": int(base["test_images"]), "variants": variants, "ratios": ratios,
         "goals": GOALS,

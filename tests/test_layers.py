@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "model_lifecycle"
 # lowest first; folders on one line are peers and do not import each other
 LAYERS = [
     ("models",),
-    ("ssl", "data"),
+    ("ssl", "data", "trust"),
     ("augment",),
     ("training",),
     ("compression", "evaluation"),

@@ -18,6 +18,7 @@ from model_lifecycle.errors import LifecycleError
 from model_lifecycle.models.predict import predict
 from model_lifecycle.trust.config import ExplainParams
 from model_lifecycle.trust.explain import (
+    GRADIENT_FREE,
     attribute,
     attribution_drift,
     deletion_insertion,
@@ -26,7 +27,7 @@ from model_lifecycle.trust.explain import (
 )
 
 log = logging.getLogger(__name__)
-GRADIENT_FREE = "occlusion"  # what explains a model without autograd (INT8)
+OCCLUSION = GRADIENT_FREE[0]  # what explains a model without autograd (INT8)
 
 
 def explain_sample(labels: np.ndarray, test: np.ndarray, class_names: tuple[str, ...],
@@ -54,7 +55,7 @@ def variant_methods(model: nn.Module, params: ExplainParams) -> tuple[str, ...]:
     none of them can explain (INT8 without occlusion configured) gets occlusion."""
     runnable = set(methods_for(model))
     chosen = tuple(m for m in params.methods if m in runnable)
-    return chosen or (GRADIENT_FREE,)
+    return chosen or (OCCLUSION,)
 
 
 def explain_models(models: dict[str, nn.Module], images: np.ndarray, labels: np.ndarray,
@@ -94,7 +95,7 @@ def explain_models(models: dict[str, nn.Module], images: np.ndarray, labels: np.
             drift = attribution_drift(attribution, maps[baseline][method],
                                       top_fraction=params.top_fraction)
             rows.append({"variant": name, "method": method,
-                         "gradient_free": method == GRADIENT_FREE,
+                         "gradient_free": method in GRADIENT_FREE,
                          **{f"{k}_auc": float(np.mean(v)) for k, v in curves.items()},
                          "drift_spearman": drift["spearman"],
                          "drift_top_overlap": drift["top_overlap"]})
