@@ -25,6 +25,9 @@ BENCHMARKS = {
     "cifar10_budget": ["benchmarks.cifar10_budget"],
     "compression_cifar10": ["benchmarks.compression", "--env", "cifar10"],
     "folder_ten_minutes": ["benchmarks.folder_ten_minutes"],
+    "trust_digits": ["benchmarks.trust", "--env", "base"],
+    "trust_cifar10": ["benchmarks.trust", "--env", "cifar10"],
+    "trust_cifar10_robust": ["benchmarks.trust", "--env", "cifar10", "--robust"],
 }
 
 
@@ -108,7 +111,12 @@ def render() -> str:
     sections = [(_load("cifar10_gpu"), _gpu)] + [
         (_load(f"compression_{name}"), lambda r, d=title: _compression(r, d))
         for name, title in (("digits", "digits"), ("cifar10", "CIFAR-10"))
-    ] + [(_load("default_run"), _default_run), (_load("folder_ten_minutes"), _folder)]
+    ] + [(_load("default_run"), _default_run), (_load("folder_ten_minutes"), _folder)] + [
+        (_load(f"trust_{name}"), lambda r, d=title: _trust(r, d))
+        for name, title in (("digits", "digits, the default lifecycle"),
+                            ("cifar10", "CIFAR-10"),
+                            ("cifar10_robust", "CIFAR-10 with adversarial fine-tuning"))
+    ]
     for result, render_section in sections:
         if result:
             lines += render_section(result)
@@ -181,6 +189,43 @@ def _compression(result: dict, data: str) -> list[str]:
     lines += ["", f"Ratios: {result['ratios']}.", "", f"Goals: {result['goals']}; "
               f"{_machine(result)}.", ""]
     return lines
+
+
+def _trust(result: dict, data: str) -> list[str]:
+    lines = [f"## Trust: {data}", "", f"`{result['command']}` (runs `{result['pipeline']}`: "
+             f"{result['variants_evaluated']} variants in **{result['explain_evaluate_seconds']} "
+             f"s**, start-up included) — {result['test_images']:,} test images.", ""]
+    if "default_run_seconds" in result:
+        lines += [f"The whole default lifecycle first: {result['default_run_seconds']} s.", ""]
+    if "robust_training" in result:
+        robust = result["robust_training"]
+        lines += [f"`{robust['command']}`: {robust['epochs']} epochs in "
+                  f"{robust['train_seconds']} s of training ({robust['wall_seconds']} s "
+                  f"wall), `finetune.adversarial` = {robust['adversarial']}.", ""]
+    lines += ["| variant | clean | corrupted (mean) | relative drop | FGSM | PGD | attack "
+              "| explained with | deletion AUC (random) | insertion AUC (random) | drift "
+              "(1 − ρ) | top-10% overlap |", "|---|---:|---:|---:|---:|---:|---|---|---:|"
+              "---:|---:|---:|"]
+    for name, row in result["variants"].items():
+        lines.append(
+            f"| {name} | {row['accuracy']:.2%} | {row['corruption_accuracy']:.2%} | "
+            f"{row['corruption_robust_drop']:.1%} | {row['fgsm_accuracy']:.2%} | "
+            f"{row['pgd_accuracy']:.2%} | {row['attack']} | {row['explained_with']} | "
+            f"{row['deletion_auc']:.3f} ({row['deletion_random_auc']:.3f}) | "
+            f"{row['insertion_auc']:.3f} ({row['insertion_random_auc']:.3f}) | "
+            f"{row['attribution_drift']:.3f} | {row['attribution_top_overlap']:.2f} |")
+    lines += ["", "Faithfulness of the fine-tuned model's maps (deletion AUC / the random "
+              "order's; lower is more faithful):", ""]
+    lines += [f"- {method}: {row['deletion_auc']:.3f} / {row['deletion_random_auc']:.3f} = "
+              f"**{row['deletion_ratio']:.2f}×**; insertion {row['insertion_auc']:.3f} "
+              f"against {row['insertion_random_auc']:.3f}"
+              for method, row in result["faithfulness_finetuned"].items()]
+    generation = result.get("corruption_generation")
+    if generation:
+        lines += ["", f"Generating the {generation['corruptions']} corruptions × "
+                  f"{generation['severities']} severities of {generation['images']:,} test "
+                  f"images: {generation['seconds']} s."]
+    return [*lines, "", f"Goals: {result['goals']}; {_machine(result)}.", ""]
 
 
 def _load(name: str) -> dict | None:

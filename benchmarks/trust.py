@@ -23,7 +23,9 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
 
 from benchmarks.common import (
     DEFAULT_WORK,
@@ -34,6 +36,10 @@ from benchmarks.common import (
     scratch_project,
     write_result,
 )
+from model_lifecycle.io import ImageSetDataset, NpzDataset
+from model_lifecycle.trust.config import RobustnessParams
+from model_lifecycle.trust.corruptions import corrupt
+from model_lifecycle.trust.robustness import test_sample
 
 GOALS = ("CIFAR-10: explain + robustness evaluation of 4 variants <= 5 min on 2 cores; "
          "Integrated Gradients' deletion AUC <= 0.6x the random order's on the fine-tuned "
@@ -44,6 +50,22 @@ COLUMNS = ("accuracy", "corruption_clean_accuracy", "corruption_accuracy",
            "explained_with", "deletion_auc", "deletion_random_auc", "insertion_auc",
            "insertion_random_auc", "attribution_drift", "attribution_top_overlap",
            "size_bytes")
+
+
+def generation_seconds(project: Path, params: RobustnessParams) -> tuple[int, float]:
+    """Images in the test sample ``evaluate.robustness`` draws (what evaluate shows each
+    variant), and the wall time to generate every corruption at every severity of it."""
+    images = ImageSetDataset(filepath=str(latest_version(
+        project, "data/03_primary/images.npz"))).load()
+    test = NpzDataset(filepath=str(latest_version(
+        project, "data/05_model_input/splits.npz"))).load()["test"]
+    clean = torch.from_numpy(np.ascontiguousarray(
+        images.images[test_sample(test, params.images, params.seed)]))
+    tic = time.perf_counter()
+    for name in params.names():
+        for severity in params.severities:
+            corrupt(clean, name, severity, seed=params.seed)
+    return len(clean), time.perf_counter() - tic
 
 
 def main() -> None:
@@ -106,6 +128,11 @@ def main() -> None:
         "variants": variants, "faithfulness_finetuned": faithfulness,
         "drift": drift.to_dict(orient="records"),
     }
+    robustness = RobustnessParams(**conf_parameters(args.env)["evaluate"]["robustness"])
+    count, generation = generation_seconds(project, robustness)
+    result["corruption_generation"] = {
+        "images": count, "corruptions": len(robustness.names()),
+        "severities": len(robustness.severities), "seconds": round(generation, 1)}
     print(pd.DataFrame(variants).T.to_string(), flush=True)
     name = f"trust_{'cifar10' if args.env == 'cifar10' else 'digits'}"
     print(f"wrote {write_result(name + ('_robust' if args.robust else ''), result)}")

@@ -88,8 +88,11 @@ def _plan(model: Classifier, images: np.ndarray, labels: np.ndarray,
         return _train(copy.deepcopy(model), images, labels, subset, policy, one_epoch,
                       runtime, device, "finetune warm-up", adversarial=adversarial)
 
-    return plan_epochs(params.budget_seconds, len(splits["train_labeled"]), trial,
-                       key="finetune.budget_seconds", eval_every=params.eval_every)
+    key = ("finetune.adversarial.budget_seconds"
+           if adversarial is not None and adversarial.budget_seconds is not None
+           else "finetune.budget_seconds")
+    return plan_epochs(params.budget_seconds, len(splits["train_labeled"]), trial, key=key,
+                       eval_every=params.eval_every)
 
 
 def _train(model: Classifier, images: np.ndarray, labels: np.ndarray,
