@@ -89,9 +89,13 @@ def explain_models(models: dict[str, nn.Module], images: np.ndarray, labels: np.
         predicted = predict(model, images, sample).argmax(1)
         info: dict[str, Any] = {"methods": list(plans[name]),
                                 "predicted": predicted.tolist(), "per_image": {}}
+        random = None  # the random-order curves: the same for every method of a model
         for method, attribution in maps[name].items():
             curves = deletion_insertion(model, x, target, attribution,
-                                        steps=params.curve_steps, seed=params.seed)
+                                        steps=params.curve_steps, seed=params.seed,
+                                        baseline=random is None)
+            random = random or {k: v for k, v in curves.items() if k.endswith("_random")}
+            curves |= random
             drift = attribution_drift(attribution, maps[baseline][method],
                                       top_fraction=params.top_fraction)
             rows.append({"variant": name, "method": method,
