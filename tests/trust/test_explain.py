@@ -20,6 +20,7 @@ from model_lifecycle.trust.explain import (
     explanation_figure,
     grad_cam_layer,
     methods_for,
+    reference_image,
 )
 
 PIXEL = (5, 9)  # the one pixel the hand-built model looks at (row, column)
@@ -222,3 +223,28 @@ def test_the_model_mode_is_restored_and_batch_norm_statistics_untouched(training
     assert model.training is training
     # run in eval mode: batch norm used, never updated, its running statistics
     assert torch.equal(model.encoder.stages[0][0][1].running_mean, stats)
+
+
+@pytest.mark.parametrize("reference", ["blur", "black"])
+def test_integrated_gradients_explain_the_difference_from_the_reference(reference):
+    # completeness: a pixel map sums to f(x) - f(reference) for the target logit, so the
+    # reference really is IG's baseline (and the one deletion and occlusion use)
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 3, 3, width=4).eval()
+    x = torch.rand(2, 3, 16, 16)
+    target = torch.tensor([0, 2])
+    maps = attribute(model, x, target, "integrated_gradients", ig_steps=64,
+                     reference=reference)
+    with torch.no_grad():
+        gap = (model(x) - model(reference_image(x, reference))).gather(1, target[:, None])
+    assert maps.sum((1, 2)).numpy() == pytest.approx(gap.squeeze(1).numpy(), rel=0.05,
+                                                     abs=1e-3)
+
+
+def test_the_reference_is_the_blurred_image_or_black_and_nothing_else():
+    x = torch.rand(1, 3, 16, 16)
+    assert torch.equal(reference_image(x, "black"), torch.zeros_like(x))
+    blurred = reference_image(x, "blur")
+    assert blurred.shape == x.shape and blurred.std() < x.std()
+    with pytest.raises(LifecycleError, match="Unknown attribution reference 'gray'"):
+        reference_image(x, "gray")

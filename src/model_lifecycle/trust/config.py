@@ -108,6 +108,9 @@ class ExplainParams(StrictModel):
     """Test images explained per class (a seeded sample)."""
     seed: int = 0
     """Seeds the sample and the random-order baseline of the faithfulness curves."""
+    reference: Literal["blur", "black"] = "blur"
+    """What stands for a removed pixel: IG's baseline, occlusion's fill, what deletion
+    puts in and where insertion starts — the image blurred, or black."""
     ig_steps: int = Field(32, ge=2)
     """Integrated Gradients: points on the path from the black image."""
     curve_steps: int = Field(16, ge=2)

@@ -3,14 +3,23 @@
 The maps come from Captum:
 
 - integrated gradients (Sundararajan, Taly & Yan, "Axiomatic Attribution for Deep
-  Networks", ICML 2017), from a black-image baseline;
+  Networks", ICML 2017), from the reference image (below);
 - saliency, the gradient's magnitude (Simonyan, Vedaldi & Zisserman, "Deep Inside
   Convolutional Networks", ICLR workshop 2014);
 - Grad-CAM on the last encoder stage (Selvaraju et al., "Grad-CAM: Visual Explanations
   from Deep Networks via Gradient-based Localization", ICCV 2017);
-- occlusion by a sliding black square (Zeiler & Fergus, "Visualizing and Understanding
-  Convolutional Networks", ECCV 2014): forward passes only, so the one method that runs
-  on INT8 models, which have no autograd.
+- occlusion by a sliding square of the reference image (Zeiler & Fergus, "Visualizing
+  and Understanding Convolutional Networks", ECCV 2014): forward passes only, so the one
+  method that runs on INT8 models, which have no autograd.
+
+One *reference* stands for "pixel removed" everywhere: IG's baseline, what occlusion
+fills in, what deletion puts in place of a pixel and where insertion starts. ``blur``
+(the default: the image blurred as RISE blurs its insertion start) or ``black``.
+Scattered black pixels are far outside the data a model saw, so a random deletion order
+to black destroys a prediction almost as fast as any attribution order and the metric
+measures that artefact (the motivation of ROAD, Rong et al., ICML 2022); and an IG map
+explains the difference from its own baseline (completeness), so deleting to that same
+reference is what it ranks pixels for.
 
 Captum has no faithfulness metric of this kind, so :func:`deletion_insertion` is
 hand-written: the deletion and insertion curves of RISE (Petsiuk, Das & Saenko, "RISE:
@@ -66,10 +75,11 @@ def methods_for(model: nn.Module) -> tuple[str, ...]:
 
 
 def attribute(model: nn.Module, x: torch.Tensor, target: torch.Tensor, method: str, *,
-              ig_steps: int = 32, occlusion_window: int = 4,
-              occlusion_stride: int = 2) -> torch.Tensor:
+              ig_steps: int = 32, occlusion_window: int = 4, occlusion_stride: int = 2,
+              reference: str = "blur") -> torch.Tensor:
     """B×H×W float32 maps (CPU) of ``method`` for images ``x`` (B×C×H×W in [0, 1]) and
     classes ``target`` (B): higher means more evidence for the target class.
+    ``reference`` (``blur`` or ``black``): IG's baseline and occlusion's fill.
 
     Runs ``model`` in eval mode and restores its mode afterwards.
     """
@@ -77,13 +87,15 @@ def attribute(model: nn.Module, x: torch.Tensor, target: torch.Tensor, method: s
     if ig_steps < 1:
         raise LifecycleError(f"ig_steps must be ≥ 1, got {ig_steps}: fix it.")
     x, target = _inputs(model, x, target)
+    base = reference_image(x, reference)
     with _eval_mode(model):
         if method == "occlusion":
-            maps = _occlusion(model, x, target, occlusion_window, occlusion_stride)
+            maps = _occlusion(model, x, target, occlusion_window, occlusion_stride, base)
         else:
             # Captum would set requires_grad itself, with a warning each call.
             with torch.enable_grad():
-                maps = _GRADIENT_METHODS[method](model, x.requires_grad_(), target, ig_steps)
+                maps = _GRADIENT_METHODS[method](model, x.requires_grad_(), target, ig_steps,
+                                                 base)
     return maps.detach().float().cpu()
 
 
@@ -100,25 +112,24 @@ def _check_method(model: nn.Module, method: str) -> None:
 
 
 def _integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
-                          steps: int) -> torch.Tensor:
-    # The black image is the "absence of signal" baseline for inputs in [0, 1].
+                          steps: int, base: torch.Tensor) -> torch.Tensor:
     # A quarter of the budget: the backward pass keeps every activation.
     batch = max(len(x), _PIXEL_BUDGET // 4 // _pixels(x))  # Captum needs ≥ len(x)
     attr = IntegratedGradients(model).attribute(
-        x, baselines=torch.zeros_like(x), target=target, n_steps=steps,
+        x, baselines=base, target=target, n_steps=steps,
         internal_batch_size=batch)
     # Signed sum over channels: positive evidence ranks first, counter-evidence last.
     return attr.sum(1)
 
 
 def _saliency(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
-              _steps: int) -> torch.Tensor:
+              _steps: int, _base: torch.Tensor) -> torch.Tensor:
     # Max over channels of |gradient|, as in Simonyan et al.
     return Saliency(model).attribute(x, target=target, abs=True).amax(1)
 
 
 def _grad_cam(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
-              _steps: int) -> torch.Tensor:
+              _steps: int, _base: torch.Tensor) -> torch.Tensor:
     cam = LayerGradCam(model, grad_cam_layer(model)).attribute(
         x, target=target, relu_attributions=True)
     return LayerAttribution.interpolate(cam, tuple(x.shape[2:]),
@@ -140,7 +151,7 @@ def grad_cam_layer(model: nn.Module) -> nn.Module:
 
 
 def _occlusion(model: nn.Module, x: torch.Tensor, target: torch.Tensor, window: int,
-               stride: int) -> torch.Tensor:
+               stride: int, base: torch.Tensor) -> torch.Tensor:
     if window < 1 or not 1 <= stride <= window:
         raise LifecycleError(f"Occlusion window {window} and stride {stride} must satisfy "
                              "1 ≤ stride ≤ window: fix them.")
@@ -149,7 +160,7 @@ def _occlusion(model: nn.Module, x: torch.Tensor, target: torch.Tensor, window: 
     shape = (channels, min(window, height), min(window, width))
     per_eval = max(1, _PIXEL_BUDGET // (len(x) * _pixels(x)))
     attr = Occlusion(model).attribute(x, sliding_window_shapes=shape,
-                                      strides=(channels, stride, stride), baselines=0.0,
+                                      strides=(channels, stride, stride), baselines=base,
                                       target=target, perturbations_per_eval=per_eval)
     # Every channel of a pixel is occluded together, so all channels hold the same value.
     return attr.mean(1)
@@ -157,20 +168,22 @@ def _occlusion(model: nn.Module, x: torch.Tensor, target: torch.Tensor, window: 
 
 def deletion_insertion(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                        maps: torch.Tensor, *, steps: int = 16, seed: int = 0,
-                       baseline: bool = True) -> dict[str, np.ndarray]:
+                       baseline: bool = True, reference: str = "blur"
+                       ) -> dict[str, np.ndarray]:
     """Per-image areas under RISE's deletion and insertion curves (shape B each):
     ``deletion``, ``insertion``, and the same for a random pixel order,
     ``deletion_random`` and ``insertion_random``.
 
     Pixels (all channels together) are ranked by ``maps`` (descending; ties in a random
-    order drawn from ``seed``). Deletion blacks out the top k pixels, insertion reveals
-    them on a blurred copy of the image (Gaussian, kernel 11, sigma 5, as RISE does), for
-    k = 0, n/steps, …, n; each curve is the softmax probability of ``target`` against the
-    fraction k/n, integrated by the trapezoid rule. Lower deletion and higher insertion
-    mean a more faithful map. The random order of image i depends on ``seed`` and i
-    only, so the baselines are the same for every method (paired comparisons) and a
-    caller comparing methods on the same images may compute them once: ``baseline=False``
-    leaves them out (half the forward passes). Forward passes only: works on INT8 models.
+    order drawn from ``seed``). Deletion replaces the top k pixels by the reference
+    image's (``blur``: a blurred copy, Gaussian kernel 11, sigma 5, as RISE blurs; or
+    ``black``), insertion reveals them on the reference, for k = 0, n/steps, …, n; each
+    curve is the softmax probability of ``target`` against the fraction k/n, integrated
+    by the trapezoid rule. Lower deletion and higher insertion mean a more faithful map.
+    The random order of image i depends on ``seed`` and i only, so the baselines are the
+    same for every method (paired comparisons) and a caller comparing methods on the
+    same images may compute them once: ``baseline=False`` leaves them out (half the
+    forward passes). Forward passes only: works on INT8 models.
     """
     if steps < 1:
         raise LifecycleError(f"deletion_insertion steps must be ≥ 1, got {steps}: fix it.")
@@ -188,7 +201,7 @@ def deletion_insertion(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
     # Images per group: one forward of group × orders × 2 curves × (steps + 1) images.
     group = max(1, _PIXEL_BUDGET // (n * 2 * orders.shape[1] * len(counts)))
     with _eval_mode(model), torch.no_grad():
-        blurred = _gaussian_blur(x)
+        blurred = reference_image(x, reference)
         probs = [_curve_probabilities(model, x[s:s + group], blurred[s:s + group],
                                       target[s:s + group], orders[s:s + group], counts)
                  for s in range(0, len(x), group)]
@@ -218,13 +231,26 @@ def _curve_probabilities(model: nn.Module, images: torch.Tensor, blurred: torch.
     # Step j takes the pixels ranked below counts[j], all channels: G×O×steps×1×H×W.
     taken = (rank[:, :, None, :] < counts[:, None]).view(g, n_orders, steps, 1, h, w)
     image = images[:, None, None]
-    deletion = torch.where(taken, torch.zeros_like(image), image)
+    deletion = torch.where(taken, blurred[:, None, None], image)
     insertion = torch.where(taken, image, blurred[:, None, None])
     batch = torch.stack([deletion, insertion], dim=2).reshape(-1, c, h, w)
     logits = torch.cat([model(chunk) for chunk in batch.split(_PIXEL_BUDGET // (h * w) or 1)])
     labels = target.repeat_interleave(n_orders * 2 * steps)[:, None]
     probs = F.softmax(logits.float(), dim=1).gather(1, labels)
     return probs.reshape(g, n_orders, 2, steps).cpu().numpy()
+
+
+REFERENCES = ("blur", "black")
+
+
+def reference_image(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """What stands for "pixel removed" (see the module docstring): ``x`` blurred, or
+    black."""
+    if kind not in REFERENCES:
+        raise LifecycleError(f"Unknown attribution reference '{kind}': choose one of "
+                             f"{', '.join(REFERENCES)}.")
+    with torch.no_grad():
+        return _gaussian_blur(x.detach()) if kind == "blur" else torch.zeros_like(x)
 
 
 def _gaussian_blur(x: torch.Tensor) -> torch.Tensor:

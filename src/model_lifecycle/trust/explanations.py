@@ -84,7 +84,8 @@ def explain_models(models: dict[str, nn.Module], images: np.ndarray, labels: np.
         tic = time.perf_counter()
         maps[name] = {method: attribute(model, x, target, method, ig_steps=params.ig_steps,
                                         occlusion_window=params.occlusion_window,
-                                        occlusion_stride=params.occlusion_stride)
+                                        occlusion_stride=params.occlusion_stride,
+                                        reference=params.reference)
                       for method in plans[name]}
         predicted = predict(model, images, sample).argmax(1)
         info: dict[str, Any] = {"methods": list(plans[name]),
@@ -93,7 +94,7 @@ def explain_models(models: dict[str, nn.Module], images: np.ndarray, labels: np.
         for method, attribution in maps[name].items():
             curves = deletion_insertion(model, x, target, attribution,
                                         steps=params.curve_steps, seed=params.seed,
-                                        baseline=random is None)
+                                        baseline=random is None, reference=params.reference)
             random = random or {k: v for k, v in curves.items() if k.endswith("_random")}
             curves |= random
             drift = attribution_drift(attribution, maps[baseline][method],
