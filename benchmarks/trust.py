@@ -125,6 +125,7 @@ def main() -> None:
         "explain_evaluate_seconds": round(seconds, 1),
         "variants_evaluated": len(rows),
         "test_images": int(rows.loc["finetuned", "test_images"]),
+        "attack_images": conf_parameters(args.env)["evaluate"]["adversarial"]["images"],
         "variants": variants, "faithfulness_finetuned": faithfulness,
         "drift": drift.to_dict(orient="records"),
     }
