@@ -11,6 +11,7 @@ STAMP  := $(VENV)/.installed
 # and no internet); matplotlib draws off-screen.
 export DO_NOT_TRACK := 1
 export KEDRO_DISABLE_TELEMETRY := true
+export MLFLOW_DISABLE_TELEMETRY := true
 export MPLBACKEND := Agg
 
 .PHONY: run test viz viz-build ui serve screenshots bench bench-gpu lint docs clean-data install
@@ -32,16 +33,22 @@ ui: $(STAMP)
 
 # The registered model behind HTTP (POST /invocations). MLFLOW_TRACKING_URI must be
 # absolute for models:/ URIs; the scoring server (uvicorn) is found on PATH.
-MODEL ?= model-lifecycle
-ALIAS ?= champion
+# WORKERS uvicorn processes, each holding its own copy of the model. Limits the model
+# enforces (set when it was registered): at most register.max_rows images per request
+# (default 1,000; more: HTTP 400) and ingest.max_pixels pixels per image (default
+# 89,478,485; a larger image gets a per-row `error`, the other rows are answered).
+MODEL   ?= model-lifecycle
+ALIAS   ?= champion
+WORKERS ?= 1
 serve: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="sqlite:///$(CURDIR)/mlflow.db" \
 	$(BIN)/mlflow models serve -m "models:/$(MODEL)@$(ALIAS)" --env-manager local \
-	  --host 127.0.0.1 --port 5001 $(ARGS)
+	  --host 127.0.0.1 --port 5001 --workers $(WORKERS) $(ARGS)
 
-# docs/images/mlflow-*.png from a running `make ui` (needs Chromium: apt-get install chromium)
-screenshots:
-	scripts/screenshot_ui.sh http://127.0.0.1:5000 $(MODEL)
+# docs/images/{kedro-viz,mlflow-runs,mlflow-registered-model}.png, taken by the browser
+# tests on a tiny lifecycle (needs Chromium: apt-get install chromium)
+screenshots: $(STAMP)
+	SCREENSHOTS=1 $(BIN)/python -m pytest tests/ui $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all $(ARGS)

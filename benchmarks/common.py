@@ -121,7 +121,8 @@ def refresh_conf(project: Path) -> None:
                     ignore=shutil.ignore_patterns("local"))
 
 
-KEDRO_ENV = {"DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true", "MPLBACKEND": "Agg"}
+KEDRO_ENV = {"DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true",
+             "MLFLOW_DISABLE_TELEMETRY": "true", "MPLBACKEND": "Agg"}
 
 
 def kedro_run(project: Path, *args: str, params: dict[str, Any] | None = None) -> dict[str, Any]:

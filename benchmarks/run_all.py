@@ -22,6 +22,7 @@ BENCHMARKS = {
     "digits_pretraining": ["benchmarks.digits_pretraining"],
     "compression_digits": ["benchmarks.compression", "--env", "base"],
     "default_run": ["benchmarks.default_run"],
+    "serving_load": ["benchmarks.serving_load"],
     "cifar10_budget": ["benchmarks.cifar10_budget"],
     "compression_cifar10": ["benchmarks.compression", "--env", "cifar10"],
     "folder_ten_minutes": ["benchmarks.folder_ten_minutes"],
@@ -111,7 +112,8 @@ def render() -> str:
     sections = [(_load("cifar10_gpu"), _gpu)] + [
         (_load(f"compression_{name}"), lambda r, d=title: _compression(r, d))
         for name, title in (("digits", "digits"), ("cifar10", "CIFAR-10"))
-    ] + [(_load("default_run"), _default_run), (_load("folder_ten_minutes"), _folder)] + [
+    ] + [(_load("default_run"), _default_run), (_load("serving_load"), _serving),
+         (_load("folder_ten_minutes"), _folder)] + [
         (_load(f"trust_{name}"), lambda r, d=title: _trust(r, d))
         for name, title in (("digits", "digits, the default lifecycle"),
                             ("cifar10", "CIFAR-10"),
@@ -154,6 +156,39 @@ def _default_run(result: dict) -> list[str]:
     return [*lines, "", f"Goal: {result['goal']}; {_machine(result)}.", ""]
 
 
+def _serving(result: dict) -> list[str]:
+    inline = result["in_process"]
+    lines = ["## Serving under load: `mlflow models serve` of the digits champion", "",
+             f"`{result['command']}` — `{result['server']}`; {result['images']}; client: "
+             f"{result['client']}; at most {result['requests_per_cell']:,} requests or "
+             f"{result['duration_cap_s']} s per cell.", "",
+             "In process (the same registered model's `predict`, one request's images a "
+             "call; the faster of a run before and one after the servers): " + ", ".join(
+                 f"{batch} image(s) a call **{row['images_per_s']:,.0f} images/s** "
+                 f"({row['ms_per_call']} ms a call; before / after: "
+                 f"{' / '.join(f'{v:,.0f}' for v in row['images_per_s_before_after'])})"
+                 for batch, row in inline.items()) + ".", "",
+             "| workers | images/request | concurrency | requests | requests/s | images/s "
+             "| p50 (ms) | p95 (ms) | p99 (ms) | vs in process | errors |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for workers, cells in result["servers"].items():
+        for c in cells:
+            capped = " (cap)" if c["stopped_by_duration_cap"] else ""
+            lines.append(f"| {workers} | {c['batch']} | {c['concurrency']} | "
+                         f"{c['requests']:,}{capped} | {c['requests_per_s']:,.0f} | "
+                         f"{c['images_per_s']:,.0f} | {c['p50_ms']} | {c['p95_ms']} | "
+                         f"{c['p99_ms']} | {c['vs_in_process']:.0%} | {c['errors']} |")
+    checks = "; ".join(
+        f"{workers} worker(s): concurrency 8 single images at "
+        f"{check.get('c8_single_vs_in_process', float('nan')):.0%} of in process, p99 "
+        f"{check.get('c8_single_p99_ms')} ms ({'met' if check.get('c8_single_met') else 'missed'}),"
+        f" 64-image requests up to {check.get('b64_best_images_per_s', 0):,.0f} images/s "
+        f"({'met' if check.get('b64_met') else 'missed'})"
+        for workers, check in result["checks"].items())
+    return [*lines, "", f"Goals: {result['goal']}. Measured: {checks}; {_machine(result)}.",
+            ""]
+
+
 def _folder(result: dict) -> list[str]:
     lines = ["## A 10,000-image folder in ten minutes", "",
              f"`{result['command']}` — `{result['pipeline']}` from an empty project, "
@@ -194,7 +229,10 @@ def _compression(result: dict, data: str) -> list[str]:
 def _trust(result: dict, data: str) -> list[str]:
     lines = [f"## Trust: {data}", "", f"`{result['command']}` (runs `{result['pipeline']}`: "
              f"{result['variants_evaluated']} variants in **{result['explain_evaluate_seconds']} "
-             f"s**, start-up included) — {result['test_images']:,} test images.", ""]
+             f"s**, start-up included) — clean accuracy on {result['test_images']:,} test "
+             f"images; corruptions on a seeded sample of "
+             f"{result['corruption_generation']['images']:,}, FGSM and PGD (ε = 8/255, PGD "
+             f"10 × 2/255) on {result.get('attack_images', 500)}.", ""]
     if "default_run_seconds" in result:
         lines += [f"The whole default lifecycle first: {result['default_run_seconds']} s.", ""]
     if "robust_training" in result:

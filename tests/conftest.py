@@ -21,6 +21,7 @@ from PIL import Image
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -141,3 +142,19 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., di
     work = scratch_project(tmp_path / "work")
     monkeypatch.chdir(work)
     return project_runner(work)
+
+
+@pytest.fixture(scope="session")
+def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., dict]:
+    """``kedro run`` (the default pipeline) once per test session, with tiny parameters,
+    in a project copy (``lifecycle.work``); the lifecycle and browser tests share it.
+    Calling it runs more pipelines there (from inside ``lifecycle.work``: MLflow writes
+    artifacts relative to the working directory)."""
+    from tests.pipelines.test_pretrain_finetune_run import TINY  # noqa: PLC0415
+
+    work = scratch_project(tmp_path_factory.mktemp("lifecycle") / "work")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(work)
+        run = project_runner(work)
+        run(None, TINY)
+    return run

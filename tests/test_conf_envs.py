@@ -93,4 +93,4 @@ def test_the_cifar10_environment_runs_end_to_end_on_a_tiny_archive(cifar_archive
     client = mlflow.MlflowClient()
     versions = client.search_model_versions("name='model-lifecycle'")
     assert {v.tags["variant"] for v in versions} == {"finetuned", "pruned", "quantized",
-                                                     "distilled"}
+                                                     "onnx_int8", "distilled"}

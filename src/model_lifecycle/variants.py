@@ -59,6 +59,11 @@ VARIANTS: tuple[Variant, ...] = (
             method=lambda c: (f"int8 {c.quantize.mode} quantization ({c.quantize.backend}) "
                               f"of the {c.quantize.source} model"),
             float_source=lambda c: c.quantize.source),
+    Variant("onnx_int8", "onnx_int8_model", "compress",
+            "INT8 for ONNX Runtime (static, QDQ) of the fine-tuned (or pruned) model",
+            method=lambda c: (f"int8 static QDQ quantization (onnxruntime) of the "
+                              f"{c.quantize.source} model"),
+            float_source=lambda c: c.quantize.source),
     Variant("distilled", "distilled_model", "compress",
             "a smaller student distilled from the fine-tuned model",
             method=lambda c: f"distillation into {c.distill.student_arch}"),

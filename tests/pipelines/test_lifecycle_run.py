@@ -4,6 +4,7 @@ register; then batch inference, the HTTP endpoint and the notebook against its r
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -29,23 +31,21 @@ from PIL import Image
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.io import TableDataset, TorchModelDataset
 from model_lifecycle.serving.champion import choose_champion
-from tests.conftest import PROJECT_ROOT, bomb_png, project_runner, scratch_project
+from tests.conftest import PROJECT_ROOT, bomb_png, project_runner
 from tests.pipelines.test_ingest_augment_run import _runs, _versions
 from tests.pipelines.test_pretrain_finetune_run import TINY
 
-VARIANTS = ("finetuned", "pruned", "quantized", "distilled")
+VARIANTS = ("finetuned", "pruned", "quantized", "onnx_int8", "distilled")
 NAME = "model-lifecycle"
 
 
-@pytest.fixture(scope="module")
-def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """``kedro run`` (the default pipeline) once, with tiny parameters."""
-    work = scratch_project(tmp_path_factory.mktemp("lifecycle") / "work")
+@pytest.fixture(scope="module", autouse=True)
+def _inside_the_project(lifecycle) -> Iterator[None]:
+    """These tests run more pipelines in the shared tiny lifecycle (conftest's
+    ``lifecycle``): from inside its project."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(work)
-        run = project_runner(work)
-        run(None, TINY)
-        yield run
+        patch.chdir(lifecycle.work)
+        yield
 
 
 @pytest.fixture
@@ -150,8 +150,17 @@ def test_the_report_and_the_run_hold_every_variants_trust_figures(lifecycle):
     # PGD is at least as strong as FGSM on the models it attacks white-box
     white = report[report.attack == "white-box"]
     assert (white.pgd_accuracy <= white.fgsm_accuracy + 0.02).all()
-    assert report.loc["quantized", "attack"] == "transfer from finetuned"
-    assert report.loc["quantized", "explained_with"] == "occlusion"
+    for int8 in ("quantized", "onnx_int8"):  # no autograd: attacked and explained without
+        assert report.loc[int8, "attack"] == "transfer from finetuned"
+        assert report.loc[int8, "explained_with"] == "occlusion"
+    # every float variant exported to ONNX and checked against itself; the ONNX Runtime
+    # INT8 model checked against its float source; PyTorch INT8 has no ONNX export
+    floats = ["finetuned", "pruned", "distilled"]
+    assert (report.loc[floats, "onnx_top1_agreement"] == 1.0).all()
+    assert (report.loc[floats, "onnx_max_probability_difference"] < 1e-4).all()
+    assert report.loc["onnx_int8", "onnx_top1_agreement"] >= 0.8
+    assert np.isnan(report.loc["quantized", "onnx_top1_agreement"])
+    assert (report.loc[[*floats, "onnx_int8"], "onnx_latency_b1_p50_ms"] > 0).all()
     assert report.loc["finetuned", "explained_with"] == "integrated_gradients"
     assert report.loc["finetuned", "attribution_drift"] == pytest.approx(0, abs=1e-9)
     corrupted = TableDataset(filepath=str(_latest(
@@ -168,7 +177,8 @@ def test_the_report_and_the_run_hold_every_variants_trust_figures(lifecycle):
         report.loc["pruned", "pgd_accuracy"])
 
 
-def test_every_variant_is_registered_and_the_aliases_obey_the_rule(lifecycle, registry):
+def test_every_variant_is_registered_and_the_aliases_obey_the_rule(lifecycle, registry,
+                                                                   tmp_path):
     report = _report(lifecycle.work)
     versions = {v.tags["variant"]: v for v in registry.search_model_versions(f"name='{NAME}'")}
     assert set(versions) == set(VARIANTS)
@@ -198,6 +208,13 @@ def test_every_variant_is_registered_and_the_aliases_obey_the_rule(lifecycle, re
         assert float(version.tags["corruption_accuracy"]) == pytest.approx(
             row["corruption_accuracy"], rel=1e-5)
         assert version.tags["attack"] == row["attack"]
+        # one file for a device: the float variants' ONNX export, the ONNX INT8 model itself
+        folder = mlflow.artifacts.download_artifacts(f"models:/{NAME}/{version.version}",
+                                                     dst_path=str(tmp_path / variant))
+        files = {f.name for f in (Path(folder) / "artifacts").iterdir()}
+        expected = {"quantized": {"model.pt"}, "onnx_int8": {"model.onnx"}}.get(
+            variant, {"model.pt", "model.onnx"})
+        assert files == expected | {"preprocessing.json"}, variant
     tags = registry.get_model_version_by_alias(NAME, "champion").tags
     assert tags["champion.cost_column"] == "size_bytes"
     assert float(tags["champion.baseline_accuracy"]) == pytest.approx(baseline["accuracy"])
@@ -271,11 +288,56 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def _serving(work: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``mlflow models serve`` of the champion, as ``make serve`` starts it, on a free
+    port: its URL (once /ping answers) and its process, stopped on exit."""
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+           # the scoring server is started as `uvicorn …`, found on PATH
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    log = tempfile.TemporaryFile()  # not a pipe: a full pipe would block the server
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}@champion",
+         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+        env=env, cwd=PROJECT_ROOT.parent, start_new_session=True,
+        stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/ping", timeout=2)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    pytest.fail(f"the server did not start:\n{log.read().decode()}")
+                time.sleep(0.5)
+        yield url, server
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # it may have exited already
+            os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        log.close()
+
+
 def _post(url: str, body: dict) -> dict:
     request = urllib.request.Request(url, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read(), parse_constant=_not_json)
+
+
+def _send(url: str, data: bytes) -> tuple[int, str]:
+    """POST ``data`` as JSON; the status and the body, whatever the status."""
+    request = urllib.request.Request(url, data=data,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
 
 
 def _not_json(constant: str):
@@ -284,39 +346,17 @@ def _not_json(constant: str):
 
 
 def test_mlflow_models_serve_answers_like_the_model_in_process(lifecycle, registry):
-    uri = f"sqlite:///{lifecycle.work / 'mlflow.db'}"
-    port = _free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
-           # the scoring server is started as `uvicorn …`, found on PATH
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}@champion",
-         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-        env=env, cwd=PROJECT_ROOT.parent, start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the server did not start:\n{server.stdout.read().decode()}")
-                time.sleep(0.5)
+    with _serving(lifecycle.work) as (url, _):
         images, _ = _test_images(lifecycle.work, 4)
         encoded = [_encode(images[0], "PNG"), _encode(images[1], "JPEG"),
                    _encode(images[2], "PNG"), _encode(images[3], "JPEG")]
         body = {"dataframe_split": {"columns": ["image"], "data": [
             [base64.b64encode(data).decode()] for data in encoded]}}
-        answers = _post(f"http://127.0.0.1:{port}/invocations", body)["predictions"]
+        answers = _post(f"{url}/invocations", body)["predictions"]
         # an oversized image among good ones: its row says why, the others are answered
         mixed = {"dataframe_split": {"columns": ["image"], "data": [
             [base64.b64encode(encoded[0]).decode()], [base64.b64encode(bomb_png()).decode()]]}}
-        good, huge = _post(f"http://127.0.0.1:{port}/invocations", mixed)["predictions"]
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        good, huge = _post(f"{url}/invocations", mixed)["predictions"]
     assert good["class"] == answers[0]["class"] and good["error"] is None
     assert huge["class"] is None and "pixels" in huge["error"]
     assert "Traceback" not in huge["error"] and "/" not in huge["error"]  # no server paths
@@ -327,6 +367,94 @@ def test_mlflow_models_serve_answers_like_the_model_in_process(lifecycle, regist
         assert answer["confidence"] == pytest.approx(row["confidence"], abs=1e-6)
         assert answer["probabilities"] == pytest.approx(row["probabilities"], abs=1e-6)
         assert answer["error"] is None
+
+
+def _split(column: str, values: list) -> bytes:
+    return json.dumps({"dataframe_split": {"columns": [column],
+                                           "data": [[v] for v in values]}}).encode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_bad_requests_get_a_4xx_or_row_errors_in_strict_json_and_the_server_stays_up(
+        lifecycle, registry):
+    # the champion is the digits model: grayscale 8×8, register.max_rows 1,000
+    images, _ = _test_images(lifecycle.work, 1)
+    good = _b64(_encode(images[0], "PNG"))
+    rgb = np.random.default_rng(0).integers(0, 256, (12, 12, 3), dtype=np.uint8)
+    rgb_png = io.BytesIO()
+    Image.fromarray(rgb).save(rgb_png, format="PNG")
+    requests = {  # name: (body, expected status)
+        "non-image bytes": (_split("image", [_b64(b"plain text, not an image")]), 200),
+        "an empty string": (_split("image", [""]), 200),
+        "an unknown column": (_split("picture", [good]), 400),
+        "malformed JSON": (b'{"dataframe_split": {"columns": ["image"], "data": [[', 400),
+        "an oversized image": (_split("image", [_b64(bomb_png())]), 200),
+        "1,000 rows": (_split("image", [good] * 1000), 200),
+        "1,001 rows": (_split("image", [good] * 1001), 400),
+        "an RGB image to a grayscale model": (_split("image", [_b64(rgb_png.getvalue())]),
+                                              200),
+        "RGB pixels to a grayscale model": (_split("pixels", [rgb.tolist()]), 200),
+        "good rows mixed with bad ones": (_split("image", [
+            good, _b64(b"junk"), "", _b64(bomb_png()), good]), 200),
+        "ragged pixel rows": (_split("pixels", [[[[1], [2]], [[3]]]]), 200),
+        "text that is not base64": (_split("image", ["not base64!"]), 400),
+        "a null image": (_split("image", [None]), 400),
+    }
+    with _serving(lifecycle.work) as (url, server):
+        answers = {name: _send(f"{url}/invocations", body)
+                   for name, (body, _) in requests.items()}
+        assert server.poll() is None  # still running
+        with urllib.request.urlopen(f"{url}/ping", timeout=10) as ping:
+            assert ping.status == 200
+        after = _post(f"{url}/invocations", json.loads(_split("image", [good])))
+    assert after["predictions"][0]["error"] is None
+    expected_class = after["predictions"][0]["class"]
+
+    bodies = {}
+    for name, (status, text) in answers.items():
+        assert status == requests[name][1], (name, status, text[:500])
+        assert "Traceback" not in text, name
+        bodies[name] = body = json.loads(text, parse_constant=_not_json)  # strict JSON
+        if status != 200:
+            assert set(body) >= {"error_code", "message"} and "stack_trace" not in body, name
+            continue
+        for row in body["predictions"]:
+            assert set(row) == {"class", "confidence", "probabilities", "error"}, name
+            if row["error"] is None:
+                assert row["class"] in [str(c) for c in range(10)], name
+                assert sum(row["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+            else:
+                assert row["class"] is row["confidence"] is row["probabilities"] is None, name
+                assert "\n" not in row["error"] and "/" not in row["error"], name
+
+    def error(name: str) -> str:
+        return bodies[name]["predictions"][0]["error"]
+
+    assert error("non-image bytes") == "not an image PIL can read"
+    assert error("an empty string") == "an empty image: the 'image' value holds no bytes"
+    assert "pixels" in error("an oversized image")
+    assert "89,478,485 (ingest.max_pixels)" in error("an oversized image")
+    assert "equal lengths" in error("ragged pixel rows")
+    for name in ("an RGB image to a grayscale model", "RGB pixels to a grayscale model"):
+        assert error(name) is None
+    assert len(bodies["1,000 rows"]["predictions"]) == 1000
+    assert {row["class"] for row in bodies["1,000 rows"]["predictions"]} == {expected_class}
+    mixed = bodies["good rows mixed with bad ones"]["predictions"]
+    assert [row["class"] for row in mixed] == [expected_class, None, None, None,
+                                               expected_class]
+    # the model's own refusals: one sentence, not the request echoed back
+    assert bodies["an unknown column"]["message"].startswith(
+        "The request has neither an 'image' column")
+    assert bodies["1,001 rows"]["message"] == (
+        "The request has 1,001 rows, more than the 1,000 this model answers at once "
+        "(register.max_rows): send at most 1,000 images per request.")
+    # MLflow's own, before the model is called: a 400 that says what is wrong
+    assert "valid JSON" in bodies["malformed JSON"]["message"]
+    assert "Failed to convert column image" in bodies["text that is not base64"]["message"]
+    assert "Failed to convert column image" in bodies["a null image"]["message"]
 
 
 def test_the_notebook_runs_top_to_bottom(lifecycle, registry):

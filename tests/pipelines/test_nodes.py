@@ -19,12 +19,14 @@ from model_lifecycle.pipelines.compress.nodes import (
     distill_model,
     prune_model,
     quantize_model,
+    quantize_onnx_model,
 )
 from model_lifecycle.pipelines.evaluate.nodes import (
     assemble_report,
     evaluate_variants,
     measure_adversarial_robustness,
     measure_corruption_robustness,
+    measure_onnx,
 )
 from model_lifecycle.pipelines.explain.nodes import explain_variants
 from model_lifecycle.pipelines.finetune.nodes import finetune_model
@@ -96,6 +98,8 @@ def test_compress_nodes_leave_the_fine_tuned_model_as_it_was(data, finetuned):
                                                   COMPRESS, RUNTIME, EVALUATE)
     student, student_metrics = distill_model(model, images, splits, policy, COMPRESS, RUNTIME,
                                              EVALUATE)
+    onnx_int8, onnx_metrics = quantize_onnx_model(model, pruned, images, splits, COMPRESS,
+                                                  RUNTIME, EVALUATE)
     cost = describe_finetuned(model, images, splits, EVALUATE)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -105,8 +109,13 @@ def test_compress_nodes_leave_the_fine_tuned_model_as_it_was(data, finetuned):
     assert student_metrics["epochs"][0]["value"] == 1
     assert "folded_latency_b4_ms" in cost and "latency_b4_ms" in pruned_metrics
     x = torch.from_numpy(images.images[:2]).float() / 255
-    for variant in (pruned, quantized, student):
+    for variant in (pruned, quantized, student, onnx_int8):
         assert variant(x).shape == (2, 3)
+    # the ONNX Runtime INT8 file: smaller than the float weights (a tiny model: the graph
+    # is most of the file), checked against them
+    assert onnx_metrics["size_bytes"][0]["value"] < cost["size_bytes"][0]["value"]
+    assert onnx_metrics["top1_agreement"][0]["value"] >= 0.8
+    assert onnx_int8.quantization["backend"] == "onnxruntime"
 
 
 def test_evaluate_rows_follow_the_declaration(data, finetuned):
@@ -157,7 +166,10 @@ def test_trust_nodes_measure_every_variant_and_attack_int8_through_its_source(
         "integrated_gradients", "occlusion"]
     assert len(explained["indices"]) == 2 * 3  # two per class
     quality, _ = evaluate_variants(images, splits, COMPRESS, EVALUATE, **models)
-    report, metrics = assemble_report(quality, corrupted, attacked, summary, EVALUATE)
+    onnx = measure_onnx(images, splits, COMPRESS, EVALUATE, **models)
+    assert onnx.set_index("variant").loc["finetuned", "onnx_top1_agreement"] == 1.0
+    assert "quantized" not in set(onnx.variant)  # FX INT8: its ONNX counterpart is onnx_int8
+    report, metrics = assemble_report(quality, corrupted, attacked, onnx, summary, EVALUATE)
     row = report.set_index("variant").loc["finetuned"]
     assert row.explained_with == "integrated_gradients"
     assert row.attribution_drift == pytest.approx(0, abs=1e-9)  # against itself

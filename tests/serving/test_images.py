@@ -43,6 +43,12 @@ def test_pixel_arrays_equal_their_png():
     (np.zeros((4, 4, 2), np.uint8), "H×W or H×W×C"),
     (np.full((4, 4), 300), "uint8 values"),
     (None, "no image"),
+    (b"", "empty image"),
+    ([[1, 2], [3]], "equal lengths"),  # ragged: numpy refuses it
+    (np.array([np.array([1, 2]), np.array([3])], dtype=object), "equal lengths"),
+    ([[None]], "numbers 0-255"),
+    ([[]], "empty pixel array"),
+    (np.array([b"aGVsbG8="]), "text where an image was expected"),  # base64 not decoded
 ])
 def test_unusable_input_says_why(bad, reason):
     with pytest.raises(ImageDecodeError, match=reason):

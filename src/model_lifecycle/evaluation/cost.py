@@ -56,7 +56,10 @@ def latencies_ms(model: nn.Module, example: torch.Tensor, params: LatencyParams
 
 
 def file_size_bytes(model: nn.Module) -> int:
-    """Bytes of the model's weights as ``torch.save`` writes them."""
+    """Bytes of the model's weights as ``torch.save`` writes them (of its file, for a
+    model that is an ONNX file)."""
+    if isinstance(getattr(model, "onnx_bytes", None), bytes):
+        return len(model.onnx_bytes)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.getbuffer().nbytes

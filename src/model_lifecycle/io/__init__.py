@@ -11,10 +11,12 @@ _WHERE = {
     "ImageSetDataset": "model_lifecycle.io.arrays",
     "NpzDataset": "model_lifecycle.io.arrays",
     "JsonDataset": "model_lifecycle.io.json",
+    "OnnxModelDataset": "model_lifecycle.io.onnx_model",
     "TableDataset": "model_lifecycle.io.table",
     "TorchModelDataset": "model_lifecycle.io.torch_model",
 }
-__all__ = ["ImageSetDataset", "JsonDataset", "NpzDataset", "TableDataset", "TorchModelDataset"]
+__all__ = ["ImageSetDataset", "JsonDataset", "NpzDataset", "OnnxModelDataset", "TableDataset",
+           "TorchModelDataset"]
 
 
 def __getattr__(name: str):

@@ -26,6 +26,10 @@ class RegisterParams(StrictModel):
     max_attribution_drift: float | None = Field(None, ge=0, le=2)
     """Largest attribution drift from the baseline (1 − Spearman ρ of the report's
     attribution method; 0: same ranking) a champion may have; null: not checked."""
+    max_rows: int = Field(1000, ge=1)
+    """Most images (table rows) the registered model answers in one call: a request to
+    `make serve` with more is refused with HTTP 400 (batch inference sends
+    `inference.batch_size` at a time, capped at this)."""
 
 
 class InferenceParams(StrictModel):

@@ -44,7 +44,10 @@ def files_to_predict(folder: Path | None) -> list[Path]:
 def predict_files(model: mlflow.pyfunc.PyFuncModel, folder: Path, files: list[Path], *,
                   batch_size: int = 256) -> pd.DataFrame:
     """``file`` (relative to ``folder``), ``class``, ``confidence`` and ``error`` (why a
-    file could not be read) for each of ``files``, read ``batch_size`` at a time."""
+    file could not be read) for each of ``files``, read ``batch_size`` at a time (at most
+    the model's ``max_rows``, the most images it answers in one call)."""
+    max_rows = getattr(model.unwrap_python_model(), "max_rows", None)
+    batch_size = min(batch_size, max_rows or batch_size)
     tables = []
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]

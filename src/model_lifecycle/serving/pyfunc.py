@@ -17,7 +17,9 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import Array, ColSpec, Map, Schema
 
 # A request is a table with one image per row, in either column:
@@ -30,27 +32,61 @@ SIGNATURE = ModelSignature(
                     ColSpec(Map("double"), "probabilities"),
                     ColSpec("string", "error", required=False)]),
 )
+COLUMNS = ("image", "pixels")
+
+
+class RequestRefused(MlflowException):
+    """A request refused as a whole: HTTP 400 from ``mlflow models serve``, whose JSON
+    ``message`` is the one sentence given.
+
+    The scoring server rewrites the message of an ``MlflowException`` raised by
+    ``predict`` to ``Failed to predict data '<the whole input table>'. Error: …`` — for a
+    refused 1,001-row request, a page of base64; this exception keeps its sentence.
+    """
+
+    def __init__(self, sentence: str) -> None:
+        super().__init__(sentence, error_code=INVALID_PARAMETER_VALUE)
+
+    @property
+    def message(self) -> str:
+        return self._sentence
+
+    @message.setter
+    def message(self, value: str) -> None:
+        # set once, by MlflowException.__init__; the scoring server's rewrite is dropped
+        if not hasattr(self, "_sentence"):
+            self._sentence = value
 
 
 class ImageClassifier(mlflow.pyfunc.PythonModel):
-    """Artifacts: ``model`` (a file saved by ``TorchModelDataset``) and ``preprocessing``
-    (JSON: ``class_names``, ``channels``, ``size_hw``, ``resize``, ``max_pixels``).
+    """Artifacts: ``model`` (a file saved by ``TorchModelDataset``, or an ``.onnx`` file run
+    by ONNX Runtime), ``onnx`` (a float model's ONNX export, for devices; not used here)
+    and ``preprocessing`` (JSON: ``class_names``, ``channels``, ``size_hw``, ``resize``, ``max_pixels``,
+    ``max_rows``).
 
     ``predict`` returns one row per input row: ``class``, ``confidence``,
     ``probabilities`` (class name → probability) and ``error`` — the reason when that
-    row's image could not be read (the other rows are still answered).
+    row's image could not be read (the other rows are still answered, and the failed
+    row's other fields are null). A table with neither an ``image`` nor a ``pixels``
+    column, or with more than ``max_rows`` rows, is refused as a whole
+    (:class:`RequestRefused`, HTTP 400 when served).
     """
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         import torch  # noqa: PLC0415
 
+        from model_lifecycle.io.onnx_model import OnnxModelDataset  # noqa: PLC0415
         from model_lifecycle.io.torch_model import TorchModelDataset  # noqa: PLC0415
 
         self._torch = torch
+        path = context.artifacts["model"]
+        dataset = OnnxModelDataset if path.endswith(".onnx") else TorchModelDataset
         # channels-last, the layout the evaluation timed every variant in
-        self._model = TorchModelDataset(filepath=context.artifacts["model"]).load().to(
-            memory_format=torch.channels_last)
+        self._model = dataset(filepath=path).load().to(memory_format=torch.channels_last)
         self._prep = json.loads(Path(context.artifacts["preprocessing"]).read_text())
+        # the most rows one predict call (one HTTP request) answers; None in versions
+        # registered before the limit existed
+        self.max_rows: int | None = self._prep.get("max_rows")
 
     def predict(self, context: Any, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -58,6 +94,7 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         from model_lifecycle.serving.images import to_model_input  # noqa: PLC0415
 
         prep = self._prep
+        _check_request(model_input, self.max_rows)
         # versions registered before the limit existed decode with the default one
         limit = {"max_pixels": prep["max_pixels"]} if "max_pixels" in prep else {}
         arrays, errors = [], {}
@@ -67,6 +104,8 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
                                              prep["resize"], **limit))
             except ImageDecodeError as exc:
                 errors[i] = str(exc)
+            except Exception as exc:  # one odd value must not fail the request's other rows
+                errors[i] = f"not a usable image ({type(exc).__name__})"
         probabilities = self.probabilities(np.stack(arrays)) if arrays else np.empty((0, 0))
         names, rows, good = prep["class_names"], [], iter(probabilities)
         for i in range(len(model_input)):
@@ -93,6 +132,21 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
                      ).contiguous(memory_format=torch.channels_last)
                 out.append(torch.softmax(self._model(x).float(), 1).numpy())
         return np.concatenate(out)
+
+
+def _check_request(table: pd.DataFrame, max_rows: int | None) -> None:
+    """Refuse a table no row of which can be answered, or one too long to answer."""
+    if not any(column in table.columns for column in COLUMNS):
+        # MLflow drops the columns the signature does not name before predict is called
+        raise RequestRefused(
+            "The request has neither an 'image' column (the base64 of an image file's bytes) "
+            "nor a 'pixels' column (uint8 arrays H×W×C): this model reads those two columns "
+            "and ignores any other.")
+    if max_rows is not None and len(table) > max_rows:
+        raise RequestRefused(
+            f"The request has {len(table):,} rows, more than the {max_rows:,} this model "
+            f"answers at once (register.max_rows): send at most {max_rows:,} images per "
+            "request.")
 
 
 def _images(table: pd.DataFrame) -> list[Any]:

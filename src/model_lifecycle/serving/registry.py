@@ -19,6 +19,7 @@ from PIL import Image
 from torch import nn
 
 import model_lifecycle
+from model_lifecycle.io.onnx_model import OnnxModelDataset
 from model_lifecycle.io.torch_model import TorchModelDataset
 from model_lifecycle.serving.champion import choose_champion
 from model_lifecycle.serving.config import RegisterParams
@@ -29,13 +30,16 @@ log = logging.getLogger(__name__)
 # The report columns copied onto each registered version as tags.
 TAGGED = ("method", "accuracy", "f1_macro", "ece", "size_bytes", "latency_b1_p50_ms",
           "latency_b32_p50_ms", "params", "macs")
-# The trust figures copied too, when the report has them (NaN and absent are skipped).
-TRUST_TAGGED = ("corruption_accuracy", "corruption_robust_drop", "fgsm_accuracy",
-                "pgd_accuracy", "attack", "explained_with", "deletion_auc", "insertion_auc",
-                "attribution_drift")
+# The trust and ONNX figures copied too, when the report has them (NaN and absent are
+# skipped).
+OPTIONAL_TAGGED = ("corruption_accuracy", "corruption_robust_drop", "fgsm_accuracy",
+                   "pgd_accuracy", "attack", "explained_with", "deletion_auc",
+                   "insertion_auc", "attribution_drift", "onnx_top1_agreement",
+                   "onnx_max_probability_difference", "onnx_latency_b1_p50_ms",
+                   "onnx_latency_b32_p50_ms", "onnx_size_bytes")
 # What the registered model imports when it is served (pinned to what trained it).
 REQUIREMENTS = ("mlflow", "torch", "torchvision", "numpy", "pandas", "pillow", "kedro",
-                "fsspec", "pydantic")
+                "fsspec", "pydantic", "onnx", "onnxruntime")
 
 
 def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
@@ -44,7 +48,8 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
     """Log each model as a pyfunc model version of ``config.model_name``, tag it with its
     report row, and point the ``baseline`` and ``champion`` aliases.
 
-    ``preprocessing``: ``class_names``, ``channels``, ``size_hw``, ``resize``;
+    ``preprocessing``: ``class_names``, ``channels``, ``size_hw``, ``resize``,
+    ``max_pixels`` (per image), ``max_rows`` (per call, i.e. per HTTP request);
     ``example_image``: one uint8 C×H×W image, the input example (as a PNG);
     ``baseline``: the variant the others are compared with.
     Returns the registry summary: versions, aliases and the champion decision.
@@ -64,11 +69,10 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
         prep_file.write_text(json.dumps(preprocessing, indent=2))
         for row in rows:
             variant = row["variant"]
-            model_file = Path(tmp, variant, "model.pt")
-            TorchModelDataset(filepath=str(model_file)).save(models[variant])
+            artifacts = _model_files(models[variant], Path(tmp, variant), example_image)
             info = mlflow.pyfunc.log_model(
                 name=variant, python_model=ImageClassifier(),
-                artifacts={"model": str(model_file), "preprocessing": str(prep_file)},
+                artifacts={**artifacts, "preprocessing": str(prep_file)},
                 code_paths=[str(Path(model_lifecycle.__file__).parent)],
                 signature=SIGNATURE, input_example=example,
                 registered_model_name=config.model_name,
@@ -82,7 +86,7 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
             client.set_model_version_tag(config.model_name, version, "variant", variant)
             for key in TAGGED:
                 client.set_model_version_tag(config.model_name, version, key, _text(row[key]))
-            for key in TRUST_TAGGED:
+            for key in OPTIONAL_TAGGED:
                 if _present(row.get(key)):
                     client.set_model_version_tag(config.model_name, version, key,
                                                  _text(row[key]))
@@ -92,7 +96,9 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
         "Image classifier of the model-lifecycle project. Each version is one variant "
         "(tag `variant`) measured on the same test split. Alias `baseline`: the "
         f"{baseline} model; alias `champion`: {decision['rule']}. Input: a table with an `image` "
-        "(encoded file bytes) or `pixels` (uint8 H×W×C) per row."))
+        "(encoded file bytes) or `pixels` (uint8 H×W×C) per row"
+        + (f", at most {preprocessing['max_rows']:,} rows per request."
+           if "max_rows" in preprocessing else ".")))
     client.set_registered_model_alias(config.model_name, "baseline", versions[baseline])
     champion = versions[decision["champion"]]
     client.set_registered_model_alias(config.model_name, "champion", champion)
@@ -106,6 +112,31 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
     return {"model_name": config.model_name, "versions": versions,
             "aliases": {"baseline": versions[baseline], "champion": champion},
             "decision": decision}
+
+
+def _model_files(model: nn.Module, folder: Path, example_image: np.ndarray
+                 ) -> dict[str, str]:
+    """The version's model files: ``model`` (``model.pt``, or ``model.onnx`` for a model
+    that is an ONNX file) and, for a float PyTorch model, ``onnx`` — its ONNX export, the
+    one file a phone or a board needs (a PyTorch INT8 model's ONNX counterpart is the
+    ``onnx_int8`` variant)."""
+    if isinstance(getattr(model, "onnx_bytes", None), bytes):
+        path = folder / "model.onnx"
+        OnnxModelDataset(filepath=str(path)).save(model)
+        return {"model": str(path)}
+    path = folder / "model.pt"
+    TorchModelDataset(filepath=str(path)).save(model)
+    files = {"model": str(path)}
+    if not getattr(model, "quantization", None):
+        import torch  # noqa: PLC0415
+
+        from model_lifecycle.compression.onnx import export_onnx  # noqa: PLC0415
+
+        example = torch.from_numpy(example_image[None]).float() / 255
+        onnx_file = folder / "model.onnx"
+        onnx_file.write_bytes(export_onnx(model, example))
+        files["onnx"] = str(onnx_file)
+    return files
 
 
 def _present(value: Any) -> bool:

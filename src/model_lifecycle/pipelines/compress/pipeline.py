@@ -7,6 +7,7 @@ from model_lifecycle.pipelines.compress.nodes import (
     distill_model,
     prune_model,
     quantize_model,
+    quantize_onnx_model,
 )
 from model_lifecycle.variants import baseline, variant
 
@@ -22,6 +23,9 @@ def create_pipeline(**kwargs) -> Pipeline:
              [variant("pruned").dataset, "pruned_metrics"], name="prune_model"),
         Node(quantize_model, [source, variant("pruned").dataset, *data, *settings],
              [variant("quantized").dataset, "quantized_metrics"], name="quantize_model"),
+        Node(quantize_onnx_model, [source, variant("pruned").dataset, *data,
+                                   "params:compress", "params:runtime", "params:evaluate"],
+             [variant("onnx_int8").dataset, "onnx_int8_metrics"], name="quantize_onnx_model"),
         Node(distill_model, [source, *data, *settings],
              [variant("distilled").dataset, "distilled_metrics"], name="distill_model"),
     ])

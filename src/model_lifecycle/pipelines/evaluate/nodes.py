@@ -7,10 +7,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from matplotlib.figure import Figure
 from torch import nn
 
 from model_lifecycle.compression.config import CompressParams
+from model_lifecycle.compression.onnx import (
+    OnnxClassifier,
+    agreement,
+    export_onnx,
+    onnx_latencies_ms,
+)
 from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.data.splits import checked_splits
 from model_lifecycle.evaluation.config import EvaluateParams
@@ -100,15 +107,57 @@ def measure_adversarial_robustness(images: ImageSet, splits: dict[str, np.ndarra
                                 config.adversarial)
 
 
+def measure_onnx(images: ImageSet, splits: dict[str, np.ndarray], compress: dict[str, Any],
+                 params: dict[str, Any], **models: nn.Module | None) -> pd.DataFrame:
+    """Each evaluated float variant exported to ONNX (what a device runs) and checked
+    against its PyTorch source on the test split — top-1 agreement and the largest
+    probability difference — with its ONNX Runtime latency and file size. A variant
+    that already is an ONNX file is checked against its float source; a PyTorch INT8
+    model has no ONNX export here (its ONNX counterpart is ``onnx_int8``)."""
+    config = parse_params(EvaluateParams, params, "evaluate")
+    compress_config = parse_params(CompressParams, compress, "compress")
+    chosen = evaluated_models(config, models)
+    test = checked_splits(images, splits)["test"]
+    example = torch.from_numpy(images.images[:1]).float() / 255
+    rows = []
+    for variant in variants():
+        model = chosen.get(variant.name)
+        if model is None or (getattr(model, "quantization", None) and
+                             not isinstance(model, OnnxClassifier)):
+            continue
+        if isinstance(model, OnnxClassifier):
+            exported, source = model, chosen.get(variant.attacked_through(compress_config))
+        else:
+            exported, source = OnnxClassifier(export_onnx(model, example)), model
+        row = {"variant": variant.name, "onnx_size_bytes": float(len(exported.onnx_bytes))}
+        if source is not None:
+            row |= {f"onnx_{k}": v for k, v in agreement(source, exported, images.images,
+                                                         test).items()}
+        timings = onnx_latencies_ms(exported, example, batch_sizes=config.latency.batch_sizes,
+                                    threads=config.latency.threads,
+                                    warmup=config.latency.warmup,
+                                    repeats=config.latency.repeats)
+        row |= {f"onnx_latency_b{batch}_p50_ms": t["median"] for batch, t in timings.items()}
+        rows.append(row)
+        log.info("%s on ONNX Runtime: top-1 agreement %.4f, %.2f ms at batch 1", variant.name,
+                 row.get("onnx_top1_agreement", float("nan")), row["onnx_latency_b1_p50_ms"])
+    columns = ["variant", "onnx_top1_agreement", "onnx_max_probability_difference",
+               *(f"onnx_latency_b{b}_p50_ms" for b in config.latency.batch_sizes),
+               "onnx_size_bytes"]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def assemble_report(quality: pd.DataFrame, corruption_report: pd.DataFrame,
-                    adversarial: pd.DataFrame, explanation_summary: pd.DataFrame,
-                    params: dict[str, Any]) -> tuple[pd.DataFrame, Metrics]:
+                    adversarial: pd.DataFrame, onnx_report: pd.DataFrame,
+                    explanation_summary: pd.DataFrame, params: dict[str, Any]
+                    ) -> tuple[pd.DataFrame, Metrics]:
     """The evaluation report: one row per variant with its quality and cost, corruption
-    and adversarial robustness, faithfulness and attribution drift, Pareto flags; and
-    every number of it as a metric (``<variant>.<column>``)."""
+    and adversarial robustness, ONNX agreement and latency, faithfulness and attribution
+    drift, Pareto flags; and every number of it as a metric (``<variant>.<column>``)."""
     config = parse_params(EvaluateParams, params, "evaluate")
     report = (quality.merge(corruption_summary(corruption_report), on="variant", how="left")
-              .merge(adversarial, on="variant", how="left"))
+              .merge(adversarial, on="variant", how="left")
+              .merge(onnx_report, on="variant", how="left"))
     explained = report_columns(explanation_summary)
     missing = sorted(set(report.variant) - set(explained.variant))
     if missing:

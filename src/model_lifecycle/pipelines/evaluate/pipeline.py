@@ -7,6 +7,7 @@ from model_lifecycle.pipelines.evaluate.nodes import (
     evaluate_variants,
     measure_adversarial_robustness,
     measure_corruption_robustness,
+    measure_onnx,
     plot_evaluation,
 )
 from model_lifecycle.variants import variants
@@ -32,8 +33,11 @@ def create_pipeline(*, optional_variants: bool = True, **kwargs) -> Pipeline:
         Node(measure_adversarial_robustness, {**data, "compress": "params:compress",
                                               "params": "params:evaluate", **models},
              "adversarial_report", name="measure_adversarial_robustness"),
+        Node(measure_onnx, {**data, "compress": "params:compress",
+                            "params": "params:evaluate", **models},
+             "onnx_report", name="measure_onnx"),
         Node(assemble_report, ["variant_quality", "corruption_report", "adversarial_report",
-                               "explanation_summary", "params:evaluate"],
+                               "onnx_report", "explanation_summary", "params:evaluate"],
              ["evaluation_report", "evaluation_metrics"], name="assemble_report"),
         Node(plot_evaluation, ["evaluation_report", "evaluation_details",
                                "corruption_report", "params:evaluate"],

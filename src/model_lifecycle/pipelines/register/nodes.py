@@ -26,6 +26,6 @@ def register_models(evaluation_report: pd.DataFrame, images: ImageSet, ingest: d
     channels, height, width = images.image_shape
     preprocessing = {"class_names": list(images.class_names), "channels": channels,
                      "size_hw": [height, width], "resize": ingest_config.resize,
-                     "max_pixels": ingest_config.max_pixels}
+                     "max_pixels": ingest_config.max_pixels, "max_rows": config.max_rows}
     return register_variants(models, evaluation_report, preprocessing, images.images[0],
                              config, baseline=baseline().name)

@@ -1,0 +1,127 @@
+"""The registered pyfunc on an untrained RGB model, in process: it takes grayscale images
+too, answers bad rows with a per-row error, and refuses a request it cannot answer with
+one sentence — through the function MLflow's scoring server runs for POST /invocations.
+
+(The served digits model, grayscale, is tested over HTTP in
+tests/pipelines/test_lifecycle_run.py.)"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import scoring_server
+from PIL import Image
+
+from model_lifecycle.io.torch_model import TorchModelDataset
+from model_lifecycle.models import build_model
+from model_lifecycle.serving.predict import predict_files
+from model_lifecycle.serving.pyfunc import SIGNATURE, ImageClassifier
+
+MAX_ROWS = 4
+# the tiny model is saved without an input example (which would run it once more)
+pytestmark = pytest.mark.filterwarnings("ignore:.*An input example was not provided")
+
+
+@pytest.fixture(scope="module")
+def rgb_model(tmp_path_factory: pytest.TempPathFactory) -> mlflow.pyfunc.PyFuncModel:
+    """The pyfunc of an untrained 3-class RGB model of 8×8 images, at most 4 rows a call."""
+    tmp = tmp_path_factory.mktemp("pyfunc")
+    model = build_model("small_cnn", 3, in_channels=3, width=4).eval()
+    TorchModelDataset(filepath=str(tmp / "model.pt")).save(model)
+    (tmp / "preprocessing.json").write_text(json.dumps({
+        "class_names": ["a", "b", "c"], "channels": 3, "size_hw": [8, 8],
+        "resize": "center_crop", "max_pixels": 10_000, "max_rows": MAX_ROWS}))
+    mlflow.pyfunc.save_model(str(tmp / "pyfunc"), python_model=ImageClassifier(),
+                             signature=SIGNATURE, artifacts={
+                                 "model": str(tmp / "model.pt"),
+                                 "preprocessing": str(tmp / "preprocessing.json")})
+    return mlflow.pyfunc.load_model(str(tmp / "pyfunc"))
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _invoke(model: mlflow.pyfunc.PyFuncModel, body: dict) -> tuple[int, dict]:
+    """Status and strict-JSON body of POST /invocations, as the scoring server answers."""
+    try:
+        answer = scoring_server.invocations(json.dumps(body).encode(), "application/json",
+                                            model, model.metadata.get_input_schema())
+        status, text = answer.status, answer.response
+    except MlflowException as exc:  # the server's handler turns these into the response
+        status, text = exc.get_http_status_code(), exc.serialize_as_json()
+    return status, json.loads(text, parse_constant=_not_json)
+
+
+def _not_json(constant: str):
+    raise ValueError(f"the answer holds {constant}, which is not JSON")
+
+
+def test_a_grayscale_image_is_answered_by_an_rgb_model(rgb_model):
+    gray = np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)
+    as_rgb = rgb_model.predict(pd.DataFrame({"pixels": [np.repeat(gray[:, :, None], 3, 2)]}))
+    for image in (_png(gray), gray[:, :, None]):  # (the signature asks for H×W×C arrays)
+        column = "image" if isinstance(image, bytes) else "pixels"
+        answer = rgb_model.predict(pd.DataFrame({column: [image]}))
+        assert answer["error"][0] is None
+        assert answer["probabilities"][0] == pytest.approx(as_rgb["probabilities"][0])
+
+
+def test_bad_rows_get_an_error_and_nulls_in_strict_json(rgb_model):
+    good = base64.b64encode(_png(np.zeros((8, 8, 3), np.uint8))).decode()
+    rows = [good, base64.b64encode(b"not an image").decode(), "", good]
+    status, body = _invoke(rgb_model, {"dataframe_split": {"columns": ["image"],
+                                                           "data": [[r] for r in rows]}})
+    assert status == 200
+    first, not_image, empty, last = body["predictions"]
+    assert first == last and first["error"] is None and first["class"] in ("a", "b", "c")
+    assert not_image["error"] == "not an image PIL can read"
+    assert empty["error"] == "an empty image: the 'image' value holds no bytes"
+    for bad in (not_image, empty):
+        assert bad["class"] is bad["confidence"] is bad["probabilities"] is None
+    # ragged pixel rows, which numpy refuses, are one row's error too (not a traceback)
+    status, body = _invoke(rgb_model, {"dataframe_split": {"columns": ["pixels"], "data": [
+        [[[[1, 2, 3], [4, 5, 6]], [[7, 8, 9]]]]]}})
+    assert status == 200 and "equal lengths" in body["predictions"][0]["error"]
+
+
+@pytest.mark.parametrize("columns, rows, sentence", [
+    (["picture"], 1, "The request has neither an 'image' column (the base64 of an image "
+     "file's bytes) nor a 'pixels' column (uint8 arrays H×W×C): this model reads those two "
+     "columns and ignores any other."),
+    (["image"], MAX_ROWS + 1, "The request has 5 rows, more than the 4 this model answers "
+     "at once (register.max_rows): send at most 4 images per request."),
+])
+def test_a_request_it_cannot_answer_is_refused_in_one_sentence(rgb_model, columns, rows,
+                                                                 sentence):
+    image = base64.b64encode(_png(np.zeros((8, 8), np.uint8))).decode()
+    status, body = _invoke(rgb_model, {"dataframe_split": {"columns": columns,
+                                                           "data": [[image]] * rows}})
+    assert status == 400
+    # not prefixed with the whole request, as the scoring server does to other errors
+    assert body["message"] == sentence
+    assert body["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "stack_trace" not in body
+    # in process, the same refusal
+    with pytest.raises(MlflowException, match="register.max_rows|neither"):
+        rgb_model.predict(pd.DataFrame({columns[0]: [base64.b64decode(image)] * rows}))
+    assert _invoke(rgb_model, {"dataframe_split": {"columns": ["image"], "data": [
+        [image]] * MAX_ROWS}})[0] == 200
+
+
+def test_batch_inference_sends_at_most_max_rows_per_call(rgb_model, tmp_path: Path):
+    for i in range(2 * MAX_ROWS + 1):
+        (tmp_path / f"{i}.png").write_bytes(_png(np.full((8, 8), i, np.uint8)))
+    files = sorted(tmp_path.iterdir())
+    answer = predict_files(rgb_model, tmp_path, files, batch_size=100)
+    assert len(answer) == len(files) and answer["error"].isna().all()
