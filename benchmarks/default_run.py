@@ -1,5 +1,6 @@
 """The default lifecycle end to end: ``kedro run`` on the embedded digits, from an empty
-project (ingest → augment → pretrain → finetune → compress → evaluate → register).
+project (ingest → augment → pretrain → finetune → compress → explain → evaluate →
+register).
 
 Runs it as a user would (a scratch copy of the project outside the repository, a fresh
 MLflow store each time), three times, and records wall time, the peak resident memory
@@ -19,7 +20,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.common import DEFAULT_WORK, run_measured, scratch_project, write_result
+from benchmarks.common import (
+    DEFAULT_WORK,
+    KEDRO_ENV,
+    run_measured,
+    scratch_project,
+    write_result,
+)
 
 
 def _latest(project: Path, relative: str) -> Path:
@@ -31,7 +38,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK / "default_run")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    env = {"DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true", "MPLBACKEND": "Agg"}
+    env = KEDRO_ENV
     walls, peaks = [], []
     for i in range(args.repeats):
         project = scratch_project(args.work)  # empty data and MLflow store each time

@@ -258,6 +258,24 @@ def _trust(result: dict, data: str) -> list[str]:
               f"**{row['deletion_ratio']:.2f}×**; insertion {row['insertion_auc']:.3f} "
               f"against {row['insertion_random_auc']:.3f}"
               for method, row in result["faithfulness_finetuned"].items()]
+    onnx = result.get("onnx")
+    if onnx:
+        lines += ["", "ONNX (opset 18, ONNX Runtime on the CPU, 1 thread) from the same report: "
+                  f"ORT INT8 at batch 32 {onnx['ort_int8_b32_ms']} ms against FX INT8 "
+                  f"{onnx['fx_int8_b32_ms']} ms ({onnx['ort_int8_speedup_vs_fx_int8_b32']}×) "
+                  f"and PyTorch float {onnx['torch_float_b32_ms']} ms "
+                  f"({onnx['ort_int8_speedup_vs_torch_float_b32']}×); top-1 agreement with "
+                  f"the float model {onnx['ort_int8_top1_agreement_with_float']:.2%}; file "
+                  f"{onnx['int8_file_vs_float_file']}× the float ONNX file. Goals: "
+                  f"{onnx['goals']}.", "",
+                  "| variant | ONNX top-1 agreement with its source | largest probability "
+                  "difference | ORT b1 (ms) | ORT b32 (ms) | file (KiB) |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {name} | {row.get('onnx_top1_agreement', float('nan')):.4f} | "
+                  f"{row.get('onnx_max_probability_difference', float('nan')):.2g} | "
+                  f"{row['onnx_latency_b1_p50_ms']:.3f} | {row['onnx_latency_b32_p50_ms']:.2f} | "
+                  f"{row['onnx_size_bytes'] / 1024:.0f} |"
+                  for name, row in onnx["files"].items()]
     generation = result.get("corruption_generation")
     if generation:
         lines += ["", f"Generating the {generation['corruptions']} corruptions × "
