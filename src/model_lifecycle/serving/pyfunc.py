@@ -61,8 +61,8 @@ class RequestRefused(MlflowException):
 class ImageClassifier(mlflow.pyfunc.PythonModel):
     """Artifacts: ``model`` (a file saved by ``TorchModelDataset``, or an ``.onnx`` file run
     by ONNX Runtime), ``onnx`` (a float model's ONNX export, for devices; not used here)
-    and ``preprocessing`` (JSON: ``class_names``, ``channels``, ``size_hw``, ``resize``, ``max_pixels``,
-    ``max_rows``).
+    and ``preprocessing`` (JSON: ``class_names``, ``channels``, ``size_hw``, ``resize``,
+    ``max_pixels``, ``max_rows``).
 
     ``predict`` returns one row per input row: ``class``, ``confidence``,
     ``probabilities`` (class name → probability) and ``error`` — the reason when that

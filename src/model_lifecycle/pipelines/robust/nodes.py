@@ -18,7 +18,7 @@ def train_robust_model(images: ImageSet, splits: dict[str, np.ndarray],
                        ) -> tuple[Classifier, dict[str, list[dict[str, float]]]]:
     """``finetune``'s recipe (start, architecture, optimiser, augmentation) trained on
     adversarial examples crafted with ``finetune.adversarial``; the epoch kept is the one
-    with the best PGD accuracy on val, checked after every epoch (whatever
+    with the best clean + PGD accuracy on val, checked after every epoch (whatever
     ``finetune.eval_every`` says: catastrophic overfitting can collapse robustness within
     one epoch). ``finetune.adversarial.budget_seconds``, when set, replaces the recipe's
     time budget (adversarial steps cost more)."""
