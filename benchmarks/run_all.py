@@ -232,7 +232,8 @@ def _trust(result: dict, data: str) -> list[str]:
              f"s**, start-up included) — clean accuracy on {result['test_images']:,} test "
              f"images; corruptions on a seeded sample of "
              f"{result['corruption_generation']['images']:,}, FGSM and PGD (ε = 8/255, PGD "
-             f"10 × 2/255) on {result.get('attack_images', 500)}.", ""]
+             f"10 × 2/255) on "
+             f"{min(result.get('attack_images', 500), result['test_images']):,}.", ""]
     if "default_run_seconds" in result:
         lines += [f"The whole default lifecycle first: {result['default_run_seconds']} s.", ""]
     if "robust_training" in result:
