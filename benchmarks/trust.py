@@ -39,7 +39,7 @@ from benchmarks.common import (
 from model_lifecycle.io import ImageSetDataset, NpzDataset
 from model_lifecycle.trust.config import RobustnessParams
 from model_lifecycle.trust.corruptions import corrupt
-from model_lifecycle.trust.robustness import test_sample
+from model_lifecycle.trust.robustness import seeded_sample
 
 GOALS = ("CIFAR-10: explain + robustness evaluation of 4 variants <= 5 min on 2 cores; "
          "Integrated Gradients' deletion AUC <= 0.6x the random order's on the fine-tuned "
@@ -60,7 +60,7 @@ def generation_seconds(project: Path, params: RobustnessParams) -> tuple[int, fl
     test = NpzDataset(filepath=str(latest_version(
         project, "data/05_model_input/splits.npz"))).load()["test"]
     clean = torch.from_numpy(np.ascontiguousarray(
-        images.images[test_sample(test, params.images, params.seed)]))
+        images.images[seeded_sample(test, params.images, params.seed)]))
     tic = time.perf_counter()
     for name in params.names():
         for severity in params.severities:

@@ -20,7 +20,7 @@ from model_lifecycle.trust.corruptions import corrupt, family
 log = logging.getLogger(__name__)
 
 
-def test_sample(test: np.ndarray, size: int | None, seed: int) -> np.ndarray:
+def seeded_sample(test: np.ndarray, size: int | None, seed: int) -> np.ndarray:
     """Up to ``size`` indices of ``test`` drawn with ``seed`` (all of them for None), in
     index order."""
     if size is None or size >= len(test):
@@ -34,7 +34,7 @@ def corruption_accuracy(models: dict[str, nn.Module], images: np.ndarray,
     """Accuracy of each model on a seeded sample of the test images, clean (severity 0)
     and under each corruption at each severity. Each corrupted set is generated once
     and shown to every model. Columns: variant, corruption, family, severity, accuracy."""
-    sample = test_sample(test, params.images, params.seed)
+    sample = seeded_sample(test, params.images, params.seed)
     clean = torch.from_numpy(images[sample])
     truth = labels[sample]
     rows = [_row(name, "clean", "clean", 0, _accuracy(model, clean, truth))
@@ -72,7 +72,7 @@ def adversarial_accuracy(models: dict[str, nn.Module], sources: dict[str, str],
     of the test images, and how it was attacked: ``white-box`` with its own gradients,
     or ``transfer from <source>`` for a variant listed in ``sources`` (INT8: no
     autograd; its robustness is then an upper bound, not gradient masking)."""
-    sample = test_sample(test, params.images, params.seed)
+    sample = seeded_sample(test, params.images, params.seed)
     rows = []
     for name, model in models.items():
         source = sources.get(name)

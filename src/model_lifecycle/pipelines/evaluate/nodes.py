@@ -20,6 +20,7 @@ from model_lifecycle.compression.onnx import (
 )
 from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.data.splits import checked_splits
+from model_lifecycle.errors import LifecycleError
 from model_lifecycle.evaluation.config import EvaluateParams
 from model_lifecycle.evaluation.plots import (
     confusion_matrices_figure,
@@ -101,7 +102,9 @@ def measure_adversarial_robustness(images: ImageSet, splits: dict[str, np.ndarra
                if v.name in chosen and v.attacked_through(compress_config)}
     for name, source in sources.items():
         if source not in chosen:
-            raise ValueError(f"{name} is attacked through {source}, which is not evaluated")
+            raise LifecycleError(f"The {name} model has no gradients and is attacked through "
+                                 f"the {source} model, which this run does not read: run "
+                                 f"`kedro run --pipelines=compress,evaluate`.")
     test = checked_splits(images, splits)["test"]
     return adversarial_accuracy(chosen, sources, images.images, images.labels, test,
                                 config.adversarial)
