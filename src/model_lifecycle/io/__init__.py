@@ -11,12 +11,13 @@ _WHERE = {
     "ImageSetDataset": "model_lifecycle.io.arrays",
     "NpzDataset": "model_lifecycle.io.arrays",
     "JsonDataset": "model_lifecycle.io.json",
+    "LoraAdapterDataset": "model_lifecycle.io.lora_adapter",
     "OnnxModelDataset": "model_lifecycle.io.onnx_model",
     "TableDataset": "model_lifecycle.io.table",
     "TorchModelDataset": "model_lifecycle.io.torch_model",
 }
-__all__ = ["ImageSetDataset", "JsonDataset", "NpzDataset", "OnnxModelDataset", "TableDataset",
-           "TorchModelDataset"]
+__all__ = ["ImageSetDataset", "JsonDataset", "LoraAdapterDataset", "NpzDataset",
+           "OnnxModelDataset", "TableDataset", "TorchModelDataset"]
 
 
 def __getattr__(name: str):

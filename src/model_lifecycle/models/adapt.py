@@ -19,6 +19,8 @@ def apply_strategy(model: Classifier, strategy: str, *, frozen_stages: int = 0
     - ``partial``: the first ``frozen_stages`` encoder stages are frozen.
     - ``bitfit``: only biases (batch-norm shifts included) and the head train
       (Ben Zaken et al. 2022, https://arxiv.org/abs/2106.10199).
+    - ``lora``: only the LoRA adapters and the head train; the adapters must already be
+      in the model (:func:`model_lifecycle.models.lora.add_lora`).
     """
     stages = len(model.encoder.stages)
     for parameter in model.parameters():
@@ -34,9 +36,15 @@ def apply_strategy(model: Classifier, strategy: str, *, frozen_stages: int = 0
     elif strategy == "bitfit":
         for name, parameter in model.encoder.named_parameters():
             parameter.requires_grad_(name.endswith(".bias"))
+    elif strategy == "lora":
+        if not any("lora_" in name for name, _ in model.named_parameters()):
+            raise LifecycleError("finetune.strategy 'lora' but the model holds no LoRA "
+                                 "adapters: add them with add_lora first.")
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_("lora_" in name or name.startswith("head."))
     elif strategy != "full":
         raise LifecycleError(f"Unknown finetune.strategy '{strategy}': choose full, "
-                             "linear_probe, partial or bitfit.")
+                             "linear_probe, partial, bitfit or lora.")
     return {"trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "total_params": sum(p.numel() for p in model.parameters())}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -26,12 +27,22 @@ def available() -> list[str]:
     return sorted(_ENCODERS)
 
 
-def build_model(arch: str, num_classes: int, in_channels: int = 3, **kwargs: Any) -> Classifier:
-    """Build ``arch`` with a fresh linear head of ``num_classes`` outputs."""
+def build_model(arch: str, num_classes: int, in_channels: int = 3, *,
+                image_size: tuple[int, int] | None = None, **kwargs: Any) -> Classifier:
+    """Build ``arch`` with a fresh linear head of ``num_classes`` outputs.
+
+    ``image_size`` (height, width of the images) reaches architectures whose size is
+    fixed at build time (``vit``: its position embeddings) unless ``kwargs`` set it;
+    the others ignore it.
+    """
     _load_architectures()
     if arch not in _ENCODERS:
         raise LifecycleError(f"Unknown architecture '{arch}': choose one of "
                              f"{', '.join(sorted(_ENCODERS))}.")
+    if image_size is not None and "image_size" not in kwargs \
+            and "image_size" in inspect.signature(_ENCODERS[arch]).parameters:
+        height, width = image_size
+        kwargs["image_size"] = int(height) if height == width else [int(height), int(width)]
     try:
         encoder = _ENCODERS[arch](in_channels, **kwargs)
     except TypeError as exc:
@@ -50,4 +61,4 @@ def build_from_spec(spec: dict[str, Any]) -> Classifier:
 
 def _load_architectures() -> None:
     # Importing the modules runs their @register decorators.
-    from model_lifecycle.models import cnn, mobilenet, resnet  # noqa: F401, PLC0415
+    from model_lifecycle.models import cnn, mobilenet, resnet, vit  # noqa: F401, PLC0415

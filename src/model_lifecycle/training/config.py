@@ -125,6 +125,30 @@ class AdversarialTrainingParams(AttackParams):
     """Seconds of adversarial training; null: `finetune.budget_seconds` (or `epochs`)."""
 
 
+class LoraParams(StrictModel):
+    """``finetune.lora``: the low-rank adapters of `strategy: lora` (Hu et al. 2022),
+    read only when the strategy is `lora`."""
+
+    rank: int = Field(4, ge=1)
+    """Rank of each adapter (parameters trained per adapted layer grow with it)."""
+    alpha: float = Field(8.0, gt=0)
+    """Scale of the adapters' update: the update is multiplied by alpha / rank."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout on the adapters' input while training."""
+    target_modules: list[str] | None = None
+    """Encoder layers that get adapters: module names or dotted name endings (e.g.
+    `self_attention`, `mlp.0`); null: the attention and MLP linears of a transformer,
+    every convolution of a CNN. A pattern that matches no layer stops the run."""
+
+    @model_validator(mode="after")
+    def _patterns(self) -> LoraParams:
+        if self.target_modules is not None and not all(p.strip() for p in
+                                                       self.target_modules or [""]):
+            raise ValueError("target_modules must list non-empty module names, or be null "
+                             "for the architecture's default")
+        return self
+
+
 class FinetuneParams(StrictModel):
     """Validated ``finetune`` group of ``parameters_finetune.yml``."""
 
@@ -136,10 +160,13 @@ class FinetuneParams(StrictModel):
     """Architecture for scratch / torchvision_weights (pretrained uses the encoder's)."""
     arch_kwargs: dict[str, Any] = {}
     """Architecture options, e.g. `{width: 0.5}`."""
-    strategy: Literal["full", "linear_probe", "partial", "bitfit"] = "full"
-    """Which parameters train: `full`, `linear_probe`, `partial` or `bitfit`."""
+    strategy: Literal["full", "linear_probe", "partial", "bitfit", "lora"] = "full"
+    """Which parameters train: `full`, `linear_probe`, `partial`, `bitfit` or `lora`
+    (low-rank adapters + the head, merged into the model after training)."""
     frozen_stages: int = Field(0, ge=0)
     """partial: the first K encoder stages stay frozen."""
+    lora: LoraParams = LoraParams()
+    """lora: the adapters (ignored by the other strategies)."""
     epochs: int | float = Field(30, gt=0)
     """Passes over train_labeled; fractional: the last pass stops part-way."""
     budget_seconds: float | None = Field(None, gt=0)

@@ -15,6 +15,7 @@ from model_lifecycle.data.splits import checked_splits
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.models.adapt import apply_strategy, load_torchvision_weights
 from model_lifecycle.models.classifier import Classifier
+from model_lifecycle.models.lora import ADAPTER, adapter_state_dict, add_lora, merge_lora
 from model_lifecycle.models.registry import build_model
 from model_lifecycle.params import parse_params
 from model_lifecycle.training.config import RuntimeParams
@@ -31,10 +32,32 @@ def finetune_model(images: ImageSet, splits: dict[str, np.ndarray], policy: dict
     """Fine-tune from ``finetune.init`` with ``finetune.strategy``; returns the model
     (best epoch on val) and its metric history, test accuracy included. ``adversarial``:
     train on adversarial examples (``finetune.adversarial``) instead of clean images."""
+    model, history, _ = finetune_with_adapter(images, splits, policy, pretrained_encoder,
+                                              params, runtime, adversarial=adversarial)
+    return model, history
+
+
+def finetune_with_adapter(images: ImageSet, splits: dict[str, np.ndarray],
+                          policy: dict[str, Any], pretrained_encoder: Classifier | None,
+                          params: dict[str, Any], runtime: dict[str, Any], *,
+                          adversarial: bool = False
+                          ) -> tuple[Classifier, dict[str, list[dict[str, float]]],
+                                     dict[str, Any]]:
+    """:func:`finetune_model`, and the LoRA adapter for the ``lora_adapter`` dataset.
+
+    With ``strategy: lora`` the adapters train, are saved alone (their weights and the
+    head), then merged, so the model returned is a plain ``Classifier`` of the starting
+    architecture. With another strategy the adapter holds no tensors and its metadata
+    names the strategy."""
     config = parse_params(FinetuneParams, params, "finetune")
     run = parse_params(RuntimeParams, runtime, "runtime")
     device = prepare_runtime(run)
     model = initial_model(config, pretrained_encoder, images)
+    tuner = None
+    if config.strategy == "lora":
+        tuner = add_lora(model, rank=config.lora.rank, alpha=config.lora.alpha,
+                         dropout=config.lora.dropout,
+                         target_modules=config.lora.target_modules)
     counts = apply_strategy(model, config.strategy, frozen_stages=config.frozen_stages)
     name = "robust finetune" if adversarial else "finetune"
     log.info("%s (%s, %s): %d of %d parameters trainable", name, config.init, config.strategy,
@@ -46,10 +69,19 @@ def finetune_model(images: ImageSet, splits: dict[str, np.ndarray], policy: dict
     log.info(name + ": %.2f epochs in %.0f s, val accuracy %.4f, test accuracy %.4f",
              scores["epochs"], scores["train_seconds"], scores["val_accuracy"],
              scores["test_accuracy"])
+    adapter: dict[str, Any] = {"metadata": {"strategy": config.strategy}, "tensors": {}}
+    if tuner is not None:
+        model = model.cpu()
+        targets = sorted(tuner.peft_config[ADAPTER].target_modules)
+        adapter = {"metadata": {"strategy": "lora", "init": config.init, "base": dict(model.spec),
+                                **config.lora.model_dump(), "target_modules": targets,
+                                **counts},
+                   "tensors": adapter_state_dict(model)}
+        model = merge_lora(tuner)
     model.requires_grad_(True)
     return model.cpu().eval(), history_for_mlflow(
         result.history, images_per_s=result.images_per_s, best_epoch=result.best_epoch,
-        **scores, **counts)
+        **scores, **counts), adapter
 
 
 def initial_model(config: FinetuneParams, pretrained: Classifier | None,
@@ -70,7 +102,8 @@ def initial_model(config: FinetuneParams, pretrained: Classifier | None,
         model.head = nn.Linear(model.encoder.feature_dim, n_classes)
         model.spec["num_classes"] = n_classes
         return model
-    model = build_model(config.arch, n_classes, channels, **config.arch_kwargs)
+    model = build_model(config.arch, n_classes, channels, image_size=images.image_shape[1:],
+                        **config.arch_kwargs)
     if config.init == "torchvision_weights":
         moved = load_torchvision_weights(model, config.weights_path)
         log.info("finetune: %d of %d encoder tensors from %s", moved["loaded_tensors"],
