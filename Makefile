@@ -14,7 +14,7 @@ export KEDRO_DISABLE_TELEMETRY := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export MPLBACKEND := Agg
 
-.PHONY: run test viz viz-build ui serve screenshots bench bench-gpu lint docs clean-data install
+.PHONY: run test viz viz-build ui serve server server-stop screenshots bench bench-gpu lint docs clean-data install
 
 run: $(STAMP)
 	$(BIN)/kedro run $(ARGS)
@@ -45,6 +45,15 @@ serve: $(STAMP)
 	$(BIN)/mlflow models serve -m "models:/$(MODEL)@$(ALIAS)" --env-manager local \
 	  --host 127.0.0.1 --port 5001 --workers $(WORKERS) $(ARGS)
 
+# The team's MLflow tracking server on http://127.0.0.1:5005 (docs/tracking-server.md):
+# PostgreSQL and the proxied artifacts in data/server/, bound to 127.0.0.1; runs log to it
+# with `kedro run --env=server`. ARGS: --port, --pg-port, --folder, --host, --workers.
+server: $(STAMP)
+	$(BIN)/python -m model_lifecycle.tracking_server start $(ARGS)
+
+server-stop: $(STAMP)
+	$(BIN)/python -m model_lifecycle.tracking_server stop $(ARGS)
+
 # docs/images/{kedro-viz,mlflow-runs,mlflow-registered-model}.png, taken by the browser
 # tests on a tiny lifecycle (needs Chromium: apt-get install chromium)
 screenshots: $(STAMP)
@@ -73,6 +82,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# keeps data/server (the tracking server's database and artifacts)
 clean-data:
-	find data -type f ! -name .gitkeep -delete
+	find data -path data/server -prune -o -type f ! -name .gitkeep -exec rm -f {} +
 	rm -f mlflow.db

@@ -7,9 +7,11 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import mlflow
+from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
@@ -23,6 +25,7 @@ from model_lifecycle.evaluation.config import EvaluateParams
 from model_lifecycle.params import dotted_keys, parse_params
 from model_lifecycle.pipeline_registry import LIFECYCLE, OPTIONAL
 from model_lifecycle.serving.config import InferenceParams, RegisterParams
+from model_lifecycle.tracking_server import probe
 from model_lifecycle.training.config import FinetuneParams, PretrainParams, RuntimeParams
 from model_lifecycle.trust.config import ExplainParams
 from model_lifecycle.variants import variants
@@ -73,8 +76,6 @@ class PreflightHook:
             if name.startswith("params:") and group in PARAMETER_MODELS:
                 groups[group] = parse_params(PARAMETER_MODELS[group], catalog.load(name),
                                              group, overrides=overrides, context=context)
-        if "finetune" in groups:
-            _check_lora_targets(groups["finetune"], catalog)
         missing, otherwise = [], []
         for name in inputs:
             if name == "parameters" or name.startswith("params:") or catalog.exists(name):
@@ -87,21 +88,6 @@ class PreflightHook:
             otherwise += [instead] if instead else []
         if missing:
             raise LifecycleError(_missing_sentence(missing, otherwise))
-
-
-def _check_lora_targets(finetune: FinetuneParams, catalog: DataCatalog) -> None:
-    """A LoRA target pattern matching no layer of the architecture stops the run here,
-    not after pretraining (the node checks again on the model it adapts)."""
-    if finetune.strategy != "lora" or not finetune.lora.target_modules:
-        return
-    from model_lifecycle.models.lora import check_targets  # noqa: PLC0415 - torch: LoRA only
-
-    if finetune.init == "pretrained":
-        pretrain = parse_params(PretrainParams, catalog.load("params:pretrain"), "pretrain")
-        arch, kwargs = pretrain.arch, pretrain.arch_kwargs
-    else:
-        arch, kwargs = finetune.arch, finetune.arch_kwargs
-    check_targets(arch, kwargs, finetune.lora.target_modules)
 
 
 def _check_groups(parameters: dict[str, Any], overrides: frozenset[str]) -> None:
@@ -234,3 +220,54 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # another user's process: alive
         return True
     return True
+
+
+class TrackingServerHook:
+    """Before kedro-mlflow opens anything: a tracking or registry URI that names an HTTP
+    server must answer within seconds, with its store readable, or the run stops here
+    with one sentence. (kedro-mlflow looks up the experiment as soon as the context
+    exists, and MLflow's client retries a dead server for minutes.)"""
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: Any) -> None:
+        if mlflow.active_run() is not None:  # the caller's run: kedro-mlflow ignores conf
+            return
+        try:
+            server = (context.config_loader["mlflow"] or {}).get("server") or {}
+        except MissingConfigException:
+            return
+        uris = {"mlflow_tracking_uri": server.get("mlflow_tracking_uri")
+                or os.environ.get("MLFLOW_TRACKING_URI"),
+                "mlflow_registry_uri": server.get("mlflow_registry_uri")}
+        checked = set()
+        for key, uri in uris.items():
+            if not uri or not uri.startswith(("http://", "https://")) or uri in checked:
+                continue
+            checked.add(uri)
+            if (problem := probe(uri)) is not None:
+                raise LifecycleError(_server_sentence(uri, key, problem,
+                                                      _mlflow_file(context, key)))
+
+
+def _mlflow_file(context: Any, key: str) -> str | None:
+    """The conf file that sets ``server.<key>``: the run environment's, else base's."""
+    loader = context.config_loader
+    conf = Path(loader.conf_source)
+    for env in (loader.env or loader.default_run_env, loader.base_env):
+        for path in sorted((conf / str(env)).glob("mlflow*.yml")):
+            if key in path.read_text():
+                return f"{conf.name}/{env}/{path.name}"
+    return None
+
+
+def _server_sentence(uri: str, key: str, problem: Any, where: str | None) -> str:
+    source = f"server.{key} in {where}" if where else "MLFLOW_TRACKING_URI"
+    what = f"MLflow tracking server {uri} ({source}) {problem}"
+    if problem.answering:
+        return (f"{what}: check its database; for the project's own server, "
+                f"`make server-stop` then `make server` restarts PostgreSQL too.")
+    if where and where.split("/")[1] == "server":
+        return (f"{what}: start it with `make server`, or run without --env=server to "
+                f"log to the embedded SQLite store.")
+    return (f"{what}: start it (`make server` starts the project's own), or set "
+            f"{source} to a running server or to sqlite:///mlflow.db.")

@@ -4,10 +4,15 @@ import warnings
 
 from kedro.config import OmegaConfigLoader
 
-from model_lifecycle.hooks import CloseMlflowRunHook, PreflightHook, RunBookkeepingHook
+from model_lifecycle.hooks import (
+    CloseMlflowRunHook,
+    PreflightHook,
+    RunBookkeepingHook,
+    TrackingServerHook,
+)
 
 # kedro-mlflow registers its own hook through its entry point.
-HOOKS = (PreflightHook(), CloseMlflowRunHook(), RunBookkeepingHook())
+HOOKS = (TrackingServerHook(), PreflightHook(), CloseMlflowRunHook(), RunBookkeepingHook())
 
 # Telemetry must never prompt or call out (CI has no stdin, the machines no internet).
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
