@@ -76,6 +76,8 @@ class PreflightHook:
             if name.startswith("params:") and group in PARAMETER_MODELS:
                 groups[group] = parse_params(PARAMETER_MODELS[group], catalog.load(name),
                                              group, overrides=overrides, context=context)
+        if "finetune" in groups:
+            _check_lora_targets(groups["finetune"], catalog)
         missing, otherwise = [], []
         for name in inputs:
             if name == "parameters" or name.startswith("params:") or catalog.exists(name):
@@ -88,6 +90,21 @@ class PreflightHook:
             otherwise += [instead] if instead else []
         if missing:
             raise LifecycleError(_missing_sentence(missing, otherwise))
+
+
+def _check_lora_targets(finetune: FinetuneParams, catalog: DataCatalog) -> None:
+    """A LoRA target pattern matching no layer of the architecture stops the run here,
+    not after pretraining (the node checks again on the model it adapts)."""
+    if finetune.strategy != "lora" or not finetune.lora.target_modules:
+        return
+    from model_lifecycle.models.lora import check_targets  # noqa: PLC0415 - torch: LoRA only
+
+    if finetune.init == "pretrained":
+        pretrain = parse_params(PretrainParams, catalog.load("params:pretrain"), "pretrain")
+        arch, kwargs = pretrain.arch, pretrain.arch_kwargs
+    else:
+        arch, kwargs = finetune.arch, finetune.arch_kwargs
+    check_targets(arch, kwargs, finetune.lora.target_modules)
 
 
 def _check_groups(parameters: dict[str, Any], overrides: frozenset[str]) -> None:
