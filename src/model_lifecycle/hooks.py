@@ -101,6 +101,10 @@ def _check_lora_targets(finetune: FinetuneParams, catalog: DataCatalog) -> None:
 
     if finetune.init == "pretrained":
         pretrain = parse_params(PretrainParams, catalog.load("params:pretrain"), "pretrain")
+        if "runtime" in groups and groups["runtime"].distributed.world_size > 1:
+            # imports torch: only for a run that asks for distributed training
+            from model_lifecycle.training.distributed import check_launch  # noqa: PLC0415
+            check_launch(groups["runtime"], _training_stages(groups))
         arch, kwargs = pretrain.arch, pretrain.arch_kwargs
     else:
         arch, kwargs = finetune.arch, finetune.arch_kwargs
@@ -130,6 +134,18 @@ def _missing_sentence(missing: list[str], otherwise: list[str]) -> str:
     return (f"Inputs {names} have never been produced: run "
             f"`kedro run --pipelines={command}` first, which produces them all"
             f"{alternatives}.")
+
+def _training_stages(groups: dict[str, Any]) -> dict[str, Any]:
+    """The training settings of this run's parameter groups, by key, whose batch size
+    and time budget a distributed run must check."""
+    stages = {"pretrain": groups.get("pretrain"), "finetune": groups.get("finetune")}
+    if "finetune" in groups:
+        stages["finetune.adversarial"] = groups["finetune"].adversarial
+    if "compress" in groups:
+        stages["compress.prune.recovery"] = groups["compress"].prune.recovery
+        stages["compress.distill"] = groups["compress"].distill
+    return {key: value for key, value in stages.items() if value is not None}
+
 
 
 def _producer(dataset: str) -> str:

@@ -20,6 +20,8 @@ from model_lifecycle.models.registry import build_model
 from model_lifecycle.training.budget import plan_epochs, warmup_sample
 from model_lifecycle.training.config import RuntimeParams
 from model_lifecycle.training.data import BatchStream
+from model_lifecycle.training.device import rank, world_size
+from model_lifecycle.training.distributed import fans_out, launch
 from model_lifecycle.training.finetune import whiten_stem
 from model_lifecycle.training.loop import Deadline, FitResult, fit
 
@@ -51,6 +53,9 @@ def distill(student: Classifier, teacher: nn.Module, images: np.ndarray, labels:
     With ``params.budget_seconds`` the epoch count is planned from a measured warm-up.
     Returns the fit result, the ``epochs`` trained for and the ``train_seconds`` used.
     """
+    if fans_out(runtime):  # DDP: every rank runs this function (docs/distributed.md)
+        return launch(runtime, distill, student, teacher, images, labels, splits, policy,
+                      params, runtime)
     start, deadline = time.perf_counter(), None
     if params.budget_seconds is not None:
         one_epoch = params.model_copy(update={"epochs": 1, "budget_seconds": None})
@@ -93,7 +98,8 @@ def _train(student: Classifier, teacher: nn.Module, images: np.ndarray, labels: 
         student.to(memory_format=torch.channels_last)
     stream = BatchStream(images, targets, train, batch_size=params.batch_size,
                          augment=BatchAugmenter(policy), seed=runtime.seed, device=device,
-                         channels_last=runtime.channels_last)
+                         channels_last=runtime.channels_last, rank=rank(),
+                         world_size=world_size())
 
     def loss_fn(module: nn.Module, views: list[torch.Tensor], y: torch.Tensor):
         with torch.no_grad():

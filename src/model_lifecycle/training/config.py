@@ -54,6 +54,50 @@ class ScheduleParams(StrictModel):
         return round(self.warmup_epochs * steps_per_epoch)
 
 
+class DistributedParams(StrictModel):
+    """``runtime.distributed`` — DistributedDataParallel training, launched from inside the
+    training node (docs/distributed.md). One process per node and nnodes 1: off."""
+
+    nproc_per_node: int = Field(1, ge=1)
+    """Training processes on this machine (one per GPU; on the CPU, each gets
+    cores / nproc_per_node threads); 1 with nnodes 1: no DDP."""
+    nnodes: int = Field(1, ge=1)
+    """Machines taking part; the others run `python -m
+    model_lifecycle.training.distributed_worker` (docs/distributed.md)."""
+    node_rank: int = Field(0, ge=0)
+    """This machine's rank; `kedro run` is always node 0 (the other machines' worker
+    command takes its own `--node-rank`)."""
+    rdzv_endpoint: str | None = None
+    """`host:port` of node 0 that every machine can reach (needed when nnodes > 1;
+    one machine picks a free local port)."""
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    """Process-group backend: `auto` (nccl on CUDA, gloo on the CPU), `gloo` or `nccl`."""
+    sync_batchnorm: bool = False
+    """Batch-norm statistics over the global batch (torch's SyncBatchNorm, CUDA only);
+    saved models keep plain batch norms."""
+    max_restarts: int = Field(0, ge=0)
+    """Restarts of all ranks after one fails (0: the node stops with the error)."""
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+    @model_validator(mode="after")
+    def _endpoint_when_needed(self) -> DistributedParams:
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank {self.node_rank} needs nnodes above it "
+                             f"(nnodes is {self.nnodes})")
+        if self.nnodes > 1 and not _is_endpoint(self.rdzv_endpoint):
+            raise ValueError(f"nnodes {self.nnodes} needs rdzv_endpoint as host:port of "
+                             f"node 0 (port 1-65535), not {self.rdzv_endpoint!r}")
+        return self
+
+
+def _is_endpoint(text: str | None) -> bool:
+    host, _, port = (text or "").rpartition(":")
+    return bool(host.strip("[]")) and port.isdigit() and 0 < int(port) < 65536
+
+
 class RuntimeParams(StrictModel):
     """``params:runtime`` — where and how training runs."""
 
@@ -67,6 +111,9 @@ class RuntimeParams(StrictModel):
     """Channels-last memory layout for convolutions."""
     mixed_precision: bool = True
     """bfloat16 autocast on CUDA (ignored on the CPU)."""
+    distributed: DistributedParams = DistributedParams()
+    """DistributedDataParallel training of pretrain, finetune, prune recovery and
+    distillation (docs/distributed.md)."""
 
 
 class PretrainParams(StrictModel):

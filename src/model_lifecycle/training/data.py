@@ -15,7 +15,12 @@ class BatchStream:
 
     Each epoch's order and augmentations come from a generator seeded by
     ``(seed, epoch)``, so an epoch is the same whether or not the run was resumed.
-    Under DDP each rank takes every ``world_size``-th batch of the same order.
+    Under DDP (``world_size`` > 1) ``batch_size`` is the global batch: every rank draws
+    the same order, keeps its shard ``order[rank::world_size]`` (the last
+    ``len(indices) % world_size`` images of the order dropped, so that every shard has
+    the same length) and takes ``batch_size / world_size`` images per step, so step k of
+    all ranks together sees the images of one process's step k. Each rank augments with
+    its own generator.
 
     Yields ``(views, labels)``: ``views`` is a list of ``n_views`` float batches
     (B×C×H×W in [0, 1], on ``device``), ``labels`` an int64 batch.
@@ -28,7 +33,14 @@ class BatchStream:
         self.images = torch.from_numpy(images)
         self.labels = torch.from_numpy(labels)
         self.indices = torch.from_numpy(np.asarray(indices, dtype=np.int64))
-        self.batch_size = min(batch_size, len(self.indices))
+        if batch_size % world_size:
+            raise ValueError(f"global batch {batch_size} is not divisible by the world "
+                             f"size {world_size}")
+        self.shard = len(self.indices) // world_size  # images per rank and epoch
+        if not self.shard:
+            raise ValueError(f"{len(self.indices)} training images cannot be shared by "
+                             f"{world_size} ranks")
+        self.batch_size = min(batch_size // world_size, self.shard)  # per rank
         self.augment = augment
         self.n_views = n_views
         self.seed = seed
@@ -38,9 +50,8 @@ class BatchStream:
         self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
-        full, rest = divmod(len(self.indices), self.batch_size)
-        batches = full if self.drop_last or not rest else full + 1
-        return len(range(self.rank, batches, self.world_size))
+        full, rest = divmod(self.shard, self.batch_size)
+        return full if self.drop_last or not rest else full + 1
 
     @property
     def images_per_epoch(self) -> int:
@@ -49,13 +60,14 @@ class BatchStream:
     def epoch(self, epoch: int) -> Iterator[tuple[list[torch.Tensor], torch.Tensor]]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         order = self.indices[torch.randperm(len(self.indices), generator=generator)]
-        starts = range(0, len(order), self.batch_size)
-        for number, start in enumerate(starts):
+        if self.world_size > 1:
+            order = order[self.rank:self.shard * self.world_size:self.world_size]
+            generator = torch.Generator().manual_seed(
+                (self.seed * 100_003 + epoch) * 1_009 + self.rank + 1)
+        for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
             if self.drop_last and len(chunk) < self.batch_size:
                 break
-            if number % self.world_size != self.rank:
-                continue
             raw = self.images[chunk]
             views = [self._to_device(self.augment(raw, generator) if self.augment
                                      else raw.float().div_(255)) for _ in range(self.n_views)]

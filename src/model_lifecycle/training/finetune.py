@@ -25,6 +25,7 @@ from model_lifecycle.training.config import (
 )
 from model_lifecycle.training.data import BatchStream
 from model_lifecycle.training.device import rank, world_size
+from model_lifecycle.training.distributed import fans_out, launch
 from model_lifecycle.training.loop import Deadline, FitResult, fit
 from model_lifecycle.trust.attacks import attack, attack_accuracy
 
@@ -58,6 +59,9 @@ def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
     the final ``val_accuracy`` and ``test_accuracy``, the ``epochs`` trained for and the
     ``train_seconds`` used (warm-up included, final scoring not).
     """
+    if fans_out(runtime):  # DDP: every rank runs this function (docs/distributed.md)
+        return launch(runtime, finetune, model, images, labels, splits, policy, params,
+                      runtime, name=name, adversarial=adversarial)
     start, deadline = time.perf_counter(), None
     if params.budget_seconds is not None:
         plan = _plan(model, images, labels, splits, policy, params, runtime, device,
@@ -119,7 +123,8 @@ def _train(model: Classifier, images: np.ndarray, labels: np.ndarray,
     def loss_fn(module: nn.Module, views: list[torch.Tensor], targets: torch.Tensor):
         x, soft = mixer(views[0], targets)
         if adversarial is not None:  # crafted in train mode, as Wong et al. train
-            x = attack(module, x, targets, method=adversarial.method,
+            plain = getattr(module, "module", module)  # crafted outside DDP's gradient sync
+            x = attack(plain, x, targets, method=adversarial.method,
                        epsilon=adversarial.epsilon, alpha=adversarial.alpha,
                        steps=adversarial.steps, generator=generator)
         logits = module(x)

@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.training.checkpoint import load_checkpoint, save_checkpoint
 from model_lifecycle.training.config import OptimizerParams, ScheduleParams
 from model_lifecycle.training.data import BatchStream
-from model_lifecycle.training.device import autocast, is_main_process
+from model_lifecycle.training.device import autocast, is_main_process, world_size
 from model_lifecycle.training.optim import build_optimizer
 from model_lifecycle.training.schedule import learning_rate
 
@@ -86,8 +88,18 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
     ``ema_decay`` keeps an exponential moving average of the weights (batch-norm
     statistics included), updated after every step; evaluation, model selection and
     the returned model then use the averaged weights.
+
+    Inside a ``torch.distributed`` process group of more than one rank (see
+    ``training/distributed.py``) the model trains wrapped in ``DistributedDataParallel``
+    on each rank's shard of ``data``; after every epoch the buffers (batch-norm
+    statistics) are copied from rank 0, the training metrics are averaged over the ranks,
+    and rank 0 alone evaluates and hands its scores to the others, so that every rank
+    keeps the same epoch and stops at the same time.
     """
     device = device or torch.device("cpu")
+    distributed = world_size() > 1
+    trained = model if not distributed else DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = build_optimizer(model, optimizer)
     plan = _Plan(epoch_count(epochs, len(data))[1], len(data))
     warmup = schedule.warmup_steps(plan.total_steps, len(data))
@@ -114,8 +126,10 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
         tic = time.perf_counter()
         torch.manual_seed(seed * 1009 + epoch)  # anything drawing from the global RNG
         steps = min(len(data), plan.total_steps - epoch * len(data))
-        epoch_metrics = _train_epoch(model, loss_fn, data, epoch, steps, opt, lr_at, device,
+        epoch_metrics = _train_epoch(trained, loss_fn, data, epoch, steps, opt, lr_at, device,
                                      mixed_precision, clip_grad_norm, average)
+        if distributed:
+            epoch_metrics = _agree(model, scored, epoch_metrics, device)
         seconds = time.perf_counter() - tic
         seen_images += steps * data.batch_size
         steps_here += steps
@@ -128,7 +142,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
                       eval_every=eval_every, name=name)
         due = (epoch + 1) % eval_every == 0 or epoch + 1 == plan.passes
         eval_seconds = _timed_evaluation(evaluate if due else None, scored, epoch,
-                                         epoch_metrics, result)
+                                         epoch_metrics, result, distributed=distributed)
         for key, value in epoch_metrics.items():
             result.history.setdefault(key, []).append([epoch, float(value)])
         result.epochs_run = epoch + 1
@@ -199,13 +213,19 @@ class _Plan:
 
 
 def _timed_evaluation(evaluate: Evaluate | None, model: nn.Module, epoch: int,
-                      metrics: dict[str, float], result: FitResult) -> float:
+                      metrics: dict[str, float], result: FitResult, *,
+                      distributed: bool = False) -> float:
     """Run ``evaluate`` into ``metrics``; count it in ``result`` when it measured
-    something; return the seconds it took."""
+    something; return the seconds it took. ``distributed``: rank 0 evaluates and sends
+    its scores to every rank."""
     if evaluate is None:
         return 0.0
     tic = time.perf_counter()
-    checked = evaluate(model, epoch)
+    checked = evaluate(model, epoch) if is_main_process() else None
+    if distributed:
+        shared = [checked]
+        dist.broadcast_object_list(shared, src=0, device=_object_device())
+        checked = shared[0]
     seconds = time.perf_counter() - tic
     if checked:
         result.evaluations += 1
@@ -242,6 +262,27 @@ def _train_epoch(model: nn.Module, loss_fn: LossFn, data: BatchStream, epoch: in
         if step_in_epoch + 1 == steps:
             break
     return {**{f"train_{k}": v / max(1, steps) for k, v in totals.items()}, "lr": lr}
+
+
+def _agree(model: nn.Module, scored: nn.Module, metrics: dict[str, float],
+           device: torch.device) -> dict[str, float]:
+    """After a distributed epoch: every rank takes rank 0's buffers (batch-norm statistics
+    move with each rank's own images; DDP keeps the parameters equal) and the training
+    metrics averaged over the ranks."""
+    for module in {id(model): model, id(scored): scored}.values():
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, src=0)
+    keys = [key for key in metrics if key != "lr"]
+    values = torch.tensor([metrics[key] for key in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(values)
+    return {**dict(zip(keys, (values / world_size()).tolist(), strict=True)),
+            "lr": metrics["lr"]}
+
+
+def _object_device() -> torch.device:
+    """Where ``broadcast_object_list`` stages its bytes: the GPU under nccl."""
+    return torch.device("cuda", torch.cuda.current_device()) \
+        if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 def _train_mode(model: nn.Module) -> None:

@@ -20,6 +20,7 @@ from model_lifecycle.training.budget import plan_epochs, warmup_sample
 from model_lifecycle.training.config import PretrainParams, RuntimeParams
 from model_lifecycle.training.data import BatchStream
 from model_lifecycle.training.device import rank, world_size
+from model_lifecycle.training.distributed import fans_out, launch
 from model_lifecycle.training.loop import Deadline, FitResult, fit
 
 
@@ -39,7 +40,8 @@ class SSLModel(nn.Module):
             self.predictor = SimSiamPredictor(params.hidden_dim, max(2, params.hidden_dim // 4))
             self.criterion = SimSiamLoss()
 
-    def loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        """The loss of a batch of pairs (a forward, so that DDP synchronises its gradients)."""
         # One encoder pass over both views: batch-norm statistics see the whole 2N batch.
         z = self.projector(self.encoder(torch.cat([view1, view2])))
         z1, z2 = z.chunk(2)
@@ -59,6 +61,9 @@ def pretrain(model: Classifier, images: np.ndarray, labels: np.ndarray,
     accuracy on ``val`` with ``train_labeled`` as memory bank / probe training set, the
     ``epochs`` trained for and the ``train_seconds`` used (warm-up included).
     """
+    if fans_out(runtime):  # DDP: every rank runs this function (docs/distributed.md)
+        return launch(runtime, pretrain, model, images, labels, splits, policy, params,
+                      runtime)
     start, deadline = time.perf_counter(), None
     if params.budget_seconds is not None:
         one_epoch = params.model_copy(update={"epochs": 1, "budget_seconds": None,
@@ -98,7 +103,7 @@ def _train(model: Classifier, images: np.ndarray, labels: np.ndarray,
                          rank=rank(), world_size=world_size())
 
     def loss_fn(module: nn.Module, views: list[torch.Tensor], _labels: torch.Tensor):
-        return module.loss(views[0], views[1]), {}
+        return module(views[0], views[1]), {}
 
     def evaluate(_module: nn.Module, _epoch: int) -> dict[str, float]:
         return {"knn_accuracy": _quality(model.encoder, images, labels, splits,
