@@ -27,6 +27,7 @@ from model_lifecycle.pipeline_registry import LIFECYCLE, OPTIONAL
 from model_lifecycle.serving.config import InferenceParams, RegisterParams
 from model_lifecycle.tracking_server import probe
 from model_lifecycle.training.config import FinetuneParams, PretrainParams, RuntimeParams
+from model_lifecycle.training.tta_config import AdaptParams, adaptable_variants
 from model_lifecycle.trust.config import ExplainParams
 from model_lifecycle.variants import variants
 
@@ -44,17 +45,31 @@ PARAMETER_MODELS: dict[str, type[BaseModel]] = {
     "evaluate": EvaluateParams,
     "register": RegisterParams,
     "inference": InferenceParams,
+    "adapt": AdaptParams,
 }
 
 # Inputs a pipeline can do without, depending on its parameters:
-# dataset → (parameter group, "is it needed?", how else to proceed).
-OPTIONAL_INPUTS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
-    "pretrained_encoder": ("finetune", lambda p: p.init == "pretrained",
-                           "or set finetune.init: scratch"),
-    **{v.dataset: ("evaluate", lambda p, flag=v.evaluated_when: getattr(p, flag),
-                   f"or set evaluate.{v.evaluated_when}: false")
+# dataset → [(parameter group, "is it needed?", how else to proceed), …]. An input is
+# left out when the pipeline reads one of these groups and none of those it reads needs it.
+Rule = tuple[str, Callable[[Any], bool], str]
+OPTIONAL_INPUTS: dict[str, list[Rule]] = {
+    "pretrained_encoder": [("finetune", lambda p: p.init == "pretrained",
+                            "or set finetune.init: scratch")],
+    **{v.dataset: [("evaluate", lambda p, flag=v.evaluated_when: getattr(p, flag),
+                    f"or set evaluate.{v.evaluated_when}: false")]
        for v in variants() if v.evaluated_when},
 }
+# `adapt` reads every adaptable variant's model and needs only adapt.variant's
+for _v in adaptable_variants():
+    OPTIONAL_INPUTS.setdefault(_v.dataset, []).append(
+        ("adapt", lambda p, name=_v.name: p.variant == name,
+         "or set adapt.variant to a variant that exists"))
+# `fewshot` compares the pretrained and fine-tuned encoders where they exist (a missing one
+# is skipped with a logged reason) and needs one only to start meta-training from it
+for _dataset, _init in (("pretrained_encoder", "pretrained"), ("finetuned_model", "finetuned")):
+    OPTIONAL_INPUTS.setdefault(_dataset, []).append(
+        ("fewshot", lambda p, init=_init: p.meta_train.init == init,
+         "or set fewshot.meta_train.init: scratch"))
 
 
 class PreflightHook:
@@ -82,12 +97,13 @@ class PreflightHook:
         for name in inputs:
             if name == "parameters" or name.startswith("params:") or catalog.exists(name):
                 continue
-            group, needed, instead = OPTIONAL_INPUTS.get(name, (None, None, ""))
-            if group in groups and not needed(groups[group]):
+            rules = [rule for rule in OPTIONAL_INPUTS.get(name, []) if rule[0] in groups]
+            needed_by = [instead for group, needed, instead in rules if needed(groups[group])]
+            if rules and not needed_by:
                 catalog[name] = MemoryDataset(None)  # the node is told there is none
                 continue
             missing.append(name)
-            otherwise += [instead] if instead else []
+            otherwise += needed_by
         if missing:
             raise LifecycleError(_missing_sentence(missing, otherwise))
 

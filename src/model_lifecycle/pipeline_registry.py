@@ -4,7 +4,8 @@ from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
 # Stages of the default run, in lifecycle order. ``baseline`` (the from-scratch yardstick),
-# ``robust`` (adversarial fine-tuning) and ``inference`` are not part of it.
+# ``robust`` (adversarial fine-tuning), ``adapt`` (test-time adaptation) and ``inference``
+# are not part of it.
 LIFECYCLE = ("ingest", "augment", "pretrain", "finetune", "compress", "explain", "evaluate",
              "register")
 OPTIONAL = ("baseline", "robust")  # pipelines that make an optional variant
