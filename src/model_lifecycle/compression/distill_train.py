@@ -34,7 +34,7 @@ def build_student(teacher: Classifier, images: np.ndarray, splits: dict[str, np.
     convolution whitened on ``train_labeled`` (``whiten_stem``), then the teacher's
     matching leading stages copied in (``init_from_teacher``)."""
     student = build_model(params.student_arch, teacher.num_classes, images.shape[1],
-                          image_size=images.shape[2:], **params.student_kwargs)
+                          input_size=images.shape[2:], **params.student_kwargs)
     if params.whiten_stem:
         whiten_stem(student, images, splits["train_labeled"], seed=runtime.seed)
     if params.init_from_teacher:

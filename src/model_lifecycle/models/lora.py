@@ -91,17 +91,33 @@ def add_lora(model: Classifier, *, rank: int, alpha: float, dropout: float = 0.0
              target_modules: Sequence[str] | None = None) -> LoraModel:
     """Inject LoRA adapters into ``model`` in place (``target_modules`` null: the
     :func:`default_targets`); only the adapters and the head stay trainable. Returns
-    peft's tuner, which :func:`merge_lora` merges with."""
+    peft's tuner, which :func:`merge_lora` merges with.
+
+    An attention layer gets one adapter on its query/key/value projection
+    (``in_proj_weight``, Hu et al.'s W_q, W_k, W_v), through peft's parameter targets.
+    peft's ``MultiheadAttention`` layer instead merges its adapter into the frozen
+    weights before every forward and subtracts it after, which leaves float rounding in
+    weights that must stay frozen; a parameter target adds the update without touching
+    them.
+    """
     from peft import LoraConfig  # noqa: PLC0415
     from peft.tuners.lora import LoraModel  # noqa: PLC0415
 
     if rank < 1:
         raise LifecycleError(f"finetune.lora.rank = {rank}: the rank must be at least 1.")
-    targets = list(target_modules) if target_modules else default_targets(model)
-    matched_modules(model, targets)
+    patterns = list(target_modules) if target_modules else default_targets(model)
+    modules = dict(model.named_modules())
+    layers, parameters = [], []
+    for pattern, names in matched_modules(model, patterns).items():
+        if any(isinstance(modules[name], nn.MultiheadAttention) for name in names):
+            parameters.append(f"{pattern}.in_proj_weight")
+            layers += [n for n in names if not isinstance(modules[n], nn.MultiheadAttention)]
+        else:
+            layers.append(pattern)
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout,
-                        target_modules=targets, exclude_modules=["head"])
-    tuner = LoraModel(model, config, ADAPTER)  # replaces the target modules in place
+                        target_modules=layers or None, target_parameters=parameters or None,
+                        exclude_modules=["head"])
+    tuner = LoraModel(model, config, ADAPTER)  # replaces the targets in place
     model.head.requires_grad_(True)
     return tuner
 

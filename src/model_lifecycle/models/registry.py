@@ -28,20 +28,20 @@ def available() -> list[str]:
 
 
 def build_model(arch: str, num_classes: int, in_channels: int = 3, *,
-                image_size: tuple[int, int] | None = None, **kwargs: Any) -> Classifier:
+                input_size: tuple[int, int] | None = None, **kwargs: Any) -> Classifier:
     """Build ``arch`` with a fresh linear head of ``num_classes`` outputs.
 
-    ``image_size`` (height, width of the images) reaches architectures whose size is
-    fixed at build time (``vit``: its position embeddings) unless ``kwargs`` set it;
-    the others ignore it.
+    ``input_size`` (height, width of the images) becomes the ``image_size`` argument of
+    architectures whose size is fixed at build time (``vit``: its position embeddings)
+    unless ``kwargs`` set it; the others ignore it.
     """
     _load_architectures()
     if arch not in _ENCODERS:
         raise LifecycleError(f"Unknown architecture '{arch}': choose one of "
                              f"{', '.join(sorted(_ENCODERS))}.")
-    if image_size is not None and "image_size" not in kwargs \
+    if input_size is not None and "image_size" not in kwargs \
             and "image_size" in inspect.signature(_ENCODERS[arch]).parameters:
-        height, width = image_size
+        height, width = input_size
         kwargs["image_size"] = int(height) if height == width else [int(height), int(width)]
     try:
         encoder = _ENCODERS[arch](in_channels, **kwargs)

@@ -15,7 +15,12 @@ from model_lifecycle.data.splits import checked_splits
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.models.adapt import apply_strategy, load_torchvision_weights
 from model_lifecycle.models.classifier import Classifier
-from model_lifecycle.models.lora import ADAPTER, adapter_state_dict, add_lora, merge_lora
+from model_lifecycle.models.lora import (
+    adapter_state_dict,
+    add_lora,
+    default_targets,
+    merge_lora,
+)
 from model_lifecycle.models.registry import build_model
 from model_lifecycle.params import parse_params
 from model_lifecycle.training.config import RuntimeParams
@@ -53,11 +58,10 @@ def finetune_with_adapter(images: ImageSet, splits: dict[str, np.ndarray],
     run = parse_params(RuntimeParams, runtime, "runtime")
     device = prepare_runtime(run)
     model = initial_model(config, pretrained_encoder, images)
-    tuner = None
+    tuner, targets = None, config.lora.target_modules or default_targets(model)
     if config.strategy == "lora":
         tuner = add_lora(model, rank=config.lora.rank, alpha=config.lora.alpha,
-                         dropout=config.lora.dropout,
-                         target_modules=config.lora.target_modules)
+                         dropout=config.lora.dropout, target_modules=targets)
     counts = apply_strategy(model, config.strategy, frozen_stages=config.frozen_stages)
     name = "robust finetune" if adversarial else "finetune"
     log.info("%s (%s, %s): %d of %d parameters trainable", name, config.init, config.strategy,
@@ -72,7 +76,6 @@ def finetune_with_adapter(images: ImageSet, splits: dict[str, np.ndarray],
     adapter: dict[str, Any] = {"metadata": {"strategy": config.strategy}, "tensors": {}}
     if tuner is not None:
         model = model.cpu()
-        targets = sorted(tuner.peft_config[ADAPTER].target_modules)
         adapter = {"metadata": {"strategy": "lora", "init": config.init, "base": dict(model.spec),
                                 **config.lora.model_dump(), "target_modules": targets,
                                 **counts},
@@ -102,7 +105,7 @@ def initial_model(config: FinetuneParams, pretrained: Classifier | None,
         model.head = nn.Linear(model.encoder.feature_dim, n_classes)
         model.spec["num_classes"] = n_classes
         return model
-    model = build_model(config.arch, n_classes, channels, image_size=images.image_shape[1:],
+    model = build_model(config.arch, n_classes, channels, input_size=images.image_shape[1:],
                         **config.arch_kwargs)
     if config.init == "torchvision_weights":
         moved = load_torchvision_weights(model, config.weights_path)

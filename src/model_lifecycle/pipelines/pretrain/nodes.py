@@ -29,7 +29,7 @@ def pretrain_encoder(images: ImageSet, splits: dict[str, np.ndarray], policy: di
     run = parse_params(RuntimeParams, runtime, "runtime")
     device = prepare_runtime(run)
     model = build_model(config.arch, len(images.class_names), images.image_shape[0],
-                        image_size=images.image_shape[1:], **config.arch_kwargs).to(device)
+                        input_size=images.image_shape[1:], **config.arch_kwargs).to(device)
     result, quality = pretrain(model, images.images, images.labels,
                                checked_splits(images, splits),
                                policy_from_artifact(policy, "pretrain"), config, run, device)
