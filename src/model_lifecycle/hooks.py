@@ -27,6 +27,7 @@ from model_lifecycle.pipeline_registry import LIFECYCLE, OPTIONAL
 from model_lifecycle.serving.config import InferenceParams, RegisterParams
 from model_lifecycle.tracking_server import probe
 from model_lifecycle.training.config import FinetuneParams, PretrainParams, RuntimeParams
+from model_lifecycle.training.fewshot_config import FewshotParams
 from model_lifecycle.training.tta_config import AdaptParams, adaptable_variants
 from model_lifecycle.trust.config import ExplainParams
 from model_lifecycle.variants import variants
@@ -45,6 +46,7 @@ PARAMETER_MODELS: dict[str, type[BaseModel]] = {
     "evaluate": EvaluateParams,
     "register": RegisterParams,
     "inference": InferenceParams,
+    "fewshot": FewshotParams,
     "adapt": AdaptParams,
 }
 

@@ -72,8 +72,9 @@ def _state(model):
 
 
 def test_ingest_returns_images_and_their_splits_together():
-    images, splits = ingest_images({"source": "digits", "image_size": 8})
+    images, splits, novel = ingest_images({"source": "digits", "image_size": 8})
     assert images.images.shape == (1797, 1, 8, 8)
+    assert len(novel) == 0 and novel.class_names == ()  # no class held out by default
     assert str(splits["images_fingerprint"]) == images.fingerprint()
     assert sum(len(splits[k]) for k in ("train_labeled", "train_unlabeled", "val",
                                         "test")) == 1797

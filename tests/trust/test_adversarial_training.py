@@ -22,7 +22,7 @@ EPSILON = 0.1  # the digits are 8×8 and nearly binary: a visible but label-pres
 
 @pytest.fixture(scope="module")
 def digits():
-    return ingest_images({"source": "digits", "image_size": 8, "labeled_fraction": 1.0})
+    return ingest_images({"source": "digits", "image_size": 8, "labeled_fraction": 1.0})[:2]
 
 
 def _train(digits, adversarial: bool) -> tuple[float, float]:

@@ -9,6 +9,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from model_lifecycle.data.config import IngestParams
+from model_lifecycle.data.episodes import check_episodes
+from model_lifecycle.data.holdout import hold_out_classes
 from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.data.report import (
     class_distribution_figure,
@@ -18,29 +20,52 @@ from model_lifecycle.data.report import (
 from model_lifecycle.data.sources import load_source
 from model_lifecycle.data.splits import make_splits
 from model_lifecycle.params import parse_params
+from model_lifecycle.training.fewshot_config import FewshotParams
 
 log = logging.getLogger(__name__)
 
 
-def ingest_images(params: dict[str, Any]) -> tuple[ImageSet, dict[str, np.ndarray]]:
-    """Read every image of ``ingest.source`` at one size and channel count, and split them
-    (stratified, seeded test / val / train_labeled / train_unlabeled index sets).
+def ingest_images(params: dict[str, Any], fewshot: dict[str, Any] | None = None
+                  ) -> tuple[ImageSet, dict[str, np.ndarray], ImageSet]:
+    """Read every image of ``ingest.source`` at one size and channel count, set the
+    classes of ``fewshot.novel_classes`` apart, and split the rest (stratified, seeded
+    test / val / train_labeled / train_unlabeled index sets).
 
-    One node, so that a split that cannot be made stops the run before ``images`` is
-    saved: the latest ``images`` and ``splits`` always belong together.
+    Returns the images every training stage sees (the base classes), their splits and the
+    held-out novel images (none without hold-out). One node, so that a split that cannot
+    be made stops the run before ``images`` is saved: the latest ``images``, ``splits``
+    and ``novel_images`` always belong together.
     """
     config = parse_params(IngestParams, params, "ingest")
+    holdout = parse_params(FewshotParams, fewshot, "fewshot")
     images = load_source(config)
     log.info("Read %d images of %d classes from %s, shape %s", len(images),
              len(images.class_names), config.source, images.image_shape)
+    images, novel = hold_out_classes(images, holdout.novel_classes)
+    if len(novel.class_names):
+        # episodes that cannot be filled are refused now, not after hours of training
+        for shot in holdout.shots:
+            check_episodes(novel.labels, novel.class_names, way=holdout.way, shot=shot,
+                           queries=holdout.queries, pool="novel",
+                           keys=("fewshot.way", "fewshot.shots", "fewshot.queries"))
+        log.info("Held out %d images of %d novel classes (%s); %d images of %d base "
+                 "classes remain", len(novel), len(novel.class_names),
+                 ", ".join(novel.class_names), len(images), len(images.class_names))
     splits = make_splits(images, config.splits, labeled_fraction=config.labeled_fraction,
                          seed=config.seed)
-    return images, splits
+    return images, splits, novel
 
 
-def report_ingest(images: ImageSet, splits: dict[str, np.ndarray], params: dict[str, Any]
+def report_ingest(images: ImageSet, splits: dict[str, np.ndarray], params: dict[str, Any],
+                  novel: ImageSet | None = None
                   ) -> tuple[dict[str, Any], dict[str, dict[str, float]], Figure]:
-    """The dataset report, its headline metrics and the class-distribution figure."""
+    """The dataset report, its headline metrics and the class-distribution figure; with
+    held-out classes the report also counts their images (``novel_classes``)."""
     config = parse_params(IngestParams, params, "ingest")
     report = dataset_report(images, splits, config.model_dump(mode="json"))
+    if novel is not None and len(novel.class_names):
+        report["novel_classes"] = dict(zip(
+            novel.class_names, np.bincount(novel.labels,
+                                           minlength=len(novel.class_names)).tolist(),
+            strict=True))
     return report, ingest_metrics(report), class_distribution_figure(report)

@@ -7,8 +7,9 @@ from model_lifecycle.pipelines.ingest.nodes import ingest_images, report_ingest
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline([
-        Node(ingest_images, "params:ingest", ["images", "splits"], name="ingest_images"),
-        Node(report_ingest, ["images", "splits", "params:ingest"],
+        Node(ingest_images, ["params:ingest", "params:fewshot"],
+             ["images", "splits", "novel_images"], name="ingest_images"),
+        Node(report_ingest, ["images", "splits", "params:ingest", "novel_images"],
              ["dataset_report", "ingest_metrics", "class_distribution"],
              name="report_ingest"),
     ])
