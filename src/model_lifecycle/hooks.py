@@ -314,9 +314,11 @@ def _mlflow_file(context: Any, key: str) -> str | None:
 def _server_sentence(uri: str, key: str, problem: Any, where: str | None) -> str:
     source = f"server.{key} in {where}" if where else "MLFLOW_TRACKING_URI"
     what = f"MLflow tracking server {uri} ({source}) {problem}"
-    if problem.answering:
+    if problem.kind == "store":
         return (f"{what}: check its database; for the project's own server, "
                 f"`make server-stop` then `make server` restarts PostgreSQL too.")
+    if problem.kind == "foreign":
+        return f"{what}: check the address in {source}."
     if where and where.split("/")[1] == "server":
         return (f"{what}: start it with `make server`, or run without --env=server to "
                 f"log to the embedded SQLite store.")

@@ -29,15 +29,14 @@ import glob
 import json
 import os
 import pwd
+import re
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -82,34 +81,56 @@ def _version_key(path: str) -> tuple[int, ...]:
 
 
 class Problem(NamedTuple):
-    """What is wrong with a tracking server: ``answering`` False when nothing answers."""
+    """What is wrong with a tracking server: ``kind`` is ``down`` (nothing answers),
+    ``store`` (it answers, its backend store does not) or ``foreign`` (something else
+    answers at that address)."""
 
-    answering: bool
+    kind: str
     detail: str
 
+    @property
+    def answering(self) -> bool:
+        return self.kind != "down"
+
     def __str__(self) -> str:
-        if self.answering:
-            return f"answers but cannot read its backend store ({self.detail})"
-        return f"does not answer ({self.detail})"
+        return {"down": f"does not answer ({self.detail})",
+                "store": f"answers but cannot read its backend store ({self.detail})",
+                "foreign": f"answers as no MLflow tracking server does ({self.detail})",
+                }[self.kind]
 
 
-def probe(uri: str, *, timeout: float = 3.0) -> Problem | None:
+def probe(uri: str, *, connect_timeout: float = 3.0, read_timeout: float = 30.0
+          ) -> Problem | None:
     """None when the MLflow tracking server at ``uri`` answers and can read its backend
     store, else the :class:`Problem`.
 
-    Asks ``GET /api/2.0/mlflow/experiments/search`` once, with ``timeout`` seconds to
-    connect and to answer; an answer that is an authentication refusal (401, 403) counts
-    as answering (the run's own credentials are MLflow's business).
+    Asks ``GET /api/2.0/mlflow/experiments/search`` once: a dead or unreachable server
+    fails within ``connect_timeout`` seconds, a busy one gets ``read_timeout`` seconds to
+    answer. An authentication refusal (401, 403) counts as answering (the run's own
+    credentials are MLflow's business).
     """
-    url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1"
+    import requests  # noqa: PLC0415  (MLflow's own HTTP client library)
+
+    url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
-            response.read()
-    except urllib.error.HTTPError as exc:
-        return Problem(True, f"HTTP {exc.code}") if exc.code >= 500 else None
-    except (urllib.error.URLError, OSError) as exc:
-        return Problem(False, str(getattr(exc, "reason", exc)))
+        response = requests.get(url, params={"max_results": 1},
+                                timeout=(connect_timeout, read_timeout))
+    except requests.ConnectionError as exc:
+        return Problem("down", _reason(exc))
+    except requests.Timeout:
+        return Problem("down", f"no answer within {read_timeout:.0f} s")
+    code = response.status_code
+    if code >= 500:
+        return Problem("store", f"HTTP {code}")
+    if code >= 400 and code not in (401, 403):
+        return Problem("foreign", f"HTTP {code} for {url}")
     return None
+
+
+def _reason(exc: Exception) -> str:
+    """``Connection refused`` rather than urllib3's nested repr of the same."""
+    found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
+    return found.group(1) if found else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -345,7 +366,7 @@ class TrackingServer:
                 self.pid_file.unlink(missing_ok=True)
                 raise LifecycleError(
                     f"mlflow server stopped while starting: see {self.logs / 'mlflow.log'}.")
-            problem = probe(self.uri, timeout=2.0)
+            problem = probe(self.uri, read_timeout=5.0)
             if problem is None:
                 return
             time.sleep(0.5)
