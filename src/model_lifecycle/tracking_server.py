@@ -15,6 +15,7 @@ PostgreSQL refuses to run as root: as root, its commands run as the ``postgres``
 
     python -m model_lifecycle.tracking_server start|stop|status [--folder data/server]
         [--port 5005] [--pg-port 5434] [--host 127.0.0.1] [--workers 2]
+        [--allowed-hosts NAMES]
 
 ``probe(uri)`` tells within seconds whether a tracking server answers and can read its
 store; the project's hooks call it before a run (MLflow's own client retries a dead
@@ -142,6 +143,7 @@ class TrackingServer:
     pg_port: int = DEFAULT_PG_PORT
     host: str = "127.0.0.1"
     workers: int = 2
+    allowed_hosts: str | None = None  # MLflow's Host-header allow-list (--allowed-hosts)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "folder", Path(self.folder).absolute())
@@ -349,6 +351,8 @@ class TrackingServer:
                    "--artifacts-destination", str(self.artifacts),
                    "--host", self.host, "--port", str(self.port),
                    "--workers", str(self.workers)]
+        if self.allowed_hosts:
+            command += ["--allowed-hosts", self.allowed_hosts]
         env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
         with (self.logs / "mlflow.log").open("ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
@@ -453,10 +457,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="interface MLflow binds to (0.0.0.0: every one; see "
                              "docs/tracking-server.md before you do)")
     parser.add_argument("--workers", type=int, default=2, help="MLflow server processes")
+    parser.add_argument("--allowed-hosts", default=None,
+                        help="Host headers MLflow accepts, e.g. mlflow.team.example:5005 "
+                             "(default: localhost and private addresses)")
     args = parser.parse_args(argv)
     try:
         server = TrackingServer(args.folder, port=args.port, pg_port=args.pg_port,
-                                host=args.host, workers=args.workers)
+                                host=args.host, workers=args.workers,
+                                allowed_hosts=args.allowed_hosts)
         if args.action == "start":
             server.start()
             print(f"MLflow tracking server on {server.uri} (PostgreSQL in {server.cluster}, "
