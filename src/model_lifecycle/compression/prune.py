@@ -20,6 +20,7 @@ import torch_pruning as tp
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
+from model_lifecycle.errors import LifecycleError
 from model_lifecycle.models.classifier import Classifier
 from model_lifecycle.models.structure import cost
 
@@ -51,6 +52,12 @@ def prune_structured(model: Classifier, example: torch.Tensor, *, target: float,
     would drop the wrong ones."""
     if target <= 1:
         raise ValueError(f"target must be > 1 (a reduction factor), got {target}")
+    if any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
+        # Torch-Pruning's channel groups split attention heads unevenly, and a pruned
+        # attention layer could not be rebuilt from the recorded layer sizes
+        raise LifecycleError(f"Structured pruning cannot shrink the attention layers of "
+                             f"'{model.spec['arch']}': set compress.prune.method: "
+                             "unstructured for a transformer.")
     pruned = copy.deepcopy(model).eval()
     example = example[:1]
     before = cost(pruned, example)

@@ -65,13 +65,16 @@ class PatchEmbedding(nn.Module):
         self.grid = grid
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2:] != tuple(self.proj.stride[i] * self.grid[i] for i in range(2)):
-            size = tuple(self.proj.stride[i] * self.grid[i] for i in range(2))
+        tokens = self.proj(x).flatten(2).transpose(1, 2)  # B×N×D
+        # try/except rather than a shape test: torch.fx (INT8 quantization, batch-norm
+        # folding) traces no Python branch on a shape, and a traced graph keeps no except
+        try:
+            return tokens + self.pos_embedding
+        except RuntimeError:
+            size = [self.proj.stride[i] * self.grid[i] for i in range(2)]
             raise LifecycleError(f"vit was built for {size[0]}×{size[1]} images but got "
                                  f"{x.shape[-2]}×{x.shape[-1]}: set arch_kwargs.image_size "
-                                 "to the images' size.")
-        tokens = self.proj(x).flatten(2).transpose(1, 2)  # B×N×D
-        return tokens + self.pos_embedding
+                                 "to the images' size.") from None
 
 
 class TokensToMap(nn.Module):

@@ -1,0 +1,79 @@
+"""LoRA fine-tuning of the Vision Transformer through Kedro and kedro-mlflow, then
+compression of the merged model (tiny digits, a tiny ViT)."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+import torch
+
+from model_lifecycle.errors import LifecycleError
+from model_lifecycle.io import LoraAdapterDataset, TorchModelDataset
+from tests.pipelines.test_ingest_augment_run import _runs
+from tests.pipelines.test_pretrain_finetune_run import TINY
+
+VIT = {"depth": 2, "width": 16, "heads": 2, "mlp_dim": 32}
+LORA = {**TINY, "finetune": {**TINY["finetune"], "init": "scratch", "arch": "vit",
+                             "arch_kwargs": VIT, "strategy": "lora", "epochs": 2,
+                             "lora": {"rank": 2}},
+        "compress": {**TINY["compress"],
+                     "prune": {"method": "unstructured", "structured": None,
+                               "unstructured": {"amount": 0.5},
+                               "recovery": {"epochs_per_step": 1, "final_epochs": 1}}}}
+
+
+def _latest(work, name):
+    return sorted((work / "data" / "06_models" / name).glob(f"*/{name}"))[-1]
+
+
+def test_lora_on_the_vit_saves_the_adapter_and_a_plain_merged_model(project):
+    project(["ingest", "augment", "finetune", "compress"], LORA)
+    adapter = LoraAdapterDataset(filepath=str(_latest(project.work,
+                                                      "lora_adapter.safetensors"))).load()
+    meta = adapter["metadata"]
+    assert meta["strategy"] == "lora" and meta["rank"] == 2
+    assert meta["target_modules"] == ["self_attention", "mlp.0", "mlp.3"]
+    assert meta["base"]["arch"] == "vit" and meta["base"]["image_size"] == 8  # the digits' size
+    assert all("lora_" in k or k.startswith("head.") for k in adapter["tensors"])
+    model = TorchModelDataset(filepath=str(_latest(project.work, "finetuned_model.pt"))).load()
+    assert model.spec["arch"] == "vit"
+    assert not any("lora_" in k for k in model.state_dict())  # merged: a plain Classifier
+    assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+    # the adapter is a small share of the model file
+    assert _latest(project.work, "lora_adapter.safetensors").stat().st_size \
+        < _latest(project.work, "finetuned_model.pt").stat().st_size / 2
+    run = _runs(project.work).iloc[-1]
+    assert run["status"] == "FINISHED"
+    assert 0 < run["metrics.finetune.trainable_params"] \
+        < 0.5 * run["metrics.finetune.total_params"]
+    assert run["params.finetune.strategy"] == "lora"
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run["run_id"],
+                                                                      "finetune")}
+    assert "finetune/lora_adapter.safetensors" in artifacts
+    for variant in ("pruned_model.pt", "quantized_model.pt", "distilled_model.pt"):
+        assert _latest(project.work, variant).exists()  # compression ran on the merged ViT
+    quantized = TorchModelDataset(filepath=str(_latest(project.work,
+                                                       "quantized_model.pt"))).load()
+    assert quantized(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_a_full_fine_tune_writes_an_adapter_without_tensors(project):
+    scratch = {**TINY, "finetune": {**TINY["finetune"], "init": "scratch", "epochs": 1}}
+    project(["ingest", "augment", "finetune"], scratch)
+    adapter = LoraAdapterDataset(filepath=str(_latest(project.work,
+                                                      "lora_adapter.safetensors"))).load()
+    assert adapter == {"metadata": {"strategy": "full"}, "tensors": {}}
+
+
+def test_bad_lora_targets_and_structured_pruning_of_a_vit_stop_before_training(project):
+    bad = {**LORA, "finetune": {**LORA["finetune"], "lora": {"target_modules": ["qkv"]}}}
+    with pytest.raises(LifecycleError, match=r"pattern 'qkv' matches no convolution, linear "
+                       r"or attention layer of 'vit'"):
+        project(["ingest", "augment", "finetune"], bad)
+    assert not (project.work / "data" / "03_primary").exists() or \
+        not any((project.work / "data" / "03_primary").rglob("*.npz"))  # nothing ran
+    structured = {**LORA, "compress": TINY["compress"]}
+    project(["ingest", "augment", "finetune"], structured)
+    with pytest.raises(LifecycleError, match=r"Structured pruning cannot shrink the attention "
+                       r"layers of 'vit': set compress.prune.method: unstructured"):
+        project(["compress"], structured)
