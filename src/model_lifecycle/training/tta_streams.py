@@ -114,7 +114,7 @@ def run_stream(adapter: NoAdaptation | BatchNormAdaptation | Tent, stream: Strea
 
 
 def adaptation_sweep(model: nn.Module, streams: Iterable[Stream], params: AdaptParams,
-                     device: torch.device = torch.device("cpu")
+                     device: torch.device | None = None
                      ) -> tuple[pd.DataFrame, nn.Module]:
     """Every method of ``params.methods`` on every stream; ``model`` is not changed.
 
@@ -124,6 +124,7 @@ def adaptation_sweep(model: nn.Module, streams: Iterable[Stream], params: AdaptP
     re-estimated on that stream, so that it normalises in eval mode (one image at a
     time) the way it did on the stream's batches.
     """
+    device = device or torch.device("cpu")
     source = copy.deepcopy(model).to(device).eval()
     adapters = {"none": NoAdaptation(source)}
     if "bn" in params.methods:
