@@ -10,7 +10,7 @@ import mlflow
 import pytest
 from kedro.config import OmegaConfigLoader
 
-from model_lifecycle.hooks import PARAMETER_MODELS
+from model_lifecycle.hooks import NAMESPACES, PARAMETER_MODELS
 from model_lifecycle.params import parse_params
 from tests.conftest import PROJECT_ROOT, project_runner, scratch_project
 
@@ -31,10 +31,13 @@ def test_there_is_more_than_the_base_environment():
 def test_every_environment_validates_every_group(env):
     config = _config(env)
     parameters = config["parameters"]
-    assert set(parameters) == set(PARAMETER_MODELS), env  # every group, no stray one
-    for group, model in PARAMETER_MODELS.items():
-        raw = dict(parameters[group])
-        if group == "ingest" and raw.get("source") != "digits" and not raw.get("path"):
+    assert set(parameters) == set(PARAMETER_MODELS) | set(NAMESPACES), env  # no stray one
+    groups = [(group, parameters[group]) for group in PARAMETER_MODELS]
+    groups += [(f"{ns}.{group}", parameters[ns].get(group, {}))  # e.g. source.pretrain
+               for ns, names in NAMESPACES.items() for group in names]
+    for group, raw in groups:
+        model, raw = PARAMETER_MODELS[group.rpartition(".")[2]], dict(raw)
+        if group.endswith("ingest") and raw.get("source") != "digits" and not raw.get("path"):
             raw["path"] = "/data/given-on-the-command-line"  # as its README command does
         parse_params(model, raw, group)
     assert "images" in config["catalog"]

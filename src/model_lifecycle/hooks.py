@@ -23,7 +23,7 @@ from model_lifecycle.data.config import IngestParams
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.evaluation.config import EvaluateParams
 from model_lifecycle.params import dotted_keys, parse_params
-from model_lifecycle.pipeline_registry import LIFECYCLE, OPTIONAL
+from model_lifecycle.pipeline_registry import LIFECYCLE, NAMESPACES, OPTIONAL
 from model_lifecycle.serving.config import InferenceParams, RegisterParams
 from model_lifecycle.tracking_server import probe
 from model_lifecycle.training.config import FinetuneParams, PretrainParams, RuntimeParams
@@ -49,6 +49,7 @@ PARAMETER_MODELS: dict[str, type[BaseModel]] = {
     "fewshot": FewshotParams,
     "adapt": AdaptParams,
 }
+
 
 # Inputs a pipeline can do without, depending on its parameters:
 # dataset → [(parameter group, "is it needed?", how else to proceed), …]. An input is
@@ -86,15 +87,21 @@ class PreflightHook:
         overrides = dotted_keys(run_params.get("runtime_params") or {})
         _check_groups(catalog.load("parameters"), overrides)
         inputs = sorted(pipeline.inputs())
-        context = {"reads_files": "images" in pipeline.all_outputs()}  # ingest runs
         groups = {}
         for name in inputs:
             group = name.removeprefix("params:")
-            if name.startswith("params:") and group in PARAMETER_MODELS:
-                groups[group] = parse_params(PARAMETER_MODELS[group], catalog.load(name),
-                                             group, overrides=overrides, context=context)
+            model = PARAMETER_MODELS.get(group.rpartition(".")[2])
+            if name.startswith("params:") and model is not None:
+                reads = f"{group.rpartition('.')[0]}.images" if "." in group else "images"
+                groups[group] = parse_params(
+                    model, catalog.load(name), group, overrides=overrides,
+                    context={"reads_files": reads in pipeline.all_outputs()})
         if "finetune" in groups:
             _check_lora_targets(groups["finetune"], catalog)
+        if "runtime" in groups and groups["runtime"].distributed.world_size > 1:
+            # imports torch: only for a run that asks for distributed training
+            from model_lifecycle.training.distributed import check_launch  # noqa: PLC0415
+            check_launch(groups["runtime"], _training_stages(groups))
         missing, otherwise = [], []
         for name in inputs:
             if name == "parameters" or name.startswith("params:") or catalog.exists(name):
@@ -119,25 +126,46 @@ def _check_lora_targets(finetune: FinetuneParams, catalog: DataCatalog) -> None:
 
     if finetune.init == "pretrained":
         pretrain = parse_params(PretrainParams, catalog.load("params:pretrain"), "pretrain")
-        if "runtime" in groups and groups["runtime"].distributed.world_size > 1:
-            # imports torch: only for a run that asks for distributed training
-            from model_lifecycle.training.distributed import check_launch  # noqa: PLC0415
-            check_launch(groups["runtime"], _training_stages(groups))
         arch, kwargs = pretrain.arch, pretrain.arch_kwargs
     else:
         arch, kwargs = finetune.arch, finetune.arch_kwargs
     check_targets(arch, kwargs, finetune.lora.target_modules)
 
 
+def _training_stages(groups: dict[str, Any]) -> dict[str, Any]:
+    """The training settings of this run's parameter groups, by key, whose batch size
+    and time budget a distributed run must check."""
+    stages = {"pretrain": groups.get("pretrain"), "finetune": groups.get("finetune")}
+    if "finetune" in groups:
+        stages["finetune.adversarial"] = groups["finetune"].adversarial
+    if "compress" in groups:
+        stages["compress.prune.recovery"] = groups["compress"].prune.recovery
+        stages["compress.distill"] = groups["compress"].distill
+    return {key: value for key, value in stages.items() if value is not None}
+
+
 def _check_groups(parameters: dict[str, Any], overrides: frozenset[str]) -> None:
     """A top-level parameter key that is no parameter group is a typo, not a new group."""
     for name in sorted(parameters or {}):
-        if name not in PARAMETER_MODELS:
+        if name in NAMESPACES:
+            _check_namespace(name, parameters[name], overrides)
+        elif name not in PARAMETER_MODELS:
             where = ("given with kedro run --params" if name in overrides
                      else "in the conf/ parameter files")
             raise LifecycleError(
                 f"Unknown parameter group '{name}' {where}: the groups are "
                 f"{', '.join(sorted(PARAMETER_MODELS))}.")
+
+
+def _check_namespace(namespace: str, groups: Any, overrides: frozenset[str]) -> None:
+    allowed = NAMESPACES[namespace]
+    for name in sorted(groups or {}) if isinstance(groups, dict) else [repr(groups)]:
+        if name not in allowed:
+            where = ("given with kedro run --params" if f"{namespace}.{name}" in overrides
+                     else "in the conf/ parameter files")
+            raise LifecycleError(
+                f"Unknown parameter group '{namespace}.{name}' {where}: the groups under "
+                f"'{namespace}' are {', '.join(allowed)}.")
 
 
 def _missing_sentence(missing: list[str], otherwise: list[str]) -> str:
@@ -152,18 +180,6 @@ def _missing_sentence(missing: list[str], otherwise: list[str]) -> str:
     return (f"Inputs {names} have never been produced: run "
             f"`kedro run --pipelines={command}` first, which produces them all"
             f"{alternatives}.")
-
-def _training_stages(groups: dict[str, Any]) -> dict[str, Any]:
-    """The training settings of this run's parameter groups, by key, whose batch size
-    and time budget a distributed run must check."""
-    stages = {"pretrain": groups.get("pretrain"), "finetune": groups.get("finetune")}
-    if "finetune" in groups:
-        stages["finetune.adversarial"] = groups["finetune"].adversarial
-    if "compress" in groups:
-        stages["compress.prune.recovery"] = groups["compress"].prune.recovery
-        stages["compress.distill"] = groups["compress"].distill
-    return {key: value for key, value in stages.items() if value is not None}
-
 
 
 def _producer(dataset: str) -> str:

@@ -61,7 +61,7 @@ def _sentence(model: type[BaseModel], exc: ValidationError, group: str,
     key = ".".join([group, *loc])
     given = [".".join([group, *loc[:i]]) for i in range(len(loc), 0, -1)]
     where = ("the command line (kedro run --params)" if any(k in overrides for k in given)
-             else f"parameters_{group}.yml")
+             else f"parameters_{group.split('.')[0]}.yml")  # source.ingest: ..._source.yml
     if error["type"] == "extra_forbidden":
         allowed = ", ".join(_fields_at(model, loc[:-1]))
         return (

@@ -22,6 +22,7 @@ from model_lifecycle.models.lora import (
     merge_lora,
 )
 from model_lifecycle.models.registry import build_model
+from model_lifecycle.models.transfer import match_channels
 from model_lifecycle.params import parse_params
 from model_lifecycle.training.config import RuntimeParams
 from model_lifecycle.training.finetune import FinetuneParams, finetune
@@ -97,11 +98,10 @@ def initial_model(config: FinetuneParams, pretrained: Classifier | None,
             raise LifecycleError("finetune.init is 'pretrained' but no pretrained_encoder "
                                  "exists: run `kedro run --pipelines=pretrain` first, or set "
                                  "finetune.init: scratch.")
-        if pretrained.spec["in_channels"] != channels:
-            raise LifecycleError(
-                f"The pretrained encoder takes {pretrained.spec['in_channels']} channel(s) "
-                f"but the images have {channels}: pretrain again on these images.")
         model = copy.deepcopy(pretrained)  # the input model stays as it was
+        converted = match_channels(model, channels)
+        if converted:  # an encoder pretrained on other data (the `transfer` pipeline)
+            log.info("finetune: the pretrained encoder's %s", converted)
         model.head = nn.Linear(model.encoder.feature_dim, n_classes)
         model.spec["num_classes"] = n_classes
         return model

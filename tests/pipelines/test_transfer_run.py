@@ -1,0 +1,72 @@
+"""``transfer``: pretrain on one data set, fine-tune on another of other channels and
+size, by parameters alone; both keep their versioned images and splits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from kedro.framework.session import KedroSession
+
+from model_lifecycle.errors import LifecycleError
+from tests.pipelines.test_ingest_augment_run import _runs
+from tests.pipelines.test_pretrain_finetune_run import TINY
+
+
+def _transfer_params(cifar_dir, **source_pretrain) -> dict:
+    return {
+        **TINY,
+        # the target: the digits, 1 channel, 8 px; an encoder frozen by the linear probe
+        "finetune": {**TINY["finetune"], "strategy": "linear_probe"},
+        # the source: CIFAR-format RGB images at 12 px
+        "source": {"ingest": {"source": "cifar10", "path": str(cifar_dir), "image_size": 12,
+                              "labeled_fraction": 0.5,
+                              "splits": {"val": 0.25}},
+                   "pretrain": {**TINY["pretrain"], "budget_seconds": None,
+                                "checkpoint": None, **source_pretrain}},
+    }
+
+
+def _run(work, params, **kwargs):
+    with KedroSession.create(project_path=work, runtime_params=params) as session:
+        session.run(pipeline_names=["transfer"], **kwargs)
+        return session.load_context().catalog
+
+
+def test_an_encoder_pretrained_on_rgb_cifar_is_fine_tuned_on_grayscale_digits(
+        project, cifar_dir):
+    catalog = _run(project.work, _transfer_params(cifar_dir), to_nodes=["finetune_model"])
+
+    source, target = catalog.load("source.images"), catalog.load("images")
+    assert (source.source, source.image_shape) == ("cifar10", (3, 12, 12))
+    assert (target.source, target.image_shape) == ("digits", (1, 8, 8))
+    assert set(catalog.load("source.splits")) >= {"train_labeled", "val", "test"}
+
+    encoder, model = catalog.load("source.pretrained_encoder"), catalog.load("finetuned_model")
+    assert encoder.spec["in_channels"] == 3 and model.spec["in_channels"] == 1
+    # the fine-tuned model is the source's encoder, its RGB kernels summed for gray input
+    # (the linear probe froze the encoder, so the conversion is all that changed)
+    first = "encoder.stages.0.0.0.weight"
+    torch.testing.assert_close(model.state_dict()[first],
+                               encoder.state_dict()[first].sum(1, keepdim=True))
+
+    run = _runs(project.work).iloc[-1]
+    assert run["status"] == "FINISHED"
+    assert run["params.source.ingest.source"] == "cifar10"
+    assert run["params.ingest.source"] == "digits"
+    assert "metrics.source.pretrain.knn_accuracy" in run and "metrics.finetune.val_accuracy" in run
+
+
+def test_an_unknown_group_under_source_is_named(project, cifar_dir):
+    params = _transfer_params(cifar_dir)
+    params["source"]["finetune"] = {"epochs": 1}
+    with pytest.raises(LifecycleError, match=r"Unknown parameter group 'source.finetune' given "
+                       r"with kedro run --params: the groups under 'source' are ingest, "
+                       r"augment, pretrain"):
+        project(["transfer"], params)
+
+
+def test_a_bad_source_value_names_its_file_and_key(project, cifar_dir):
+    params = _transfer_params(cifar_dir, epochs=-1)
+    with pytest.raises(LifecycleError, match=r"Invalid parameter 'source.pretrain.epochs' = -1 "
+                       r"in the command line"):
+        project(["transfer"], params)
