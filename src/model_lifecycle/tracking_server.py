@@ -353,7 +353,11 @@ class TrackingServer:
                    "--workers", str(self.workers)]
         if self.allowed_hosts:
             command += ["--allowed-hosts", self.allowed_hosts]
-        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
+        env = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
+               # MLflow's background job runner serves GenAI features (prompt
+               # optimisation, trace roll-ups) this project does not use: one process
+               # and its database connections fewer. Set it to true to have them.
+               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
         with (self.logs / "mlflow.log").open("ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, cwd=self.folder, env=env,

@@ -70,7 +70,8 @@ def server() -> Iterator[TrackingServer]:
         pytest.skip(message)
     folder = Path(tempfile.mkdtemp(prefix="tracking-server-"))
     folder.chmod(0o755)
-    tracking = TrackingServer(folder / "server", port=_free_port(), pg_port=_free_port())
+    tracking = TrackingServer(folder / "server", port=_free_port(), pg_port=_free_port(),
+                              workers=1)
     try:
         tracking.start()
         yield tracking
