@@ -34,6 +34,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -203,16 +204,21 @@ class TrackingServer:
         self._prepare_folders()
         if not (self.cluster / "PG_VERSION").exists():
             self._initdb(bindir)
-        self._write_settings()
-        if not self._postgres_running(bindir):
+        if self._postgres_running(bindir):
+            self._check_running_port("PostgreSQL", "--pg-port", self._running_pg_port(),
+                                     self.pg_port)
+        else:
+            self._write_settings()
             self._pg_ctl(bindir, "start", "-w", "-t", "60",
                          "-l", str(self.logs / "postgres.log"),
                          failure="PostgreSQL did not start")
         self._create_database()
         if self._server_pid() is not None:
+            self._check_running_port("The MLflow server", "--port", self._server_port(),
+                                     self.port)
             if probe(self.uri) is None:
                 return  # already running
-            self._stop_server()
+            self._stop_server()  # alive but not answering: start it afresh
         if _port_taken(self.host, self.port):
             raise LifecycleError(
                 f"Port {self.port} on {self.host} is taken by another program: choose "
@@ -235,6 +241,13 @@ class TrackingServer:
         return {"postgres": bindir is not None and self._postgres_running(bindir),
                 "mlflow": self._server_pid() is not None and probe(self.uri) is None}
 
+    def _check_running_port(self, what: str, option: str, running: int | None,
+                            wanted: int) -> None:
+        if running is not None and running != wanted:
+            raise LifecycleError(
+                f"{what} of {self.folder} already runs on port {running}, not {wanted}: "
+                f"stop it first (make server-stop), or start with {option} {running}.")
+
     # --- PostgreSQL ------------------------------------------------------------------
     def _bindir(self) -> Path:
         bindir = postgres_bindir()
@@ -249,11 +262,11 @@ class TrackingServer:
         return os.geteuid() == 0
 
     def _prepare_folders(self) -> None:
-        socket = self.socket_dir / f".s.PGSQL.{self.pg_port}"
-        if len(str(socket).encode()) > SOCKET_PATH_MAX:
+        path = self.socket_dir / f".s.PGSQL.{self.pg_port}"
+        if len(str(path).encode()) > SOCKET_PATH_MAX:
             raise LifecycleError(
                 f"The server folder {self.folder} is too deep for PostgreSQL's socket "
-                f"({socket} is over {SOCKET_PATH_MAX} bytes): choose a shorter --folder.")
+                f"({path} is over {SOCKET_PATH_MAX} bytes): choose a shorter --folder.")
         for folder in (self.folder, self.artifacts):
             folder.mkdir(parents=True, exist_ok=True)
         for folder in (self.cluster, self.socket_dir, self.logs):
@@ -330,11 +343,23 @@ class TrackingServer:
                                   failure="", check=False)
         return done.returncode == 0
 
+    def _running_pg_port(self) -> int | None:
+        """The port the running cluster was started with (postmaster.pid, line 4)."""
+        try:
+            return int((self.cluster / "postmaster.pid").read_text().splitlines()[3])
+        except (OSError, IndexError, ValueError):
+            return None
+
     def _create_database(self) -> None:
         import psycopg2  # noqa: PLC0415
 
-        connection = psycopg2.connect(host=str(self.socket_dir), port=self.pg_port, user=USER,
-                                      dbname="postgres")
+        try:
+            connection = psycopg2.connect(host=str(self.socket_dir), port=self.pg_port,
+                                          user=USER, dbname="postgres")
+        except psycopg2.OperationalError as exc:
+            reason = str(exc).strip().splitlines()[-1]
+            raise LifecycleError(f"PostgreSQL in {self.cluster} does not let MLflow in "
+                                 f"({reason}): see {self.logs / 'postgres.log'}.") from None
         try:
             connection.autocommit = True
             with connection.cursor() as cursor:
@@ -381,6 +406,12 @@ class TrackingServer:
         self._stop_server()
         raise LifecycleError(f"mlflow server at {self.uri} {problem} after {timeout:.0f} s: "
                              f"see {self.logs / 'mlflow.log'}.")
+
+    def _server_port(self) -> int | None:
+        try:
+            return int(json.loads(self.pid_file.read_text())["port"])
+        except (OSError, ValueError, KeyError):
+            return None
 
     def _server_pid(self) -> int | None:
         """The recorded server's process id while that process is alive and still an
@@ -429,8 +460,6 @@ def _group_exists(pgid: int) -> bool:
 
 
 def _port_taken(host: str, port: int) -> bool:
-    import socket  # noqa: PLC0415
-
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

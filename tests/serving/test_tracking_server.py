@@ -155,6 +155,22 @@ def test_stop_stops_both_and_a_new_start_finds_every_run(server, logged):
     assert client.get_run(run_id).info.status == "FINISHED"
 
 
+def test_starting_a_running_server_again_keeps_it_and_other_ports_are_refused(server):
+    server.start()  # already running: nothing changes
+    pid = json.loads(server.pid_file.read_text())["pid"]
+    other = _free_port()
+    with pytest.raises(LifecycleError, match=(
+            rf"^The MLflow server of {server.folder} already runs on port {server.port}, "
+            rf"not {other}: stop it first \(make server-stop\), or start with --port "
+            rf"{server.port}\.$")):
+        TrackingServer(server.folder, port=other, pg_port=server.pg_port).start()
+    with pytest.raises(LifecycleError, match=rf"^PostgreSQL of {server.folder} already runs "
+                                             rf"on port {server.pg_port}, not {other}"):
+        TrackingServer(server.folder, port=server.port, pg_port=other).start()
+    assert json.loads(server.pid_file.read_text())["pid"] == pid
+    assert probe(server.uri) is None
+
+
 @pytest.mark.parametrize("env", ["server", "local"])
 def test_a_server_that_does_not_answer_stops_the_run_before_anything_runs(
         env, tmp_path, monkeypatch):
