@@ -69,12 +69,14 @@ def _apply(x: torch.Tensor, op: torch.Tensor, value: torch.Tensor) -> torch.Tens
         geometric |= op == OPS.index(name)
     if geometric.any():
         idx = geometric.nonzero().squeeze(1)
-        theta = _geometry(op[idx], value[idx])
+        theta = _geometry(op[idx], value[idx])  # on the CPU; warp moves it
+        idx = idx.to(x.device)
         out[idx] = ops.warp(x[idx], theta, mode="nearest")
+    on_device = value.to(x.device)  # op and value were drawn on the CPU
     for name, fn in _COLOUR.items():
-        idx = (op == OPS.index(name)).nonzero().squeeze(1)
+        idx = (op == OPS.index(name)).nonzero().squeeze(1).to(x.device)
         if len(idx):
-            out[idx] = fn(x[idx], value[idx])
+            out[idx] = fn(x[idx], on_device[idx])
     return out
 
 
@@ -96,7 +98,7 @@ def _geometry(op: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
 def _sharpness(x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     # PIL's SMOOTH kernel, borders left as they are (as PIL and torchvision do).
     c = x.shape[1]
-    kernel = torch.ones(3, 3, dtype=x.dtype)
+    kernel = torch.ones(3, 3, dtype=x.dtype, device=x.device)
     kernel[1, 1] = 5
     kernel = (kernel / kernel.sum()).expand(c, 1, 3, 3)
     smooth = x.clone()

@@ -9,7 +9,10 @@ vectorised tensor ops over the whole batch, and every geometric transform of a
 view is fused into one ``grid_sample``.
 
 All functions take float images in [0, 1], shaped B×C×H×W, and a
-``torch.Generator`` so that a seed reproduces the exact views.
+``torch.Generator`` so that a seed reproduces the exact views. The generator is a CPU
+one wherever the images live: random parameters are drawn on the CPU (a few numbers
+per image) and moved to the images' device, so a batch on a GPU gets the same draws as
+on the CPU.
 """
 
 from __future__ import annotations
@@ -83,7 +86,8 @@ def warp(x: torch.Tensor, theta_px: torch.Tensor, *, mode: str = "bilinear") -> 
     stay rotations on non-square images. Pixels from outside the image are zero.
     """
     b, _, h, w = x.shape
-    half = torch.tensor([w / 2, h / 2])
+    half = torch.tensor([w / 2, h / 2], device=x.device)
+    theta_px = theta_px.to(x.device)
     theta = theta_px.clone()
     theta[:, :, :2] = theta_px[:, :, :2] * half[None, None, :] / half[None, :, None]
     theta[:, :, 2] = theta_px[:, :, 2] / half
@@ -96,14 +100,14 @@ def random_crop(x: torch.Tensor, padding: int, g: torch.Generator) -> torch.Tens
     """Zero-pad by ``padding`` and crop back at a random integer offset (exact, no resampling)."""
     b, _, h, w = x.shape
     padded = F.pad(x, (padding, padding, padding, padding))
-    dy = torch.randint(0, 2 * padding + 1, (b,), generator=g)
-    dx = torch.randint(0, 2 * padding + 1, (b,), generator=g)
+    dy = torch.randint(0, 2 * padding + 1, (b,), generator=g).to(x.device)
+    dx = torch.randint(0, 2 * padding + 1, (b,), generator=g).to(x.device)
     windows = padded.unfold(2, h, 1).unfold(3, w, 1)  # B×C×dy×dx×H×W, a view
-    return windows[torch.arange(b), :, dy, dx]  # B×C×H×W
+    return windows[torch.arange(b, device=x.device), :, dy, dx]  # B×C×H×W
 
 
 def horizontal_flip(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
-    return torch.where(_per_image(bernoulli(p, len(x), g)), x.flip(-1), x)
+    return torch.where(_per_image(bernoulli(p, len(x), g)).to(x.device), x.flip(-1), x)
 
 
 # --- colour -------------------------------------------------------------------------
@@ -112,7 +116,7 @@ def grayscale(x: torch.Tensor) -> torch.Tensor:
     """Luma, B×1×H×W (a 1-channel input is returned as is)."""
     if x.shape[1] == 1:
         return x
-    weights = torch.tensor(_LUMA, dtype=x.dtype).view(1, 3, 1, 1)
+    weights = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x * weights).sum(1, keepdim=True)
 
 
@@ -138,7 +142,7 @@ def adjust_hue(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     """Rotate hue by ``turns`` (−0.5 … 0.5) per image."""
     if x.shape[1] == 1:
         return x
-    matrix = _hue_matrix(turns).to(x.dtype)
+    matrix = _hue_matrix(turns.cpu()).to(x.device, x.dtype)
     return torch.einsum("bij,bjhw->bihw", matrix, x).clamp_(0, 1)
 
 
@@ -159,15 +163,15 @@ def color_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation
     s = _factor(saturation, apply, g)
     turns = torch.where(apply, uniform(-hue, hue, n, g), 0.0)
     mean_luma = grayscale(x).mean(dim=(1, 2, 3))  # contrast blends towards this grey
-    offset = (1 - k) * b * mean_luma  # grey is a fixed point of saturation and hue
+    offset = ((1 - k) * b).to(x.device) * mean_luma  # grey is a fixed point of sat. and hue
     if c == 1:
-        scale = (k * b).view(n, 1, 1, 1)
+        scale = (k * b).view(n, 1, 1, 1).to(x.device)
         return (x * scale + offset.view(n, 1, 1, 1)).clamp_(0, 1)
     luma = torch.tensor(_LUMA).expand(3, 3)  # each row maps a pixel to its grey
     sat = s.view(n, 1, 1) * torch.eye(3) + (1 - s).view(n, 1, 1) * luma
     matrix = (k * b).view(n, 1, 1) * (_hue_matrix(turns) @ sat)  # B×3×3
     out = torch.baddbmm(offset.view(n, 1, 1).expand(n, 3, 1).to(x.dtype),
-                        matrix.to(x.dtype), x.reshape(n, 3, h * w))
+                        matrix.to(x.device, x.dtype), x.reshape(n, 3, h * w))
     return out.view(n, c, h, w).clamp_(0, 1)
 
 
@@ -190,7 +194,7 @@ def _factor(strength: float, apply: torch.Tensor, g: torch.Generator) -> torch.T
 def random_grayscale(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
     if x.shape[1] == 1:
         return x
-    apply = _per_image(bernoulli(p, len(x), g))
+    apply = _per_image(bernoulli(p, len(x), g)).to(x.device)
     return torch.where(apply, grayscale(x).expand_as(x), x)
 
 
@@ -206,7 +210,7 @@ def gaussian_blur(x: torch.Tensor, sigma: tuple[float, float], p: float,
     kernels = torch.exp(-0.5 * (offsets[None, :] / sigmas[:, None]) ** 2)
     kernels = kernels / kernels.sum(1, keepdim=True)  # B×K
     kernels = torch.where(apply[:, None], kernels, (offsets == 0).to(x.dtype))
-    kernels = kernels.repeat_interleave(c, dim=0)  # (B·C)×K: one kernel per plane
+    kernels = kernels.repeat_interleave(c, dim=0).to(x.device)  # (B·C)×K: one per plane
     planes = F.pad(x.reshape(1, b * c, h, w), (size // 2,) * 4, mode="reflect")
     planes = F.conv2d(planes, kernels.view(b * c, 1, 1, size), groups=b * c)
     planes = F.conv2d(planes, kernels.view(b * c, 1, size, 1), groups=b * c)
@@ -230,7 +234,8 @@ def random_erasing(x: torch.Tensor, scale: tuple[float, float], ratio: tuple[flo
     in_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])  # n×H
     in_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])  # n×W
     mask = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]  # n×1×H×W
-    noise = torch.rand((n, c, h, w), generator=g, dtype=x.dtype)
+    noise = torch.rand((n, c, h, w), generator=g, dtype=x.dtype).to(x.device)
+    chosen = chosen.to(x.device)
     out = x.clone()
-    out[chosen] = torch.where(mask, noise, x[chosen])  # only the chosen images pay
+    out[chosen] = torch.where(mask.to(x.device), noise, x[chosen])  # only the chosen pay
     return out

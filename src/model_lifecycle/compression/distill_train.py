@@ -99,7 +99,7 @@ def _train(student: Classifier, teacher: nn.Module, images: np.ndarray, labels: 
     stream = BatchStream(images, targets, train, batch_size=params.batch_size,
                          augment=BatchAugmenter(policy), seed=runtime.seed, device=device,
                          channels_last=runtime.channels_last, rank=rank(),
-                         world_size=world_size())
+                         world_size=world_size(), on_device=runtime.data_on_device)
 
     def loss_fn(module: nn.Module, views: list[torch.Tensor], y: torch.Tensor):
         with torch.no_grad():
@@ -114,8 +114,8 @@ def _train(student: Classifier, teacher: nn.Module, images: np.ndarray, labels: 
 
     return fit(student, loss_fn, stream, epochs=params.epochs, optimizer=params.optimizer,
                schedule=params.schedule, evaluate=evaluate, monitor="val_accuracy",
-               device=device, mixed_precision=runtime.mixed_precision, seed=runtime.seed,
-               deadline=deadline, name=name)
+               device=device, mixed_precision=runtime.mixed_precision,
+               compile_model=runtime.compile, seed=runtime.seed, deadline=deadline, name=name)
 
 
 def copy_leading_stages(student: Classifier, teacher: Classifier) -> int:

@@ -111,6 +111,18 @@ class RuntimeParams(StrictModel):
     """Channels-last memory layout for convolutions."""
     mixed_precision: bool = True
     """bfloat16 autocast on CUDA (ignored on the CPU)."""
+    compile: bool = False
+    """Train through `torch.compile` of the model (pretrain, finetune, prune recovery,
+    distillation). The first step compiles (tens of seconds; later runs reuse
+    Inductor's on-disk cache); worth it on a GPU, rarely on a CPU, where it needs a C++
+    compiler."""
+    data_on_device: bool = False
+    """Move the training images (uint8) to the device once and gather and augment every
+    batch there, instead of on the CPU batch by batch (the same batches for a seed). On a
+    GPU they must fit in its memory (CIFAR-10: 150 MB)."""
+    tf32: bool = False
+    """TensorFloat-32 for float32 matrix products and convolutions on CUDA (false:
+    PyTorch's defaults, TF32 for convolutions only); ignored on the CPU."""
     distributed: DistributedParams = DistributedParams()
     """DistributedDataParallel training of pretrain, finetune, prune recovery and
     distillation (docs/distributed.md)."""

@@ -24,12 +24,17 @@ class BatchStream:
 
     Yields ``(views, labels)``: ``views`` is a list of ``n_views`` float batches
     (B×C×H×W in [0, 1], on ``device``), ``labels`` an int64 batch.
+
+    ``on_device``: ``images[indices]`` and their labels are copied to ``device`` once, and
+    every batch is gathered and augmented there (the augmentations' random draws still
+    come from the CPU generator, so the batches are those of the default path).
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray, *,
                  batch_size: int, augment: Augment | None, n_views: int = 1, seed: int = 0,
                  device: torch.device | None = None, channels_last: bool = False,
-                 drop_last: bool = True, rank: int = 0, world_size: int = 1) -> None:
+                 drop_last: bool = True, rank: int = 0, world_size: int = 1,
+                 on_device: bool = False) -> None:
         self.images = torch.from_numpy(images)
         self.labels = torch.from_numpy(labels)
         self.indices = torch.from_numpy(np.asarray(indices, dtype=np.int64))
@@ -48,6 +53,10 @@ class BatchStream:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.drop_last = drop_last
         self.rank, self.world_size = rank, world_size
+        self.resident: tuple[torch.Tensor, torch.Tensor] | None = None
+        if on_device:  # B×C×H×W uint8 rows in the order of ``indices``, and their labels
+            rows = self.images[self.indices]
+            self.resident = (rows.to(self.device), self.labels[self.indices].to(self.device))
 
     def __len__(self) -> int:
         full, rest = divmod(self.shard, self.batch_size)
@@ -59,7 +68,7 @@ class BatchStream:
 
     def epoch(self, epoch: int) -> Iterator[tuple[list[torch.Tensor], torch.Tensor]]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        order = self.indices[torch.randperm(len(self.indices), generator=generator)]
+        order = torch.randperm(len(self.indices), generator=generator)  # positions in indices
         if self.world_size > 1:
             order = order[self.rank:self.shard * self.world_size:self.world_size]
             generator = torch.Generator().manual_seed(
@@ -68,10 +77,19 @@ class BatchStream:
             chunk = order[start:start + self.batch_size]
             if self.drop_last and len(chunk) < self.batch_size:
                 break
-            raw = self.images[chunk]
+            raw, labels = self._gather(chunk)
             views = [self._to_device(self.augment(raw, generator) if self.augment
                                      else raw.float().div_(255)) for _ in range(self.n_views)]
-            yield views, self.labels[chunk].to(self.device, non_blocking=True)
+            yield views, labels
+
+    def _gather(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The uint8 images and labels at ``positions`` of ``indices``: on the device when
+        they live there, else read from ``images`` on the CPU (labels sent to the device)."""
+        if self.resident is not None:
+            on_device = positions.to(self.device)
+            return self.resident[0][on_device], self.resident[1][on_device]
+        rows = self.indices[positions]
+        return self.images[rows], self.labels[rows].to(self.device, non_blocking=True)
 
     def _to_device(self, batch: torch.Tensor) -> torch.Tensor:
         return batch.to(self.device, non_blocking=True).contiguous(

@@ -28,6 +28,22 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     return contextlib.nullcontext()
 
 
+def set_tf32(enabled: bool) -> None:
+    """TensorFloat-32 for float32 matrix products and cuDNN convolutions (``enabled``), or
+    PyTorch's defaults (matrix products in full float32, convolutions in TF32). Process-
+    wide switches: each training node sets them, so one node's choice does not leak
+    into the next."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = True  # PyTorch's default for convolutions either way
+
+
+def compiled(module: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile(module)``: the compiled module shares ``module``'s parameters and
+    buffers, so training through it trains ``module``. Compiles lazily, on the first
+    call (the one place the training loop reaches ``torch.compile``)."""
+    return torch.compile(module)
+
+
 def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 

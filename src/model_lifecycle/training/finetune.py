@@ -116,7 +116,7 @@ def _train(model: Classifier, images: np.ndarray, labels: np.ndarray,
     stream = BatchStream(images, labels, splits["train_labeled"], batch_size=params.batch_size,
                          augment=BatchAugmenter(policy), seed=runtime.seed, device=device,
                          channels_last=runtime.channels_last, rank=rank(),
-                         world_size=world_size())
+                         world_size=world_size(), on_device=runtime.data_on_device)
 
     generator = torch.Generator(device).manual_seed(runtime.seed)
 
@@ -151,6 +151,7 @@ def _train(model: Classifier, images: np.ndarray, labels: np.ndarray,
                patience=params.patience, clip_grad_norm=params.clip_grad_norm,
                ema_decay=params.ema_decay, eval_every=params.eval_every, deadline=deadline,
                device=device, mixed_precision=runtime.mixed_precision,
+               compile_model=runtime.compile,
                checkpoint=Path(params.checkpoint) if params.checkpoint else None,
                resume=params.resume, config=params.model_dump(mode="json"),
                seed=runtime.seed, name=name)

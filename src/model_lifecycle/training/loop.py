@@ -21,7 +21,7 @@ from model_lifecycle.errors import LifecycleError
 from model_lifecycle.training.checkpoint import load_checkpoint, save_checkpoint
 from model_lifecycle.training.config import OptimizerParams, ScheduleParams
 from model_lifecycle.training.data import BatchStream
-from model_lifecycle.training.device import autocast, is_main_process, world_size
+from model_lifecycle.training.device import autocast, compiled, is_main_process, world_size
 from model_lifecycle.training.optim import build_optimizer
 from model_lifecycle.training.schedule import learning_rate
 
@@ -70,7 +70,8 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
         evaluate: Evaluate | None = None, monitor: str | None = None,
         patience: int | None = None, clip_grad_norm: float | None = None,
         ema_decay: float | None = None, device: torch.device | None = None,
-        mixed_precision: bool = True, eval_every: int = 1, deadline: Deadline | None = None,
+        mixed_precision: bool = True, compile_model: bool = False, eval_every: int = 1,
+        deadline: Deadline | None = None,
         checkpoint: Path | None = None, resume: bool = False,
         config: dict[str, Any] | None = None, seed: int = 0, name: str = "train"
         ) -> FitResult:
@@ -84,6 +85,10 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
     the time left buys (the learning-rate schedule follows the new length).
     At the end the model holds the weights of its best epoch on ``monitor`` (the last
     epoch without one). ``resume`` continues from ``checkpoint`` when it exists.
+
+    ``compile_model``: the training steps run through ``torch.compile`` of the model
+    (sharing its weights; evaluation and the returned model stay eager), compiled on the
+    first step.
 
     ``ema_decay`` keeps an exponential moving average of the weights (batch-norm
     statistics included), updated after every step; evaluation, model selection and
@@ -100,6 +105,8 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
     distributed = world_size() > 1
     trained = model if not distributed else DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
+    if compile_model:
+        trained = compiled(trained)
     opt = build_optimizer(model, optimizer)
     plan = _Plan(epoch_count(epochs, len(data))[1], len(data))
     warmup = schedule.warmup_steps(plan.total_steps, len(data))

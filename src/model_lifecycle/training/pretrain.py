@@ -100,7 +100,8 @@ def _train(model: Classifier, images: np.ndarray, labels: np.ndarray,
     stream = BatchStream(images, labels, train, batch_size=params.batch_size,
                          augment=BatchAugmenter(policy), n_views=2, seed=runtime.seed,
                          device=device, channels_last=runtime.channels_last,
-                         rank=rank(), world_size=world_size())
+                         rank=rank(), world_size=world_size(),
+                         on_device=runtime.data_on_device)
 
     def loss_fn(module: nn.Module, views: list[torch.Tensor], _labels: torch.Tensor):
         return module(views[0], views[1]), {}
@@ -112,8 +113,8 @@ def _train(model: Classifier, images: np.ndarray, labels: np.ndarray,
     return fit(ssl, loss_fn, stream, epochs=params.epochs, optimizer=params.optimizer,
                schedule=params.schedule, evaluate=evaluate,
                clip_grad_norm=params.clip_grad_norm, device=device,
-               mixed_precision=runtime.mixed_precision, eval_every=params.eval_every,
-               deadline=deadline,
+               mixed_precision=runtime.mixed_precision, compile_model=runtime.compile,
+               eval_every=params.eval_every, deadline=deadline,
                checkpoint=Path(params.checkpoint) if params.checkpoint else None,
                resume=params.resume, config=params.model_dump(mode="json"),
                seed=runtime.seed, name=name)

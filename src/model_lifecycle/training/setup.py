@@ -8,17 +8,21 @@ import numpy as np
 import torch
 
 from model_lifecycle.training.config import RuntimeParams
-from model_lifecycle.training.device import resolve_device
+from model_lifecycle.training.device import resolve_device, set_tf32
 
 
 def prepare_runtime(runtime: RuntimeParams) -> torch.device:
-    """Seed every RNG, fix the thread count, and return the device to train on."""
+    """Seed every RNG, fix the thread count, set TF32 on CUDA, and return the device to
+    train on."""
     random.seed(runtime.seed)
     np.random.seed(runtime.seed)
     torch.manual_seed(runtime.seed)
     if runtime.num_threads:
         torch.set_num_threads(runtime.num_threads)
-    return resolve_device(runtime.device)
+    device = resolve_device(runtime.device)
+    if device.type == "cuda":
+        set_tf32(runtime.tf32)
+    return device
 
 
 def history_for_mlflow(history: dict[str, list[list[float]]], **final: float
