@@ -98,6 +98,10 @@ class PreflightHook:
                     context={"reads_files": reads in pipeline.all_outputs()})
         if "finetune" in groups:
             _check_lora_targets(groups["finetune"], catalog)
+        if "runtime" in groups and groups["runtime"].device == "cuda":
+            # imports torch: only for a run that asks for a GPU
+            from model_lifecycle.training.device import resolve_device  # noqa: PLC0415
+            resolve_device("cuda")  # no GPU visible: one sentence, before anything runs
         if "runtime" in groups and groups["runtime"].distributed.world_size > 1:
             # imports torch: only for a run that asks for distributed training
             from model_lifecycle.training.distributed import check_launch  # noqa: PLC0415
