@@ -15,6 +15,7 @@ from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
+from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 
 from model_lifecycle.augment.config import AugmentParams
@@ -271,7 +272,14 @@ class RunBookkeepingHook:
         client.set_tag(run.info.run_id, HOST_TAG, host)
         experiment = client.get_experiment(run.info.experiment_id)
         if experiment.tags.get(EXPERIMENT_KIND[0]) is None:
-            client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
+            try:
+                client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
+            except MlflowException:
+                # two runs starting at once on a tracking server: the other one tagged
+                # the new experiment first (PostgreSQL refuses the second insert)
+                tags = client.get_experiment(experiment.experiment_id).tags
+                if tags.get(EXPERIMENT_KIND[0]) is None:
+                    raise
         stale = client.search_runs(
             [experiment.experiment_id],
             filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'")
@@ -318,6 +326,26 @@ class TrackingServerHook:
             if (problem := probe(uri)) is not None:
                 raise LifecycleError(_server_sentence(uri, key, problem,
                                                       _mlflow_file(context, key)))
+        if uris["mlflow_tracking_uri"] in checked:
+            _create_experiment(uris["mlflow_tracking_uri"],
+                               context.config_loader["mlflow"].get("tracking") or {})
+
+
+def _create_experiment(uri: str, tracking: dict[str, Any]) -> None:
+    """Create the run's experiment on a tracking server if it is missing, tolerating a
+    run that creates it in the same instant (kedro-mlflow's get-or-create does not: two
+    runs starting at once on a fresh server would fail one of them)."""
+    experiment = tracking.get("experiment") or {}
+    kwargs = experiment.get("create_experiment_kwargs") or {}
+    if not experiment.get("name") or kwargs.get("artifact_location"):
+        return  # kedro-mlflow's defaults / path resolution apply
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    if client.get_experiment_by_name(experiment["name"]) is None:
+        try:
+            client.create_experiment(experiment["name"], tags=kwargs.get("tags"))
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
 
 
 def _mlflow_file(context: Any, key: str) -> str | None:

@@ -28,6 +28,7 @@ import mlflow
 import pytest
 
 from model_lifecycle.errors import LifecycleError
+from model_lifecycle.hooks import _create_experiment
 from model_lifecycle.tracking_server import TrackingServer, main, postgres_bindir, probe
 from tests.conftest import project_runner, scratch_project
 from tests.pipelines.test_pretrain_finetune_run import TINY
@@ -169,6 +170,19 @@ def test_starting_a_running_server_again_keeps_it_and_other_ports_are_refused(se
         TrackingServer(server.folder, port=server.port, pg_port=other).start()
     assert json.loads(server.pid_file.read_text())["pid"] == pid
     assert probe(server.uri) is None
+
+
+def test_two_runs_creating_the_experiment_at_once_both_go_on(server, monkeypatch):
+    """kedro-mlflow's get-or-create of the experiment fails the slower of two runs that
+    start together on a fresh server; the project creates it first, tolerating that."""
+    tracking = {"experiment": {"name": "created-at-once"}}
+    _create_experiment(server.uri, tracking)
+    # the other run: it looked before the first one created the experiment
+    monkeypatch.setattr(mlflow.MlflowClient, "get_experiment_by_name", lambda self, name: None)
+    _create_experiment(server.uri, tracking)
+    monkeypatch.undo()
+    client = mlflow.MlflowClient(tracking_uri=server.uri)
+    assert client.get_experiment_by_name("created-at-once").lifecycle_stage == "active"
 
 
 @pytest.mark.parametrize("env", ["server", "local"])
