@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import mlflow
@@ -7,7 +8,7 @@ import pytest
 from kedro.io.core import DatasetError, Version
 
 from model_lifecycle.data.imageset import ImageSet
-from model_lifecycle.io import ImageSetDataset, JsonDataset, NpzDataset, TableDataset
+from model_lifecycle.io import ImageSetDataset, JsonDataset, NpzDataset, TableDataset, arrays
 
 
 def _image_set():
@@ -101,3 +102,99 @@ def test_table_dataset_round_trips_and_previews_for_kedro_viz(tmp_path):
     preview = dataset.preview(nrows=1)
     assert preview["columns"] == ["file", "class", "confidence"]
     assert preview["data"] == [["a.png", "7", 0.9]]
+
+
+def _large_image_set(n=300):
+    rng = np.random.default_rng(1)
+    return ImageSet(rng.integers(0, 256, (n, 3, 8, 8), dtype=np.uint8),
+                    np.arange(n) % 3, ("a", "b", "c"), "cifar10",
+                    source_test=np.arange(n) >= n - 50)
+
+
+def test_image_set_pixels_load_as_a_read_only_memory_map(tmp_path):
+    path = str(tmp_path / "images.npz")
+    original = _large_image_set()
+    ImageSetDataset(filepath=path, version=Version(None, "2026-01-01T00.00.00.000Z")).save(
+        original)
+    loaded = ImageSetDataset(filepath=path, version=Version(None, None),
+                             in_memory_below=0).load()
+    assert isinstance(loaded.images, np.memmap) and loaded.images.mode == "r"
+    assert not loaded.images.flags.writeable
+    np.testing.assert_array_equal(loaded.images, original.images)
+    np.testing.assert_array_equal(loaded.source_test, original.source_test)
+    assert loaded.fingerprint() == original.fingerprint()
+    # the file stays a plain .npz: numpy reads it as before
+    [file] = (tmp_path / "images.npz").rglob("images.npz")
+    with np.load(file) as archive:
+        np.testing.assert_array_equal(archive["images"], original.images)
+    # a small set is read into memory (the default threshold)
+    small = ImageSetDataset(filepath=path, version=Version(None, None)).load()
+    assert type(small.images) is np.ndarray and small.images.flags.writeable
+    np.testing.assert_array_equal(small.images, original.images)
+
+
+def test_a_mapped_image_set_saves_as_a_new_version_and_versions_stay_apart(tmp_path):
+    path = str(tmp_path / "images.npz")
+    first, second = _large_image_set(300), _large_image_set(120)
+    ImageSetDataset(filepath=path, version=Version(None, "2026-01-01T00.00.00.000Z")).save(
+        first)
+    mapped = ImageSetDataset(filepath=path, version=Version(None, None),
+                             in_memory_below=0).load()
+    ImageSetDataset(filepath=path, version=Version(None, "2026-01-02T00.00.00.000Z")).save(
+        ImageSet(mapped.images[:120], second.labels, mapped.class_names, mapped.source))
+    latest = ImageSetDataset(filepath=path, version=Version(None, None),
+                             in_memory_below=0).load()
+    np.testing.assert_array_equal(latest.images, first.images[:120])
+    older = ImageSetDataset(filepath=path, version=Version("2026-01-01T00.00.00.000Z", None),
+                            in_memory_below=0).load()
+    np.testing.assert_array_equal(older.images, first.images)
+
+
+def test_fingerprint_in_chunks_is_the_digest_of_the_whole_array(tmp_path):
+    data = _large_image_set()
+    digest = hashlib.sha256(str(data.images.shape).encode() + data.images.tobytes()
+                            + data.labels.astype(np.int64).tobytes() + b"a\x1fb\x1fc")
+    assert data.fingerprint() == digest.hexdigest()[:16]
+
+
+def test_an_image_set_save_that_dies_mid_pixels_leaves_the_previous_version(
+        tmp_path, monkeypatch):
+    path = str(tmp_path / "images.npz")
+    first = _large_image_set()
+    ImageSetDataset(filepath=path, version=Version(None, "2026-01-01T00.00.00.000Z")).save(
+        first)
+    def dying_chunks(pixels, *args):
+        yield np.ascontiguousarray(pixels[:10])
+        raise OSError("killed while writing pixels")
+
+    monkeypatch.setattr(arrays, "iter_chunks", dying_chunks)
+    failing = ImageSetDataset(filepath=path, version=Version(None, "2026-01-02T00.00.00.000Z"))
+    with pytest.raises(DatasetError, match="killed while writing"):
+        failing.save(_large_image_set(120))
+    monkeypatch.undo()
+    assert list((tmp_path / "images.npz").rglob("*.tmp-*")) == []
+    assert not (tmp_path / "images.npz" / "2026-01-02T00.00.00.000Z").joinpath(
+        "images.npz").exists()
+    latest = ImageSetDataset(filepath=path, version=Version(None, None),
+                             in_memory_below=0).load()
+    np.testing.assert_array_equal(latest.images, first.images)
+
+
+@pytest.mark.parametrize("writer", [np.savez, np.savez_compressed])
+def test_image_sets_written_before_the_memory_map_still_load(tmp_path, writer):
+    """Versions written with ``np.savez`` (no stored fingerprint) load with the same
+    fingerprint; an uncompressed one memory-mapped, a compressed one into memory."""
+    original = _large_image_set()
+    arrays = original.to_arrays()
+    del arrays["fingerprint"]
+    writer(tmp_path / "images.npz", **arrays)
+    loaded = ImageSetDataset(filepath=str(tmp_path / "images.npz"), in_memory_below=0).load()
+    assert isinstance(loaded.images, np.memmap) == (writer is np.savez)
+    np.testing.assert_array_equal(loaded.images, original.images)
+    assert loaded.fingerprint() == original.fingerprint()
+
+
+def test_a_file_that_is_not_an_image_set_is_refused_in_one_sentence(tmp_path):
+    (tmp_path / "images.npz").write_bytes(b"PK not really a zip")
+    with pytest.raises(DatasetError, match="is not an image set .npz .*pipelines=ingest"):
+        ImageSetDataset(filepath=str(tmp_path / "images.npz")).load()

@@ -10,13 +10,17 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
 from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.data.resize import resize_batch
+from model_lifecycle.data.store import IN_MEMORY_BYTES, PixelSink, iter_chunks
 from model_lifecycle.errors import LifecycleError
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -49,35 +53,78 @@ class _SafeUnpickler(pickle.Unpickler):
 
 
 def load_cifar10(path: str | Path, size_hw: tuple[int, int], *, channels: int = 3,
-                 resize: str = "center_crop") -> ImageSet:
-    """Load the five training batches and, when present, ``test_batch``."""
-    found = {name: (where, raw) for name, where, raw in _batch_files(Path(path))}
-    files = {name: raw for name, (_where, raw) in found.items()}
-    missing = [name for name in TRAIN_BATCHES if name not in files]
-    if len(missing) == len(TRAIN_BATCHES):
-        raise LifecycleError(
-            f"No CIFAR-10 training batch (data_batch_1 … data_batch_5) found in {path}: "
-            "point ingest.path at the extracted cifar-10-batches-py/ folder or at "
-            "cifar-10-python.tar.gz."
-        )
-    parts, test_flags = [], []
-    for name in (*TRAIN_BATCHES, TEST_BATCH):
-        if name in files:
-            data, labels = _read_batch(files[name], found[name][0])
-            parts.append((data, labels))
-            test_flags.append(np.full(len(labels), name == TEST_BATCH))
-    class_names = _class_names(files.get(META), found[META][0] if META in found
-                               else f"{path}/{META}")
-    images = np.concatenate([data for data, _ in parts]).reshape(-1, 3, 32, 32)
-    labels = np.concatenate([labels for _, labels in parts])
+                 resize: str = "center_crop", in_memory_below: int = IN_MEMORY_BYTES
+                 ) -> ImageSet:
+    """Load the five training batches and, when present, ``test_batch``.
+
+    One batch is held in memory at a time: each is converted and appended to a
+    :class:`~model_lifecycle.data.store.PixelSink` (a memory-mapped file past
+    ``in_memory_below`` bytes of pixels). The rows are always in the order
+    data_batch_1 … data_batch_5, test_batch; an archive storing them in another order
+    parks the early ones in their own sinks until their turn.
+    """
+    path = Path(path)
+    image_shape = (channels, *size_hw)
+    convert = partial(_convert, size_hw=size_hw, channels=channels, resize=resize)
+    meta: tuple[bytes, str] | None = None
+    parts: list[tuple[str, np.ndarray]] = []  # (batch name, labels), in row order
+    with ExitStack() as cleanup:
+        sink: PixelSink | None = None
+        parked: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if path.is_dir():  # files in the canonical order, straight into one sink
+            files = _folder_batches(path)
+            rows = sum(size for _name, _where, size, _open in files) // _PIXELS
+            sink = cleanup.enter_context(PixelSink(rows, image_shape,
+                                                   in_memory_below=in_memory_below))
+            streams = ((name, where, opener) for name, where, _size, opener in files)
+        else:
+            streams = _archive_batches(path)
+        for name, where, opener in streams:
+            with opener() as handle:
+                if name == META:
+                    meta = (handle.read(), where)
+                    continue
+                data, labels = _read_batch(handle, where)
+            pixels = convert(data)
+            del data
+            if sink is not None:
+                sink.append(pixels)
+                parts.append((name, labels))
+            else:  # archive order is arbitrary: park the batch until all are read
+                with PixelSink(len(pixels), image_shape,
+                               in_memory_below=in_memory_below) as segment:
+                    segment.append(pixels)
+                    parked[name] = (segment.finish(), labels)
+            del pixels
+        if sink is None:
+            order = [name for name in (*TRAIN_BATCHES, TEST_BATCH) if name in parked]
+            sink = cleanup.enter_context(PixelSink(
+                sum(len(parked[name][1]) for name in order), image_shape,
+                in_memory_below=in_memory_below))
+            for name in order:
+                pixels, labels = parked.pop(name)
+                for chunk in iter_chunks(pixels):
+                    sink.append(chunk)
+                parts.append((name, labels))
+                del pixels  # a parked spill file goes as soon as it is copied
+        if not any(name in TRAIN_BATCHES for name, _labels in parts):
+            raise LifecycleError(
+                f"No CIFAR-10 training batch (data_batch_1 … data_batch_5) found in {path}: "
+                "point ingest.path at the extracted cifar-10-batches-py/ folder or at "
+                "cifar-10-python.tar.gz."
+            )
+        images = sink.finish()
+    class_names = _class_names(*meta) if meta else DEFAULT_CLASS_NAMES
+    labels = np.concatenate([labels for _name, labels in parts])
     if labels.max() >= len(class_names):
         raise LifecycleError(
             f"CIFAR-10 labels in {path} go up to {labels.max()} but {META} names only "
             f"{len(class_names)} classes: the batches and the meta file do not match."
         )
-    source_test = np.concatenate(test_flags)
+    source_test = np.concatenate([np.full(len(labels), name == TEST_BATCH)
+                                  for name, labels in parts])
     return ImageSet(
-        images=resize_batch(images, size_hw, channels=channels, resize=resize),
+        images=images,
         labels=labels,
         class_names=class_names,
         source="cifar10",
@@ -85,27 +132,43 @@ def load_cifar10(path: str | Path, size_hw: tuple[int, int], *, channels: int = 
     )
 
 
-def _batch_files(path: Path) -> Iterator[tuple[str, str, bytes]]:
-    """Yield (batch name, where it is, raw bytes) from a directory or a tar archive;
-    "where" is the file's own path (or the archive and its member) for messages."""
+def _convert(data: np.ndarray, *, size_hw: tuple[int, int], channels: int,
+             resize: str) -> np.ndarray:
+    return resize_batch(data.reshape(-1, 3, 32, 32), size_hw, channels=channels,
+                        resize=resize)
+
+
+Opener = Callable[[], IO[bytes]]
+
+
+def _folder_batches(path: Path) -> list[tuple[str, str, int, Opener]]:
+    """(name, file, size in bytes, opener) of the batches and meta file in a folder, in
+    the order data_batch_1 … data_batch_5, test_batch, batches.meta."""
+    root = path / "cifar-10-batches-py" if (path / "cifar-10-batches-py").is_dir() else path
+    found = []
+    for name in (*TRAIN_BATCHES, TEST_BATCH, META):
+        file = root / name
+        if file.is_file():
+            size = file.stat().st_size if name != META else 0
+            found.append((name, str(file), size, partial(open, file, "rb")))
+    return found
+
+
+def _archive_batches(path: Path) -> Iterator[tuple[str, str, Opener]]:
+    """(name, archive:member, opener) of the batches and meta file of a tar archive, in
+    the archive's order, each readable only until the next is yielded (a stream)."""
     if not path.exists():
         raise LifecycleError(
             f"ingest.path {path} does not exist: set it to the cifar-10-batches-py/ "
             "folder or to cifar-10-python.tar.gz."
         )
-    if path.is_dir():
-        root = path / "cifar-10-batches-py" if (path / "cifar-10-batches-py").is_dir() else path
-        for name in (*TRAIN_BATCHES, TEST_BATCH, META):
-            if (root / name).is_file():
-                yield name, str(root / name), (root / name).read_bytes()
-        return
     try:
         with tarfile.open(path, "r:*") as archive:
             for member in archive:
                 name = Path(member.name).name
                 if member.isfile() and name in (*TRAIN_BATCHES, TEST_BATCH, META):
                     yield (name, f"{path}:{member.name}",
-                           archive.extractfile(member).read())  # type: ignore[union-attr]
+                           partial(archive.extractfile, member))  # type: ignore[misc]
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise LifecycleError(
             f"{path} is not a readable CIFAR-10 archive ({exc}): download "
@@ -113,9 +176,11 @@ def _batch_files(path: Path) -> Iterator[tuple[str, str, bytes]]:
         ) from None
 
 
-def _unpickle(raw: bytes, where: str) -> dict:
+def _unpickle(raw: bytes | IO[bytes], where: str) -> dict:
+    """Unpickle a batch from its bytes or straight from its (file or archive) stream."""
+    stream = io.BytesIO(raw) if isinstance(raw, bytes) else raw
     try:
-        loaded = _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
+        loaded = _SafeUnpickler(stream, encoding="bytes").load()
     except Exception as exc:  # noqa: BLE001 - any failure means the same thing to the user
         raise LifecycleError(
             f"{where} is not a CIFAR-10 python batch ({exc}): replace it with the file "
@@ -128,7 +193,7 @@ def _unpickle(raw: bytes, where: str) -> dict:
             for key, value in loaded.items()}
 
 
-def _read_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_batch(raw: bytes | IO[bytes], where: str) -> tuple[np.ndarray, np.ndarray]:
     batch = _unpickle(raw, where)
     if "data" not in batch or "labels" not in batch:
         raise LifecycleError(

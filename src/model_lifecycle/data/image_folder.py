@@ -1,7 +1,8 @@
 """Images in class folders: ``<root>/<class>/<image>`` or ``<root>/{train,test}/<class>/<image>``.
 
 Decoding runs in worker processes, a chunk of files each, and every image lands
-in one preallocated uint8 array: no per-image files, no per-image tensors.
+in one preallocated uint8 array (a memory-mapped file for a set larger than
+``data.store.IN_MEMORY_BYTES``): no per-image files, no per-image tensors.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import numpy as np
 
 from model_lifecycle.data.convert import IMAGE_SUFFIXES, MAX_PIXELS, decode_files
 from model_lifecycle.data.imageset import ImageSet
+from model_lifecycle.data.store import IN_MEMORY_BYTES, PixelSink
 from model_lifecycle.errors import LifecycleError
 
 log = logging.getLogger(__name__)
@@ -34,23 +37,32 @@ class _Entry:
 
 def load_image_folder(root: str | Path, size_hw: tuple[int, int], *, channels: int = 3,
                       resize: str = "center_crop", on_bad_image: str = "error",
-                      num_workers: int | None = None, max_pixels: int = MAX_PIXELS) -> ImageSet:
-    """Read every image under ``root``; class names are the folder names, sorted."""
+                      num_workers: int | None = None, max_pixels: int = MAX_PIXELS,
+                      in_memory_below: int = IN_MEMORY_BYTES) -> ImageSet:
+    """Read every image under ``root``; class names are the folder names, sorted.
+
+    Decoded chunks are appended to a :class:`~model_lifecycle.data.store.PixelSink` as
+    they arrive: more than ``in_memory_below`` bytes of pixels go to a file and come back
+    memory-mapped."""
     root = Path(root)
     entries, class_names, has_test = _scan(root)
-    images = np.empty((len(entries), channels, *size_hw), dtype=np.uint8)
     failures: dict[int, str] = {}
     paths = [str(entry.path) for entry in entries]
-    for start, chunk, errors in _decode_all(paths, size_hw, channels, resize, num_workers,
-                                            max_pixels):
-        images[start:start + len(chunk)] = chunk
-        failures.update(errors)
-        if failures and on_bad_image == "error":
-            index, reason = min(failures.items())
-            raise LifecycleError(
-                f"Cannot read image {paths[index]} ({reason}): replace or delete the file, "
-                "or set ingest.on_bad_image: skip to leave such files out."
-            )
+    with PixelSink(len(entries), (channels, *size_hw), in_memory_below=in_memory_below) as sink:
+        for start, chunk, errors in _decode_all(paths, size_hw, channels, resize,
+                                                num_workers, max_pixels):
+            failures.update(errors)
+            if failures and on_bad_image == "error":
+                index, reason = min(failures.items())
+                raise LifecycleError(
+                    f"Cannot read image {paths[index]} ({reason}): replace or delete the "
+                    "file, or set ingest.on_bad_image: skip to leave such files out."
+                )
+            readable = np.ones(len(chunk), dtype=bool)
+            if errors:  # skipped files leave no row: the rows stay in file order
+                readable[[index - start for index in errors]] = False
+            sink.append(chunk[readable] if errors else chunk)
+        images = sink.finish()
     keep = np.ones(len(entries), dtype=bool)
     keep[list(failures)] = False
     if failures:
@@ -59,7 +71,7 @@ def load_image_folder(root: str | Path, size_hw: tuple[int, int], *, channels: i
     _check_classes(labels, class_names, root)
     is_test = np.array([entry.is_test for entry in entries], dtype=bool)[keep]
     return ImageSet(
-        images=images[keep] if failures else images,
+        images=images,
         labels=labels,
         class_names=class_names,
         source="image_folder",
@@ -160,11 +172,21 @@ def _decode_all(paths: list[str], size_hw: tuple[int, int], channels: int, resiz
             yield start, chunk, {start + i: r for i, r in errors.items()}
         return
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context())
+    # at most two chunks per worker in flight: a decoded chunk is dropped once handed
+    # on, so memory stays bounded however many files there are
+    pending: deque[tuple[int, Future]] = deque()
     try:
-        futures = [pool.submit(decode_files, paths[s:s + _CHUNK], size_hw, channels, resize,
-                               max_pixels) for s in starts]
-        for start, future in zip(starts, futures, strict=True):
-            chunk, errors = future.result()
-            yield start, chunk, {start + i: r for i, r in errors.items()}
+        for start in starts:
+            pending.append((start, pool.submit(decode_files, paths[start:start + _CHUNK],
+                                               size_hw, channels, resize, max_pixels)))
+            if len(pending) >= 2 * workers:
+                yield _result(*pending.popleft())
+        while pending:
+            yield _result(*pending.popleft())
     finally:  # a bad image stops the run: do not decode the rest
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _result(start: int, future: Future) -> tuple[int, np.ndarray, dict[int, str]]:
+    chunk, errors = future.result()
+    return start, chunk, {start + i: reason for i, reason in errors.items()}

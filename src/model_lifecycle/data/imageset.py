@@ -8,13 +8,16 @@ from functools import cached_property
 
 import numpy as np
 
+from model_lifecycle.data.store import iter_chunks
+
 
 @dataclass(frozen=True)
 class ImageSet:
     """Every image of a source, already converted to one size and channel count.
 
     Attributes:
-        images: uint8 array, N×C×H×W.
+        images: uint8 array, N×C×H×W: in memory, or a read-only ``np.memmap`` for a set
+            larger than memory (index it; never copy it whole, see ``data/store.py``).
         labels: int64 array, N, values in ``range(len(class_names))``.
         class_names: one name per class, in label order.
         source: where the images came from (``digits``, ``image_folder``, ``cifar10``).
@@ -57,7 +60,8 @@ class ImageSet:
     def _fingerprint(self) -> str:
         digest = hashlib.sha256()
         digest.update(str(self.images.shape).encode())
-        digest.update(np.ascontiguousarray(self.images).data)
+        for chunk in iter_chunks(self.images):  # the same digest as one update, in chunks
+            digest.update(chunk.data)
         digest.update(self.labels.astype(np.int64).tobytes())
         digest.update("\x1f".join(self.class_names).encode())
         return digest.hexdigest()[:16]
@@ -70,6 +74,7 @@ class ImageSet:
             "class_names": np.array(self.class_names, dtype=np.str_),
             "source": np.array(self.source, dtype=np.str_),
             "skipped": np.array(self.skipped, dtype=np.str_),
+            "fingerprint": np.array(self.fingerprint(), dtype=np.str_),
         }
         if self.source_test is not None:
             arrays["source_test"] = self.source_test.astype(bool)
@@ -77,8 +82,10 @@ class ImageSet:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> ImageSet:
-        """Inverse of :meth:`to_arrays`."""
-        return cls(
+        """Inverse of :meth:`to_arrays`. A stored ``fingerprint`` is taken as it is (it
+        was computed from these very arrays when they were written), so loading a large
+        set does not read every pixel; arrays without one get it computed when asked."""
+        data = cls(
             images=arrays["images"],
             labels=arrays["labels"].astype(np.int64),
             class_names=tuple(str(name) for name in arrays["class_names"]),
@@ -86,3 +93,6 @@ class ImageSet:
             source_test=arrays["source_test"] if "source_test" in arrays else None,
             skipped=tuple(str(item) for item in arrays["skipped"]),
         )
+        if "fingerprint" in arrays:  # fills the cached_property (frozen: no __setattr__)
+            data.__dict__["_fingerprint"] = str(arrays["fingerprint"])
+        return data

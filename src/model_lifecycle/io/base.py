@@ -4,6 +4,7 @@ and optional logging of each saved version to the active MLflow run."""
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from copy import deepcopy
 from pathlib import PurePosixPath
@@ -71,7 +72,12 @@ class AtomicFileDataset(AbstractVersionedDataset[T, T], Generic[T]):
         try:
             with self._fs.open(tmp, "wb") as handle:
                 self._write(data, handle)
+                if self._protocol == "file":  # on disk before the rename makes it visible
+                    handle.flush()
+                    os.fsync(handle.fileno())
             self._fs.mv(tmp, path)
+            if self._protocol == "file":  # the rename itself survives a power loss
+                _fsync_folder(os.path.dirname(path))
         finally:
             if self._fs.exists(tmp):
                 self._fs.rm(tmp)
@@ -98,3 +104,11 @@ class AtomicFileDataset(AbstractVersionedDataset[T, T], Generic[T]):
     def _describe(self) -> dict[str, Any]:
         return {"filepath": self._filepath, "protocol": self._protocol,
                 "version": self._version}
+
+
+def _fsync_folder(folder: str) -> None:
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)

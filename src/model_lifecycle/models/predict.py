@@ -1,5 +1,6 @@
-"""Model outputs and accuracy on images of the in-memory uint8 array (eval mode, optional
-test-time augmentation). Used by training, compression, evaluation and the SSL probes."""
+"""Model outputs and accuracy on images of the uint8 array, in memory or memory-mapped
+(eval mode, optional test-time augmentation). Used by training, compression, evaluation
+and the SSL probes."""
 
 from __future__ import annotations
 
@@ -26,9 +27,9 @@ def predict(model: torch.nn.Module, images: np.ndarray, indices: np.ndarray, *,
     was_training = model.training
     model.eval()
     outputs = []
-    data = torch.from_numpy(images)
     for start in range(0, len(indices), batch_size):
-        batch = data[torch.from_numpy(np.asarray(indices[start:start + batch_size]))]
+        # one batch read at a time (a memory map pages in only these images)
+        batch = torch.from_numpy(images[np.asarray(indices[start:start + batch_size])])
         x = batch.to(device).float().div_(255)
         views = [x, x.flip(-1)] if flip_tta else [x]
         out = torch.stack([model(v) for v in views]).mean(0)

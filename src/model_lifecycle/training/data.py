@@ -1,4 +1,5 @@
-"""Batches straight from the in-memory uint8 array: shuffled, sharded, augmented on the batch."""
+"""Batches straight from the uint8 array (in memory or memory-mapped): shuffled, sharded,
+augmented on the batch."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
+
+from model_lifecycle.data.store import gather_rows
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -35,7 +38,7 @@ class BatchStream:
                  device: torch.device | None = None, channels_last: bool = False,
                  drop_last: bool = True, rank: int = 0, world_size: int = 1,
                  on_device: bool = False) -> None:
-        self.images = torch.from_numpy(images)
+        self.images = images  # indexed per batch: a memory map is read batch by batch
         self.labels = torch.from_numpy(labels)
         self.indices = torch.from_numpy(np.asarray(indices, dtype=np.int64))
         if batch_size % world_size:
@@ -55,7 +58,7 @@ class BatchStream:
         self.rank, self.world_size = rank, world_size
         self.resident: tuple[torch.Tensor, torch.Tensor] | None = None
         if on_device:  # B×C×H×W uint8 rows in the order of ``indices``, and their labels
-            rows = self.images[self.indices]
+            rows = torch.from_numpy(gather_rows(images, self.indices.numpy()))
             self.resident = (rows.to(self.device), self.labels[self.indices].to(self.device))
 
     def __len__(self) -> int:
@@ -89,7 +92,8 @@ class BatchStream:
             on_device = positions.to(self.device)
             return self.resident[0][on_device], self.resident[1][on_device]
         rows = self.indices[positions]
-        return self.images[rows], self.labels[rows].to(self.device, non_blocking=True)
+        return (torch.from_numpy(gather_rows(self.images, rows.numpy())),
+                self.labels[rows].to(self.device, non_blocking=True))
 
     def _to_device(self, batch: torch.Tensor) -> torch.Tensor:
         return batch.to(self.device, non_blocking=True).contiguous(

@@ -15,6 +15,7 @@ from torch import nn
 from model_lifecycle.augment.augmenter import BatchAugmenter
 from model_lifecycle.augment.config import ViewPolicy
 from model_lifecycle.data.episodes import check_episodes, sample_episodes
+from model_lifecycle.data.store import gather_rows
 from model_lifecycle.models.classifier import Classifier
 from model_lifecycle.models.predict import predict
 from model_lifecycle.models.protonet import episode_accuracies, protonet_loss
@@ -42,7 +43,7 @@ class EpisodeStream:
                  seed: int = 0, device: torch.device | None = None,
                  channels_last: bool = False, episodes_per_epoch: int = EPISODES_PER_EPOCH
                  ) -> None:
-        self.images = torch.from_numpy(images)
+        self.images = images  # indexed per episode: a memory map is read episode by episode
         self.indices = np.asarray(indices, dtype=np.int64)
         self.labels = labels[self.indices]
         self.way, self.shot, self.queries = way, shot, queries
@@ -62,7 +63,7 @@ class EpisodeStream:
                                    queries=self.queries, episodes=len(self), rng=rng)
         targets = torch.arange(self.way).repeat_interleave(self.shot + self.queries)
         for episode in episodes:
-            raw = self.images[torch.from_numpy(self.indices[episode.ravel()])]
+            raw = torch.from_numpy(gather_rows(self.images, self.indices[episode.ravel()]))
             x = self.augment(raw, generator) if self.augment else raw.float().div_(255)
             yield ([x.to(self.device).contiguous(memory_format=self.memory_format)],
                    targets.to(self.device))

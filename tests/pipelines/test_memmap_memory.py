@@ -1,0 +1,86 @@
+"""A data set does not have to fit in memory: ingest, save, load, a training epoch and an
+evaluation on a memory-mapped ``images`` keep the peak RSS far below the pixels' size."""
+
+import pickle
+import resource
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+BATCH = 12_000  # images per CIFAR batch: 6 batches, 72,000 images, 221 MB of pixels
+PIXEL_BYTES = 6 * BATCH * 3072
+
+CHILD = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import torch
+    from kedro.io.core import Version
+    from model_lifecycle.data.cifar10 import load_cifar10
+    from model_lifecycle.data.config import SplitFractions
+    from model_lifecycle.data.splits import checked_splits, make_splits
+    from model_lifecycle.io import ImageSetDataset
+    from model_lifecycle.models.predict import predict
+    from model_lifecycle.training.data import BatchStream
+
+    source, target, in_memory_below = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 10))
+    # torch maps its kernels in at first use: the baseline runs the same ops, no data
+    predict(model, torch.zeros((600, 3, 32, 32), dtype=torch.uint8).numpy(), np.arange(600))
+    if source == "-":
+        sys.exit(0)
+    images = load_cifar10(source, (32, 32), in_memory_below=in_memory_below)
+    splits = make_splits(images, SplitFractions(), labeled_fraction=1.0, seed=0)
+    ImageSetDataset(filepath=target, version=Version(None, None)).save(images)
+    del images
+    images = ImageSetDataset(filepath=target, version=Version(None, None),
+                             in_memory_below=in_memory_below).load()
+    splits = checked_splits(images, splits)
+    assert isinstance(images.images, np.memmap) == (in_memory_below == 0)
+    stream = BatchStream(images.images, images.labels, splits["train_labeled"],
+                         batch_size=512, augment=None)
+    seen = sum(len(labels) for _views, labels in stream.epoch(0))
+    assert seen == len(stream) * 512 > 80_000, seen
+    logits = predict(model, images.images, splits["test"])
+    assert logits.shape == (len(splits["test"]), 10)
+""")
+
+
+def _peak_rss_of_child(*args: str) -> int:
+    """Run CHILD in a fresh process; its peak RSS in bytes (ru_maxrss of children is the
+    largest of all children so far, so each run is measured in its own grandchild)."""
+    probe = ("import resource, subprocess, sys; "
+             "subprocess.run([sys.executable, '-c', sys.argv[1], *sys.argv[2:]], check=True); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    done = subprocess.run([sys.executable, "-c", probe, CHILD, *args], check=True,
+                          capture_output=True, text=True)
+    return int(done.stdout.split()[-1]) * 1024  # Linux reports KiB
+
+
+@pytest.fixture(scope="module")
+def cifar_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cifar") / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, name in enumerate([*(f"data_batch_{k}" for k in range(1, 6)), "test_batch"]):
+        batch = {b"data": rng.integers(0, 256, (BATCH, 3072), dtype=np.uint8),
+                 b"labels": [int(label) for label in (np.arange(BATCH) + i) % 10]}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=4))
+    return folder
+
+
+@pytest.mark.skipif(not hasattr(resource, "RUSAGE_CHILDREN") or sys.platform != "linux",
+                    reason="ru_maxrss in KiB of children: Linux")
+def test_a_memory_mapped_pipeline_slice_stays_far_below_the_size_of_its_pixels(
+        cifar_folder, tmp_path):
+    baseline = _peak_rss_of_child("-", "-", "0")
+    mapped = _peak_rss_of_child(str(cifar_folder), str(tmp_path / "mapped.npz"), "0")
+    in_memory = _peak_rss_of_child(str(cifar_folder), str(tmp_path / "memory.npz"),
+                                   str(2**40))
+    bound = baseline + 0.6 * PIXEL_BYTES
+    # the same slice with the pixels in memory exceeds the bound: it can fail
+    assert in_memory > bound, (baseline, in_memory)
+    assert mapped < bound, f"peak RSS {mapped / 2**20:.0f} MiB over the bound of " \
+                           f"{bound / 2**20:.0f} MiB (baseline {baseline / 2**20:.0f} MiB)"
