@@ -103,10 +103,8 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
     """
     device = device or torch.device("cpu")
     distributed = world_size() > 1
-    trained = model if not distributed else DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None)
-    if compile_model:
-        trained = compiled(trained)
+    trained = _training_module(model, device, distributed=distributed,
+                               compile_model=compile_model)
     opt = build_optimizer(model, optimizer)
     plan = _Plan(epoch_count(epochs, len(data))[1], len(data))
     warmup = schedule.warmup_steps(plan.total_steps, len(data))
@@ -173,6 +171,15 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
     elif average is not None:
         model.load_state_dict(average.module.state_dict())
     return result
+
+
+def _training_module(model: nn.Module, device: torch.device, *, distributed: bool,
+                     compile_model: bool) -> nn.Module:
+    """What the training steps call: ``model``, wrapped in DDP inside a process group of
+    several ranks, then compiled when asked (both share ``model``'s weights)."""
+    trained = model if not distributed else DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
+    return compiled(trained) if compile_model else trained
 
 
 def _resume(saved: dict[str, Any], checkpoint: Path, model: nn.Module,
