@@ -58,19 +58,24 @@ MANY_POINTS = {
 }
 
 # `kedro run` whose MLflow client counts, per run, the metric points it wrote (after
-# each call returned) and writes them to $POINTS_FILE at exit.
+# each call returned) and writes them to $POINTS_FILE at exit: {run_id: {"run": n,
+# "model": m}}. A point with a model id (MLflow 3 copies a run's metrics to each model
+# it logs) is stored in `logged_model_metrics`, any other in `metrics`.
 COUNTING_KEDRO = """
-import atexit, collections, json, os, sys
+import atexit, collections, inspect, json, os, sys
 from mlflow.tracking._tracking_service.client import TrackingServiceClient as Client
-points = collections.Counter()
+points = collections.defaultdict(collections.Counter)
 log_metric, log_batch = Client.log_metric, Client.log_batch
+signature = inspect.signature(log_metric)
 def counted_metric(self, run_id, *args, **kwargs):
     result = log_metric(self, run_id, *args, **kwargs)
-    points[run_id] += 1
+    model_id = signature.bind(self, run_id, *args, **kwargs).arguments.get("model_id")
+    points[run_id]["model" if model_id else "run"] += 1
     return result
 def counted_batch(self, run_id, metrics=(), *args, **kwargs):
     result = log_batch(self, run_id, metrics, *args, **kwargs)
-    points[run_id] += len(metrics)
+    for metric in metrics:
+        points[run_id]["model" if getattr(metric, "model_id", None) else "run"] += 1
     return result
 Client.log_metric, Client.log_batch = counted_metric, counted_batch
 def write():
@@ -132,16 +137,24 @@ def concurrent_runs(server: TrackingServer, work: Path) -> dict[str, Any]:
             [(run_id, logged)] = json.loads(run["points_file"].read_text()).items()
             cursor.execute("SELECT count(*) FROM metrics WHERE run_uuid = %s", (run_id,))
             stored = cursor.fetchone()[0]
+            cursor.execute("SELECT count(*) FROM logged_model_metrics WHERE run_id = %s",
+                           (run_id,))
+            stored_model = cursor.fetchone()[0]
             versions = client.search_model_versions(f"run_id='{run_id}'")
             results.append({
                 "run_id": run_id, "wall_s": run["wall_s"],
                 "status": client.get_run(run_id).info.status,
-                "metric_points_logged": logged, "metric_rows_in_postgres": stored,
-                "lost_points": logged - stored,
+                "metric_points_logged": logged.get("run", 0),
+                "metric_rows_in_postgres": stored,
+                "lost_points": logged.get("run", 0) - stored,
+                "model_metric_points_logged": logged.get("model", 0),
+                "logged_model_metric_rows_in_postgres": stored_model,
                 "registered_versions": sorted(f"{v.name} v{v.version} ({v.tags['variant']})"
                                               for v in versions)})
     return {"runs": results,
             "ok": all(r["status"] == "FINISHED" and r["lost_points"] == 0
+                      and r["model_metric_points_logged"]
+                      == r["logged_model_metric_rows_in_postgres"]
                       and r["metric_points_logged"] >= 1000 and r["registered_versions"]
                       for r in results)}
 
