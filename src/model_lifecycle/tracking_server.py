@@ -90,10 +90,6 @@ class Problem(NamedTuple):
     kind: str
     detail: str
 
-    @property
-    def answering(self) -> bool:
-        return self.kind != "down"
-
     def __str__(self) -> str:
         return {"down": f"does not answer ({self.detail})",
                 "store": f"answers but cannot read its backend store ({self.detail})",

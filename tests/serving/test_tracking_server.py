@@ -147,7 +147,7 @@ def test_stop_stops_both_and_a_new_start_finds_every_run(server, logged):
     assert not (server.cluster / "postmaster.pid").exists()  # PostgreSQL shut down
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # no MLflow server process (nor worker) is left
-    assert not probe(server.uri).answering
+    assert probe(server.uri).kind == "down"
     assert main(["status", "--folder", str(server.folder), "--port", str(server.port),
                  "--pg-port", str(server.pg_port)]) == 3
     server.start()
