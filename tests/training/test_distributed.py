@@ -28,7 +28,7 @@ from model_lifecycle.training.distributed import FAULT_ENV, launch, processors
 from model_lifecycle.training.finetune import finetune
 
 TWO = {"nproc_per_node": 2}
-# finetune from scratch on the tiny digits, 3 epochs of the global batch 64
+# finetune from scratch on the tiny digits, 4 epochs of the global batch 64
 FINETUNE = {"init": "scratch", "epochs": 4, "batch_size": 64,
             "schedule": {"kind": "onecycle", "warmup_epochs": 1}}
 DATA = {"ingest": {"image_size": 8, "labeled_fraction": 0.3}}
@@ -165,8 +165,8 @@ def test_finetune_on_two_ranks_inside_kedro_run(project, caplog, monkeypatch):
                                "runtime": {"num_threads": 2, "distributed": TWO}})
     versions = _versions(project.work)
     assert len(versions) == 2
-    from kedro.io import AbstractDataset  # noqa: PLC0415
     from kedro.config import OmegaConfigLoader  # noqa: PLC0415
+    from kedro.io import AbstractDataset  # noqa: PLC0415
     catalog = OmegaConfigLoader(str(project.work / "conf"), base_env="base",
                                 default_run_env="local")["catalog"]["finetuned_model"]
     dataset = AbstractDataset.from_config("finetuned_model", {
