@@ -191,3 +191,23 @@ def test_explain_refuses_more_images_per_class_than_the_test_split_has(data, fin
                                              rf"{test_of_a} image\(s\) of class 'a'"):
         explain_variants(images, splits, {**EXPLAIN, "images_per_class": 99}, EVALUATE,
                          finetuned=finetuned[0])
+
+
+def test_fewshot_builds_a_vit_for_the_images_it_reads(data):
+    """A scratch ViT is built for the images' size (8 px here, not the default 32)."""
+    from model_lifecycle.pipelines.fewshot.nodes import evaluate_fewshot, meta_train_encoder
+
+    images, _, policy = data
+    base = ImageSet(images.images[images.labels < 2], images.labels[images.labels < 2],
+                    ("a", "b"), "test")
+    novel = ImageSet(images.images, images.labels, ("x", "y", "z"), "test")
+    splits = make_splits(base, SplitFractions(val=0.2, test=0.2), labeled_fraction=1.0,
+                         seed=0)
+    fewshot = {"novel_classes": ["x", "y", "z"], "way": 3, "shots": [1], "queries": 2,
+               "episodes": 4, "encoders": ["scratch", "meta_trained"], "arch": "vit",
+               "arch_kwargs": {"depth": 1, "width": 8, "heads": 2, "mlp_dim": 8},
+               "meta_train": {"episodes": 2, "way": 2, "shot": 1, "queries": 2}}
+    encoder, _ = meta_train_encoder(base, splits, novel, policy, None, None, fewshot, RUNTIME)
+    assert encoder.spec["image_size"] == 8
+    report, _, _ = evaluate_fewshot(base, novel, None, None, encoder, fewshot, RUNTIME)
+    assert list(report.encoder) == ["scratch", "meta_trained"]

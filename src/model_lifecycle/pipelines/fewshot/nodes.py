@@ -54,7 +54,7 @@ def meta_train_encoder(images: ImageSet, splits: dict[str, np.ndarray], novel: I
     init = config.meta_train.init
     if init == "scratch":
         model = build_model(config.arch, len(images.class_names), images.image_shape[0],
-                            **config.arch_kwargs)
+                            input_size=images.image_shape[1:], **config.arch_kwargs)
     else:
         start = pretrained_encoder if init == "pretrained" else finetuned_model
         reason = unusable(start, init, images)
@@ -96,7 +96,7 @@ def evaluate_fewshot(images: ImageSet, novel: ImageSet, pretrained_encoder: Clas
         if name == "scratch":
             torch.manual_seed(run.seed)
             model = build_model(config.arch, len(images.class_names), novel.image_shape[0],
-                                **config.arch_kwargs)
+                                input_size=novel.image_shape[1:], **config.arch_kwargs)
         else:
             model = candidates[name]
             reason = unusable(model, name, images)
