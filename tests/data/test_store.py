@@ -3,18 +3,22 @@ import os
 import pickle
 import random
 import tarfile
+from functools import partial
 
 import numpy as np
 import pytest
 
+from model_lifecycle.data import holdout
 from model_lifecycle.data.cifar10 import load_cifar10
 from model_lifecycle.data.image_folder import load_image_folder
+from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.data.store import (
     MappedPixels,
     PixelSink,
     gather_rows,
     iter_chunks,
     mapped_file,
+    take_rows,
 )
 
 
@@ -133,3 +137,26 @@ def test_an_archive_in_any_member_order_gives_the_canonical_order(cifar_dir, tmp
     assert isinstance(spilled.images, MappedPixels)
     np.testing.assert_array_equal(spilled.images,
                                   load_cifar10(cifar_dir, (16, 16), channels=1).images)
+
+
+def test_a_subset_of_a_mapped_set_is_mapped_and_holds_the_rows_asked_for(tmp_path,
+                                                                          monkeypatch):
+    rows = _rows(60)
+    with PixelSink(60, (3, 4, 5), directory=tmp_path, in_memory_below=0) as sink:
+        sink.append(rows)
+        pixels = sink.finish()
+    order = np.array([59, 3, 3, 17, 0, 42])
+    taken = take_rows(pixels, order, in_memory_below=0)
+    assert isinstance(taken, MappedPixels)
+    np.testing.assert_array_equal(taken, rows[order])
+    in_memory = take_rows(pixels, order)
+    assert not isinstance(in_memory, np.memmap)
+    np.testing.assert_array_equal(in_memory, rows[order])
+    # class hold-out (ingest's fewshot.novel_classes) copies through take_rows: a set
+    # past the threshold (here: any) stays mapped
+    monkeypatch.setattr(holdout, "take_rows", partial(take_rows, in_memory_below=0))
+    data = ImageSet(pixels, np.arange(60) % 3, ("a", "b", "c"), "cifar10")
+    base, novel = holdout.hold_out_classes(data, ["b"])
+    assert isinstance(base.images, MappedPixels) and isinstance(novel.images, MappedPixels)
+    np.testing.assert_array_equal(base.images, rows[np.arange(60) % 3 != 1])
+    np.testing.assert_array_equal(novel.images, rows[1::3])

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from model_lifecycle.data.imageset import ImageSet
+from model_lifecycle.data.store import take_rows
 from model_lifecycle.errors import LifecycleError
 
 MIN_BASE_CLASSES = 2
@@ -44,12 +45,13 @@ def hold_out_classes(data: ImageSet, novel: Sequence[str], *,
 
 def _subset(data: ImageSet, keep: np.ndarray, names: tuple[str, ...], *,
             skipped: tuple[str, ...]) -> ImageSet:
-    """The images where ``keep`` is true, labels renumbered to their index in ``names``."""
+    """The images where ``keep`` is true, labels renumbered to their index in ``names``
+    (copied in chunks: a memory-mapped set gives a memory-mapped subset)."""
     renumber = np.full(len(data.class_names), -1, dtype=np.int64)
     for new, name in enumerate(names):
         renumber[data.class_names.index(name)] = new
     return ImageSet(
-        images=np.ascontiguousarray(data.images[keep]),
+        images=take_rows(data.images, np.flatnonzero(keep)),
         labels=renumber[data.labels[keep]],
         class_names=names,
         source=data.source,

@@ -231,3 +231,16 @@ def gather_rows(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
     rows = np.empty((len(indices), *array.shape[1:]), dtype=array.dtype)
     rows[order] = array[indices[order]]
     return rows
+
+
+def take_rows(array: np.ndarray, indices: np.ndarray, *,
+              in_memory_below: int = IN_MEMORY_BYTES) -> np.ndarray:
+    """``array[indices]`` (uint8 N×C×H×W) as a new set of rows, copied chunk by chunk
+    into a :class:`PixelSink`: in memory up to ``in_memory_below`` bytes, else a spilled
+    memory map, so a subset of a set larger than memory stays out of memory."""
+    indices = np.asarray(indices, dtype=np.int64)
+    step = chunk_rows(int(np.prod(array.shape[1:], dtype=np.int64)))
+    with PixelSink(len(indices), array.shape[1:], in_memory_below=in_memory_below) as sink:
+        for start in range(0, len(indices), step):
+            sink.append(gather_rows(array, indices[start:start + step]))
+        return sink.finish()
