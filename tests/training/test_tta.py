@@ -212,6 +212,23 @@ def test_the_sweep_reports_every_method_and_stream_and_leaves_the_model_alone():
     assert len(figure.axes[0].patches) == 3 * 2  # a bar per method and stream
 
 
+def test_each_row_reports_its_own_methods_seconds_in_any_method_order(monkeypatch):
+    from model_lifecycle.training import tta_streams
+
+    real = tta_streams.run_stream
+    clock = {"NoAdaptation": 1.0, "BatchNormAdaptation": 2.0, "Tent": 3.0}
+
+    def labelled(adapter, *args):  # the real run, its seconds replaced by the method's
+        return real(adapter, *args)[0], clock[type(adapter).__name__]
+
+    monkeypatch.setattr(tta_streams, "run_stream", labelled)
+    images = (batch(0, n=16) * 255).to(torch.uint8)
+    report, _ = adaptation_sweep(registry_net(), [Stream("a", 5, images, np.arange(16) % 3)],
+                                 AdaptParams(methods=("tent", "none", "bn"), batch_size=8))
+    assert report.set_index("method").seconds.to_dict() == {"tent": 3.0, "none": 1.0,
+                                                            "bn": 2.0}
+
+
 @pytest.mark.parametrize("episodic", [True, False])
 def test_episodic_tent_starts_every_stream_from_the_source_model(episodic):
     model = registry_net()

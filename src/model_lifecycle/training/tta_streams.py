@@ -134,15 +134,16 @@ def adaptation_sweep(model: nn.Module, streams: Iterable[Stream], params: AdaptP
                                 optimizer=params.optimizer)
     rows, last = [], None
     for stream in streams:
-        before, seconds = run_stream(adapters["none"], stream, params.batch_size, device)
+        before, unadapted_seconds = run_stream(adapters["none"], stream, params.batch_size,
+                                               device)
         for method in params.methods:
             adapter = adapters[method]
-            if method != "none":
+            if method == "none":
+                after, seconds = before, unadapted_seconds
+            else:
                 if params.episodic:
                     adapter.reset()
                 after, seconds = run_stream(adapter, stream, params.batch_size, device)
-            else:
-                after = before
             rows.append(dict(zip(COLUMNS, (method, stream.corruption, stream.severity,
                                            params.batch_size, len(stream.labels), before,
                                            after, seconds), strict=True)))
