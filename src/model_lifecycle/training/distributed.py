@@ -90,12 +90,12 @@ def launch(runtime: RuntimeParams, train: Callable[..., R], model: nn.Module, *a
     nothing is returned (so the node saves nothing).
     """
     config = runtime.distributed
+    backend = resolve_backend(config, runtime.device)
     where = next(model.parameters()).device
     model.cpu()
     with tempfile.TemporaryDirectory(prefix="model-lifecycle-ddp-") as folder:
         job_file = Path(folder) / "job.pt"
-        torch.save(Job(train=train, model=model, args=args, kwargs=kwargs,
-                       backend=resolve_backend(config, runtime.device),
+        torch.save(Job(train=train, model=model, args=args, kwargs=kwargs, backend=backend,
                        threads=threads_per_rank(runtime), sync_batchnorm=config.sync_batchnorm,
                        seed=runtime.seed), job_file)
         tic = time.perf_counter()
@@ -106,8 +106,7 @@ def launch(runtime: RuntimeParams, train: Callable[..., R], model: nn.Module, *a
     model.load_state_dict(result.state)
     model.to(where)
     log.info("%s: %d ranks (%s) in %.1f s, weights identical on every rank (sha256 %s…)",
-             getattr(train, "__name__", "train"), result.world_size,
-             "gloo" if resolve_backend(config, runtime.device) == "gloo" else "nccl",
+             getattr(train, "__name__", "train"), result.world_size, backend,
              time.perf_counter() - tic, result.digests[0][:12])
     return result.value
 
