@@ -98,7 +98,7 @@ class PreflightHook:
                     model, catalog.load(name), group, overrides=overrides,
                     context={"reads_files": reads in pipeline.all_outputs()})
         if "finetune" in groups:
-            _check_lora_targets(groups["finetune"], catalog)
+            _check_lora_targets(groups, pipeline)
         if "runtime" in groups and groups["runtime"].device == "cuda":
             # imports torch: only for a run that asks for a GPU
             from model_lifecycle.training.device import resolve_device  # noqa: PLC0415
@@ -122,19 +122,29 @@ class PreflightHook:
             raise LifecycleError(_missing_sentence(missing, otherwise))
 
 
-def _check_lora_targets(finetune: FinetuneParams, catalog: DataCatalog) -> None:
+def _check_lora_targets(groups: dict[str, Any], pipeline: Pipeline) -> None:
     """A LoRA target pattern matching no layer of the architecture stops the run here,
-    not after pretraining (the node checks again on the model it adapts)."""
+    not after pretraining (the node checks again on the model it adapts). With
+    ``init: pretrained`` the architecture is that of the pretrain group whose encoder
+    this run trains (``pretrain``, or ``source.pretrain`` in ``transfer``); an encoder
+    from an earlier run is left to the node, as this run's parameters do not describe it."""
+    finetune = groups["finetune"]
     if finetune.strategy != "lora" or not finetune.lora.target_modules:
         return
     from model_lifecycle.models.lora import check_targets  # noqa: PLC0415 - torch: LoRA only
 
-    if finetune.init == "pretrained":
-        pretrain = parse_params(PretrainParams, catalog.load("params:pretrain"), "pretrain")
-        arch, kwargs = pretrain.arch, pretrain.arch_kwargs
-    else:
-        arch, kwargs = finetune.arch, finetune.arch_kwargs
-    check_targets(arch, kwargs, finetune.lora.target_modules)
+    if finetune.init != "pretrained":
+        check_targets(finetune.arch, finetune.arch_kwargs, finetune.lora.target_modules)
+        return
+    produced = pipeline.all_outputs()
+    for node in pipeline.nodes:
+        if "params:finetune" not in node.inputs:
+            continue
+        for name in node.inputs:
+            if name.endswith("pretrained_encoder") and name in produced:
+                pretrain = groups[name.removesuffix("pretrained_encoder") + "pretrain"]
+                check_targets(pretrain.arch, pretrain.arch_kwargs,
+                              finetune.lora.target_modules)
 
 
 def _training_stages(groups: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,8 @@ compression of the merged model (tiny digits, a tiny ViT)."""
 
 from __future__ import annotations
 
+import importlib
+
 import mlflow
 import pytest
 import torch
@@ -77,3 +79,31 @@ def test_bad_lora_targets_and_structured_pruning_of_a_vit_stop_before_training(p
     with pytest.raises(LifecycleError, match=r"Structured pruning cannot shrink the attention "
                        r"layers of 'vit': set compress.prune.method: unstructured"):
         project(["compress"], structured)
+
+
+@pytest.mark.parametrize(("pipelines", "pretrained_arch", "refused"), [
+    (["finetune"], None, False),  # an earlier run's encoder: the node checks it
+    (["pretrain", "finetune"], "small_cnn", True),
+    (["pretrain", "finetune"], "vit", False),
+    (["transfer"], "small_cnn", True),  # the encoder of source.pretrain
+    (["transfer"], "vit", False),
+])
+def test_lora_targets_are_checked_on_the_encoder_this_run_pretrains(pipelines,
+                                                                    pretrained_arch, refused):
+    from model_lifecycle.hooks import _check_lora_targets
+    from model_lifecycle.training.config import FinetuneParams, PretrainParams
+
+    made = [importlib.import_module(f"model_lifecycle.pipelines.{name}").create_pipeline()
+            for name in pipelines]
+    pipeline = sum(made[1:], made[0])
+    group = "source.pretrain" if pipelines == ["transfer"] else "pretrain"
+    groups = {"finetune": FinetuneParams(strategy="lora", lora={"target_modules": ["mlp.0"]}),
+              # the configured pretrain group, which no node of a transfer run reads
+              "pretrain": PretrainParams(arch="small_cnn")}
+    if pretrained_arch:
+        groups[group] = PretrainParams(arch=pretrained_arch)
+    if refused:
+        with pytest.raises(LifecycleError, match=r"pattern 'mlp.0' matches no .* 'small_cnn'"):
+            _check_lora_targets(groups, pipeline)
+    else:
+        _check_lora_targets(groups, pipeline)
