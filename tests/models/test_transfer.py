@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.models.registry import build_model
@@ -24,13 +26,19 @@ def test_an_rgb_encoder_reads_grayscale_as_the_same_image_repeated_to_rgb(arch):
     assert gray.spec["in_channels"] == 1 and "3 to 1" in said
 
 
-def test_a_grayscale_encoder_reads_rgb_as_its_channel_mean():
+def test_a_grayscale_encoder_reads_rgb_as_the_grayscale_image_ingest_makes_of_it():
     torch.manual_seed(0)
     gray = build_model("small_cnn", 4, 1, width=8).eval()
     rgb = copy.deepcopy(gray)
     match_channels(rgb, 3)
-    x = torch.rand(5, 3, 16, 16)
-    torch.testing.assert_close(rgb(x), gray(x.mean(1, keepdim=True)), rtol=1e-4, atol=1e-5)
+    # pure red, green and blue 4-pixel squares: equal channel means, unequal luma
+    colours = np.random.default_rng(0).integers(0, 3, (5, 4, 4))
+    pixels = (255 * np.eye(3, dtype=np.uint8)[colours]).repeat(4, 1).repeat(4, 2)
+    # the reference: PIL's RGB -> L, as ingest converts for channels: 1
+    luma = np.stack([np.asarray(Image.fromarray(p).convert("L")) for p in pixels])
+    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
+    y = torch.from_numpy(luma).unsqueeze(1).float() / 255
+    torch.testing.assert_close(rgb.encoder(x), gray.encoder(y), rtol=1e-3, atol=5e-5)
     assert rgb.spec["in_channels"] == 3
 
 

@@ -10,6 +10,9 @@ from torch import nn
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.models.classifier import Classifier
 
+# the weights of PIL's RGB -> L conversion, which ingest applies for ``channels: 1``
+LUMA = torch.tensor([0.299, 0.587, 0.114])
+
 
 @torch.no_grad()
 def match_channels(model: Classifier, channels: int) -> str | None:
@@ -21,8 +24,9 @@ def match_channels(model: Classifier, channels: int) -> str | None:
 
     - an RGB encoder reads a grayscale image as it would read that image repeated to
       RGB when its first convolution's kernels are summed over the input channels;
-    - a grayscale encoder reads an RGB image as it would read its channel mean when its
-      one kernel is repeated over the three channels and divided by 3.
+    - a grayscale encoder reads an RGB image as it would read the grayscale image the
+      project makes of it (PIL's ``L`` mode: ITU-R 601-2 luma, 0.299 R + 0.587 G +
+      0.114 B) when its one kernel is repeated over the three channels, weighted so.
 
     Hand-written: the change is one tensor operation on the first layer, and no library
     converts an arbitrary model's input channels.
@@ -38,8 +42,8 @@ def match_channels(model: Classifier, channels: int) -> str | None:
             "so the images match it.")
     if channels == 1:
         weight = conv.weight.sum(1, keepdim=True)
-    elif before == 1:
-        weight = conv.weight.repeat(1, channels, 1, 1) / channels
+    elif before == 1 and channels == 3:
+        weight = conv.weight * LUMA.to(conv.weight).view(1, 3, 1, 1)
     else:
         raise LifecycleError(
             f"The pretrained encoder takes {before} channels and the images have "
@@ -48,4 +52,4 @@ def match_channels(model: Classifier, channels: int) -> str | None:
     conv.in_channels = channels
     model.spec["in_channels"] = channels
     return (f"first convolution converted from {before} to {channels} input channel(s) "
-            f"({'kernels summed over RGB' if channels == 1 else 'kernel repeated over RGB / 3'})")
+            f"({'kernels summed over RGB' if channels == 1 else 'kernel weighted by luma'})")
