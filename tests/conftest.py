@@ -100,17 +100,20 @@ def scratch_project(work: Path) -> Path:
     """A copy of the project's pyproject.toml and conf/ (not conf/local) in ``work``.
 
     Kedro resolves relative catalog paths against the project path, so data lands in
-    ``work/data``; MLflow goes to ``work/mlflow.db``, as an absolute URI because MLflow
-    caches stores by URI and a relative one would keep pointing at the first test's
-    folder. The package itself is imported from the installed project.
+    ``work/data``; MLflow goes to ``work/mlflow.db`` (with or without ``env=``), as an
+    absolute URI because MLflow caches stores by URI and a relative one would keep
+    pointing at the first test's folder. The package itself is imported from the installed project.
     """
     shutil.copytree(PROJECT_ROOT / "conf", work / "conf",
                     ignore=shutil.ignore_patterns("local"))
     (work / "conf" / "local").mkdir()
-    (work / "conf" / "local" / "mlflow.yml").write_text(
-        f"server:\n  mlflow_tracking_uri: sqlite:///{work}/mlflow.db\n"
-        f"  mlflow_registry_uri: sqlite:///{work}/mlflow.db\n"
-    )
+    store = (f"server:\n  mlflow_tracking_uri: sqlite:///{work}/mlflow.db\n"
+             f"  mlflow_registry_uri: sqlite:///{work}/mlflow.db\n")
+    # `local` is read only without --env; a run with env=<name> reads conf/<name>, which
+    # gets the same store unless it names its own (`server`)
+    for env in (work / "conf").iterdir():
+        if env.name != "base" and not any(env.glob("mlflow*.yml")):
+            (env / "mlflow.yml").write_text(store)
     for name in ("pyproject.toml", ".telemetry"):
         shutil.copy(PROJECT_ROOT / name, work / name)
     (work / "src").mkdir()

@@ -28,7 +28,8 @@ def _same(a, b):
                                                  b.state_dict().values(), strict=True))
 
 
-@pytest.mark.parametrize("arch", sorted(SMALL))
+# the ViT is refused by structured pruning (tests/pipelines/test_lora_run.py)
+@pytest.mark.parametrize("arch", sorted(set(SMALL) - {"vit"}))
 def test_structured_pruning_removes_channels_and_keeps_the_input_model(arch):
     model = _trained_like(arch)
     original = copy.deepcopy(model)

@@ -10,7 +10,7 @@ from tests.models.test_registry import SMALL
 @pytest.mark.parametrize("arch", sorted(SMALL))
 def test_saved_models_load_back_to_identical_outputs(tmp_path, arch):
     torch.manual_seed(0)
-    model = build_model(arch, 4, 3, **SMALL[arch])
+    model = build_model(arch, 4, 3, input_size=(16, 16), **SMALL[arch])
     model(torch.rand(8, 3, 16, 16))  # move batch-norm statistics away from their init
     model.eval()
     dataset = TorchModelDataset(filepath=str(tmp_path / "model.pt"))

@@ -144,7 +144,8 @@ def test_a_killed_finetune_leaves_earlier_versions_and_resumes_bit_exactly(proje
     finally:
         torch.set_num_threads(threads)  # runtime.num_threads sets it for the process
     before = _versions(work)
-    assert set(before) == {"images", "splits", "augmentation_policy", "finetuned_model"}
+    assert set(before) == {"images", "novel_images", "splits", "augmentation_policy",
+                           "finetuned_model", "lora_adapter"}
 
     checkpoint = work / "data/checkpoints/crash.pt"
     pid = _kill_after_checkpoint(work, tmp_path / "killed.log", checkpoint, KILL_AFTER)

@@ -144,8 +144,8 @@ def test_a_misspelt_parameter_group_is_refused_naming_the_groups(project):
         project(["ingest"], {"ingst": {"source": "image_folder"}})
     assert str(error.value).startswith(
         "Unknown parameter group 'ingst' given with kedro run --params: the groups are "
-        "augment, compress, evaluate, explain, finetune, inference, ingest, pretrain, "
-        "register, runtime.")
+        "adapt, augment, compress, evaluate, explain, fewshot, finetune, inference, ingest, "
+        "pretrain, register, runtime.")
     assert not _versions(project.work, "data/03_primary/images.npz")
 
 

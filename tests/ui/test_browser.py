@@ -122,8 +122,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def viz_site(browser: Browser, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[tuple[str, dict]]:
     """``kedro viz build`` of a scratch copy of the project, served over HTTP; returns
-    its URL and every registered pipeline's node names. (``browser`` first: without one,
-    fail or skip at once.)"""
+    its URL, every registered pipeline's task names and its namespaces. (``browser``
+    first: without one, fail or skip at once.)"""
     work = scratch_project(tmp_path_factory.mktemp("viz") / "work")
     built = subprocess.run([sys.executable, "-m", "kedro", "viz", "build"], cwd=work,
                            capture_output=True, text=True, timeout=300, check=False)
@@ -134,14 +134,18 @@ def viz_site(browser: Browser, tmp_path_factory: pytest.TempPathFactory
     bootstrap_project(work)
     from kedro.framework.project import pipelines  # noqa: PLC0415 (after bootstrap)
 
-    expected = {name: sorted(node.name for node in pipeline.nodes)
+    # a namespace's nodes (`transfer`'s `source.*`) are drawn as one collapsed node named
+    # after it, not as tasks
+    expected = {name: sorted(node.name for node in pipeline.nodes if not node.namespace)
                 for name, pipeline in pipelines.items()}
+    namespaces = {name: sorted({node.namespace for node in pipeline.nodes if node.namespace})
+                  for name, pipeline in pipelines.items()}
     handler = functools.partial(_QuietHandler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", expected
+        yield f"http://127.0.0.1:{server.server_address[1]}/", expected, namespaces
     finally:
         server.shutdown()
         server.server_close()
@@ -164,7 +168,7 @@ def _graph_tasks(page: Page, expected: list[str]) -> list[str]:
 
 
 def test_kedro_viz_shows_every_node_of_every_pipeline(page, viz_site, shots):
-    url, expected = viz_site
+    url, expected, namespaces = viz_site
     assert {"__default__", "ingest", "evaluate", "register"} <= set(expected)
     page.add_init_script(VIZ_INIT)
     page.goto(url)
@@ -178,6 +182,8 @@ def test_kedro_viz_shows_every_node_of_every_pipeline(page, viz_site, shots):
         page.goto(f"{url}?pid={urllib.parse.quote(name)}")
         expect(menu.locator(".dropdown__label")).to_have_text(name)
         assert _graph_tasks(page, nodes) == nodes, name
+        shown = page.locator("g.pipeline-node .pipeline-node__text").all_text_contents()
+        assert set(namespaces[name]) <= {label.strip() for label in shown}, name
 
 
 # -- MLflow UI ---------------------------------------------------------------------------
