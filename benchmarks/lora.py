@@ -13,6 +13,9 @@ accuracy, the ``lora_adapter`` file's size beside the ``finetuned_model`` file's
 training seconds.
 
     python -m benchmarks.lora [--archs small_cnn vit] [--pretrain-epochs E] [--epochs E]
+    python -m benchmarks.lora --env vit_digits --archs vit    # the ViT with AdamW
+
+Another ``--env`` runs every step in that environment and writes ``lora_<env>.json``.
 """
 
 from __future__ import annotations
@@ -44,8 +47,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=None,
                         help="finetune.epochs (default: the configured one)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--env", default="base")
     args = parser.parse_args()
-    project = scratch_project(args.work / "lora")
+    project = scratch_project(args.work / f"lora_{args.env}")
+    env = [f"--env={args.env}"]
     start = time.perf_counter()
     seed = {"runtime.seed": args.seed}
     rows = []
@@ -53,12 +58,12 @@ def main() -> None:
         pretrain = {**seed, "pretrain.arch": arch}
         if args.pretrain_epochs:
             pretrain["pretrain.epochs"] = args.pretrain_epochs
-        encoder = kedro_run(project, "--pipelines=ingest,augment,pretrain", params=pretrain)
+        encoder = kedro_run(project, *env, "--pipelines=ingest,augment,pretrain", params=pretrain)
         for strategy in ("full", "lora"):
             finetune = {**seed, "finetune.strategy": strategy}
             if args.epochs:
                 finetune["finetune.epochs"] = args.epochs
-            run = kedro_run(project, "--pipelines=finetune", params=finetune)
+            run = kedro_run(project, *env, "--pipelines=finetune", params=finetune)
             trainable, total = (_metric(run, f"finetune.{k}")
                                 for k in ("trainable_params", "total_params"))
             rows.append({
@@ -83,8 +88,11 @@ def main() -> None:
                       for s in ("full", "lora"))
         lora["accuracy_gap_points"] = 100 * (full["test_accuracy"] - lora["test_accuracy"])
         lora["goal_met"] = lora["trainable_share"] <= 0.05 and lora["accuracy_gap_points"] <= 2
-    path = write_result("lora", {
-        "command": "python -m benchmarks.lora", "environment": "base (the embedded digits)",
+    name, flags = ("lora", "") if args.env == "base" else (f"lora_{args.env}",
+                                                          f" --env {args.env}")
+    path = write_result(name, {
+        "command": f"python -m benchmarks.lora{flags} --archs {' '.join(args.archs)}",
+        "environment": f"{args.env} (the embedded digits)",
         "seed": args.seed, "pretrain_epochs": args.pretrain_epochs or "configured",
         "finetune_epochs": args.epochs or "configured", "rows": rows,
         "seconds": round(time.perf_counter() - start), "machine": machine()})

@@ -31,6 +31,7 @@ BENCHMARKS = {
     "trust_cifar10_robust": ["benchmarks.trust", "--env", "cifar10", "--robust"],
     "transfer": ["benchmarks.transfer"],
     "lora": ["benchmarks.lora"],
+    "lora_vit_digits": ["benchmarks.lora", "--env", "vit_digits", "--archs", "vit"],
     "adaptation": ["benchmarks.adaptation"],
     "fewshot": ["benchmarks.fewshot", "--minutes", "4"],
     "distributed": ["benchmarks.distributed"],
@@ -140,7 +141,8 @@ def render() -> str:
 
 def _adaptation_and_scale() -> list[str]:
     shared = [(_load(name), render_section) for name, render_section in (
-        ("transfer", _transfer), ("lora", _lora), ("adaptation", _adaptation),
+        ("transfer", _transfer), ("lora", _lora), ("lora_vit_digits", _lora),
+        ("adaptation", _adaptation),
         ("fewshot", _fewshot), ("distributed", _distributed), ("memmap", _memmap),
         ("tracking_server", _tracking_server)) if _load(name)]
     lines = ["## Adaptation and scale", "", SHARED_CPU, ""] if shared else []
@@ -332,7 +334,7 @@ def _transfer(result: dict) -> list[str]:
 
 
 def _lora(result: dict) -> list[str]:
-    lines = ["### LoRA against full fine-tuning (digits)", "",
+    lines = [f"### LoRA against full fine-tuning: {result['environment'].split()[0]}", "",
              f"`{result['command']}` — {result['environment']}, seed {result['seed']}; "
              "both from the same SimCLR encoder, the same epochs.", "",
              "| arch | strategy | trained share | test accuracy | file |",
