@@ -32,7 +32,7 @@ BENCHMARKS = {
     "transfer": ["benchmarks.transfer"],
     "lora": ["benchmarks.lora"],
     "lora_vit_digits": ["benchmarks.lora", "--env", "vit_digits", "--archs", "vit"],
-    "adaptation": ["benchmarks.adaptation"],
+    "adaptation": ["benchmarks.adaptation", "--images", "10000", "--sweep-images", "2000"],
     "fewshot": ["benchmarks.fewshot", "--minutes", "4"],
     "distributed": ["benchmarks.distributed"],
     "memmap": ["benchmarks.memmap_ingest"],
