@@ -24,7 +24,7 @@ from model_lifecycle.data.config import IngestParams
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.evaluation.config import EvaluateParams
 from model_lifecycle.params import dotted_keys, parse_params
-from model_lifecycle.pipeline_registry import LIFECYCLE, NAMESPACES, OPTIONAL
+from model_lifecycle.pipeline_registry import BEYOND, LIFECYCLE, NAMESPACES, OPTIONAL
 from model_lifecycle.serving.config import InferenceParams, RegisterParams
 from model_lifecycle.tracking_server import probe
 from model_lifecycle.training.config import FinetuneParams, PretrainParams, RuntimeParams
@@ -185,7 +185,7 @@ def _check_namespace(namespace: str, groups: Any, overrides: frozenset[str]) -> 
 
 def _missing_sentence(missing: list[str], otherwise: list[str]) -> str:
     producers = [_producer(name) for name in missing]
-    order = [*LIFECYCLE, *OPTIONAL, "__default__"]
+    order = [*LIFECYCLE, *OPTIONAL, *BEYOND, "__default__"]
     command = ",".join(sorted(set(producers), key=order.index))
     names = ", ".join(f"'{name}'" for name in missing)
     alternatives = "".join(f" {text}" for text in otherwise)
@@ -198,13 +198,13 @@ def _missing_sentence(missing: list[str], otherwise: list[str]) -> str:
 
 
 def _producer(dataset: str) -> str:
-    """The first pipeline (lifecycle order, then the optional ones) that outputs
+    """The first pipeline (lifecycle order, the optional ones, then the others) that outputs
     ``dataset``.
 
     Built directly from the pipeline modules: during ``kedro run --pipelines=x``
     Kedro's registry holds only ``x``.
     """
-    for name in (*LIFECYCLE, *OPTIONAL):
+    for name in (*LIFECYCLE, *OPTIONAL, *BEYOND):
         module = importlib.import_module(f"model_lifecycle.pipelines.{name}")
         if dataset in module.create_pipeline().all_outputs():
             return name

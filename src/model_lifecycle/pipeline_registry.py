@@ -9,6 +9,7 @@ from kedro.pipeline import Pipeline
 LIFECYCLE = ("ingest", "augment", "pretrain", "finetune", "compress", "explain", "evaluate",
              "register")
 OPTIONAL = ("baseline", "robust")  # pipelines that make an optional variant
+BEYOND = ("transfer", "fewshot", "adapt")  # neither: their own outputs, run when asked
 # Kedro namespaces and their parameter groups: `transfer` pretrains on the `source`
 # data set, whose groups (`params:source.pretrain`, …) are validated like the project's.
 NAMESPACES = {"source": ("ingest", "augment", "pretrain")}

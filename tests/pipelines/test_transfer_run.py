@@ -70,3 +70,10 @@ def test_a_bad_source_value_names_its_file_and_key(project, cifar_dir):
     with pytest.raises(LifecycleError, match=r"Invalid parameter 'source.pretrain.epochs' = -1 "
                        r"in the command line"):
         project(["transfer"], params)
+
+
+def test_fine_tuning_alone_on_a_fresh_project_names_the_transfer_pipeline(project, cifar_dir):
+    with pytest.raises(LifecycleError, match=r"Inputs 'augmentation_policy', 'images', "
+                       r"'source.pretrained_encoder', 'splits' have never been produced: run "
+                       r"`kedro run --pipelines=ingest,augment,transfer` first"):
+        _run(project.work, _transfer_params(cifar_dir), node_names=["finetune_model"])
