@@ -90,6 +90,10 @@ def test_a_memory_mapped_pipeline_slice_stays_far_below_the_size_of_its_pixels(
     in_memory = _peak_growth(str(cifar_folder), str(tmp_path / "memory.npz"), str(2**40))
     # the same slice with the pixels in memory holds them all: the measure can fail
     assert in_memory > PIXEL_BYTES, in_memory
-    assert mapped < 0.4 * PIXEL_BYTES, (
-        f"the memory-mapped slice grew by {mapped / 2**20:.0f} MiB at its peak, over 40% "
-        f"of the {PIXEL_BYTES / 2**20:.0f} MiB of pixels (in memory: {in_memory / 2**20:.0f} MiB)")
+    # mapped, ingest holds a few CIFAR batch files' worth at once (one is a sixth of the
+    # pixels: the pickle, its array, a chunk), never the whole set
+    bound = 4 * PIXEL_BYTES / 6
+    assert mapped < bound, (
+        f"the memory-mapped slice grew by {mapped / 2**20:.0f} MiB at its peak, over "
+        f"{bound / 2**20:.0f} MiB (4 of its 6 batch files; in memory: "
+        f"{in_memory / 2**20:.0f} MiB)")
