@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 RESULTS = Path(__file__).parent / "results"
@@ -33,6 +34,22 @@ def cifar_jpeg_folder(archive: Path = SHARED_CIFAR, work: Path = DEFAULT_WORK) -
             tar.extractall(root, filter="data")
         (root / ".complete").touch()
     return root
+
+
+def class_subset(source: Path, target: Path, per_class: int) -> Path:
+    """``per_class`` JPEGs of every class of ``source`` (``<root>/train/<class>/``), drawn
+    with seed 0, copied once to ``target/<class>/``."""
+    if (target / ".complete").exists():
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    rng = np.random.default_rng(0)
+    for folder in sorted((source / "train").iterdir()):
+        files = sorted(folder.iterdir())
+        (target / folder.name).mkdir(parents=True)
+        for index in np.sort(rng.choice(len(files), per_class, replace=False)):
+            shutil.copy(files[index], target / folder.name / files[index].name)
+    (target / ".complete").touch()
+    return target
 
 
 def _tree_rss(pid: int) -> int:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from benchmarks.common import (
     KEDRO_ENV,
     SHARED_CIFAR,
     cifar_jpeg_folder,
+    class_subset,
     conf_parameters,
     latest_version,
     scratch_project,
@@ -61,22 +61,6 @@ LAUNCH_LINE = re.compile(r"finetune: (\d+) ranks \((\w+)\) in ([\d.]+) s, weight
 GOAL = ("two gloo ranks within 0.5 point of one process in test accuracy (mean of 3 "
         "seeds), on the same global batch and fixed epochs; identical weights on every "
         "rank; one MLflow run and one model version per kedro run")
-
-
-def cifar_subset(source: Path, target: Path) -> Path:
-    """``PER_CLASS`` JPEGs of every class of ``source`` (``<root>/train/<class>/``),
-    drawn with seed 0, copied to ``target/<class>/``."""
-    if (target / ".complete").exists():
-        return target
-    shutil.rmtree(target, ignore_errors=True)
-    rng = np.random.default_rng(0)
-    for folder in sorted((source / "train").iterdir()):
-        files = sorted(folder.iterdir())
-        (target / folder.name).mkdir(parents=True)
-        for index in np.sort(rng.choice(len(files), PER_CLASS, replace=False)):
-            shutil.copy(files[index], target / folder.name / files[index].name)
-    (target / ".complete").touch()
-    return target
 
 
 def mlflow_runs(project: Path):
@@ -194,7 +178,7 @@ def bench(name: str, seeds: list[int], work: Path, archive: Path) -> dict[str, A
     project = scratch_project(work / f"distributed_{name}")
     ingest = ["--env=" + env, "--pipelines=ingest,augment"]
     if name == "cifar10":
-        folder = cifar_subset(cifar_jpeg_folder(archive, work), work / "cifar10-5k")
+        folder = class_subset(cifar_jpeg_folder(archive, work), work / "cifar10-5k", PER_CLASS)
         ingest += ["--params", f"ingest.path={folder}"]
     kedro(project, *ingest)
     rows = [finetune_run(project, env, seed, world) for seed in seeds for world in (1, 2)]

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from benchmarks.common import (
@@ -25,6 +23,7 @@ from benchmarks.common import (
     KEDRO_ENV,
     SHARED_CIFAR,
     cifar_jpeg_folder,
+    class_subset,
     latest_run,
     latest_version,
     run_measured,
@@ -35,29 +34,14 @@ from benchmarks.common import (
 PER_CLASS = 1000
 
 
-def ten_thousand_images(source: Path, target: Path) -> Path:
-    """``PER_CLASS`` JPEGs of every class of ``source`` (``<root>/train/<class>/``)."""
-    if (target / ".complete").exists():
-        return target
-    shutil.rmtree(target, ignore_errors=True)
-    rng = np.random.default_rng(0)
-    for folder in sorted((source / "train").iterdir()):
-        files = sorted(folder.iterdir())
-        (target / folder.name).mkdir(parents=True)
-        for index in np.sort(rng.choice(len(files), PER_CLASS, replace=False)):
-            shutil.copy(files[index], target / folder.name / files[index].name)
-    (target / ".complete").touch()
-    return target
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archive", type=Path, default=SHARED_CIFAR)
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--labeled-fractions", type=float, nargs="+", default=[0.05])
     args = parser.parse_args()
-    folder = ten_thousand_images(cifar_jpeg_folder(args.archive, args.work),
-                                 args.work / "cifar10-10k")
+    folder = class_subset(cifar_jpeg_folder(args.archive, args.work),
+                          args.work / "cifar10-10k", PER_CLASS)
     runs = []
     for fraction in args.labeled_fractions:
         project = scratch_project(args.work / "ten_minutes")
