@@ -226,6 +226,11 @@ class FinetuneParams(StrictModel):
     """partial: the first K encoder stages stay frozen."""
     lora: LoraParams = LoraParams()
     """lora: the adapters (ignored by the other strategies)."""
+    head_init: Literal["random", "linear_probe"] = "random"
+    """How the head on a pretrained encoder starts: `random`, or `linear_probe`: a logistic
+    regression fitted on the frozen encoder's features of train_labeled first (LP-FT), so
+    fine-tuning starts at the probe's accuracy and distorts the pretrained features less.
+    A scratch model's head always starts random (its features are random too)."""
     epochs: int | float = Field(30, gt=0)
     """Passes over train_labeled; fractional: the last pass stops part-way."""
     budget_seconds: float | None = Field(None, gt=0)

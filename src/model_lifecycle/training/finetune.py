@@ -15,6 +15,7 @@ from torch import nn
 from model_lifecycle.augment.augmenter import BatchAugmenter, LabelMixer
 from model_lifecycle.augment.config import SupervisedPolicy
 from model_lifecycle.models.classifier import Classifier
+from model_lifecycle.models.head import probe_head
 from model_lifecycle.models.init import dirac_convs, whiten_first_conv
 from model_lifecycle.models.predict import accuracy
 from model_lifecycle.training.budget import BudgetPlan, plan_epochs, warmup_sample
@@ -59,10 +60,16 @@ def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
     the final ``val_accuracy`` and ``test_accuracy``, the ``epochs`` trained for and the
     ``train_seconds`` used (warm-up included, final scoring not).
     """
+    start, deadline = time.perf_counter(), None
+    if params.head_init == "linear_probe" and params.init != "scratch":
+        # once, before any rank starts; its seconds count against the budget
+        probe = probe_head(model, images, labels, splits["train_labeled"])
+        log.info("%s: head initialised as a linear probe (train_labeled accuracy %.4f, "
+                 "%.1f s)", name, probe, time.perf_counter() - start)
+        params = params.model_copy(update={"head_init": "random"})
     if fans_out(runtime):  # DDP: every rank runs this function (docs/distributed.md)
         return launch(runtime, finetune, model, images, labels, splits, policy, params,
                       runtime, name=name, adversarial=adversarial)
-    start, deadline = time.perf_counter(), None
     if params.budget_seconds is not None:
         plan = _plan(model, images, labels, splits, policy, params, runtime, device,
                      adversarial)
