@@ -12,7 +12,7 @@ Reported from each run's MLflow record and its catalog files: trainable share, t
 accuracy, the ``lora_adapter`` file's size beside the ``finetuned_model`` file's size,
 training seconds.
 
-    python -m benchmarks.lora [--archs small_cnn vit] [--pretrain-epochs E] [--epochs E]
+    python -m benchmarks.lora [--archs small_cnn vit] [--seeds 0 1 2] [--epochs E]
     python -m benchmarks.lora --env vit_digits --archs vit    # the ViT with AdamW
 
 Another ``--env`` runs every step in that environment and writes ``lora_<env>.json``.
@@ -21,6 +21,7 @@ Another ``--env`` runs every step in that environment and writes ``lora_<env>.js
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from pathlib import Path
 
@@ -46,15 +47,15 @@ def main() -> None:
                         help="pretrain.epochs (default: the configured one)")
     parser.add_argument("--epochs", type=float, default=None,
                         help="finetune.epochs (default: the configured one)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--env", default="base")
     args = parser.parse_args()
     project = scratch_project(args.work / f"lora_{args.env}")
     env = [f"--env={args.env}"]
     start = time.perf_counter()
-    seed = {"runtime.seed": args.seed}
     rows = []
-    for arch in args.archs:
+    for arch, seed_value in ((a, s) for a in args.archs for s in args.seeds):
+        seed = {"runtime.seed": seed_value}
         pretrain = {**seed, "pretrain.arch": arch}
         if args.pretrain_epochs:
             pretrain["pretrain.epochs"] = args.pretrain_epochs
@@ -67,7 +68,7 @@ def main() -> None:
             trainable, total = (_metric(run, f"finetune.{k}")
                                 for k in ("trainable_params", "total_params"))
             rows.append({
-                "arch": arch, "strategy": strategy,
+                "arch": arch, "strategy": strategy, "seed": seed_value,
                 "trainable_params": int(trainable), "total_params": int(total),
                 "trainable_share": trainable / total,
                 "test_accuracy": _metric(run, "finetune.test_accuracy"),
@@ -83,17 +84,26 @@ def main() -> None:
                 "pretrain_knn_accuracy": _metric(encoder, "pretrain.knn_accuracy"),
                 "pretrain_seconds": round(_metric(encoder, "pretrain.train_seconds"), 1)})
             print(rows[-1], flush=True)
+    summary = {}
     for arch in args.archs:
-        full, lora = (next(r for r in rows if r["arch"] == arch and r["strategy"] == s)
-                      for s in ("full", "lora"))
-        lora["accuracy_gap_points"] = 100 * (full["test_accuracy"] - lora["test_accuracy"])
-        lora["goal_met"] = lora["trainable_share"] <= 0.05 and lora["accuracy_gap_points"] <= 2
+        mean = {s: statistics.mean(r["test_accuracy"] for r in rows
+                                   if r["arch"] == arch and r["strategy"] == s)
+                for s in ("full", "lora")}
+        share = next(r["trainable_share"] for r in rows
+                     if r["arch"] == arch and r["strategy"] == "lora")
+        gap = 100 * (mean["full"] - mean["lora"])
+        summary[arch] = {"full_mean_test_accuracy": mean["full"],
+                         "lora_mean_test_accuracy": mean["lora"],
+                         "accuracy_gap_points": gap, "lora_trainable_share": share,
+                         "goal_met": share <= 0.05 and gap <= 2}
+        print(arch, summary[arch], flush=True)
     name, flags = ("lora", "") if args.env == "base" else (f"lora_{args.env}",
                                                           f" --env {args.env}")
     path = write_result(name, {
-        "command": f"python -m benchmarks.lora{flags} --archs {' '.join(args.archs)}",
+        "command": f"python -m benchmarks.lora{flags} --archs {' '.join(args.archs)} "
+                   f"--seeds {' '.join(map(str, args.seeds))}",
         "environment": f"{args.env} (the embedded digits)",
-        "seed": args.seed, "pretrain_epochs": args.pretrain_epochs or "configured",
+        "seeds": args.seeds, "summary": summary, "pretrain_epochs": args.pretrain_epochs or "configured",
         "finetune_epochs": args.epochs or "configured", "rows": rows,
         "seconds": round(time.perf_counter() - start), "machine": machine()})
     print(f"wrote {path}")
