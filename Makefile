@@ -33,13 +33,15 @@ ui: $(STAMP)
 
 # The registered model behind HTTP (POST /invocations). MLFLOW_TRACKING_URI must be
 # absolute for models:/ URIs; the scoring server (uvicorn) is found on PATH.
-# WORKERS uvicorn processes, each holding its own copy of the model. Limits the model
+# WORKERS uvicorn processes (default: one per core), each holding its own copy of the
+# model: one process answers one request at a time and leaves the other cores idle
+# (docs/serving.md has the measurement). Limits the model
 # enforces (set when it was registered): at most register.max_rows images per request
 # (default 1,000; more: HTTP 400) and ingest.max_pixels pixels per image (default
 # 89,478,485; a larger image gets a per-row `error`, the other rows are answered).
 MODEL   ?= model-lifecycle
 ALIAS   ?= champion
-WORKERS ?= 1
+WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 serve: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="sqlite:///$(CURDIR)/mlflow.db" \
 	$(BIN)/mlflow models serve -m "models:/$(MODEL)@$(ALIAS)" --env-manager local \
