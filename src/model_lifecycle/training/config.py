@@ -73,8 +73,8 @@ class DistributedParams(StrictModel):
     backend: Literal["auto", "gloo", "nccl"] = "auto"
     """Process-group backend: `auto` (nccl on CUDA, gloo on the CPU), `gloo` or `nccl`."""
     sync_batchnorm: bool = False
-    """Batch-norm statistics over the global batch (torch's SyncBatchNorm, CUDA only);
-    saved models keep plain batch norms."""
+    """Batch-norm statistics over the global batch: torch's SyncBatchNorm on CUDA, the
+    same statistics summed over gloo on the CPU; saved models keep plain batch norms."""
     max_restarts: int = Field(0, ge=0)
     """Restarts of all ranks after one fails (0: the node stops with the error)."""
 

@@ -183,9 +183,6 @@ def check_launch(runtime: RuntimeParams, stages: dict[str, Any]) -> None:
     if config.backend == "nccl" and not cuda:
         raise LifecycleError("runtime.distributed.backend is nccl, which needs CUDA, but "
                              "the ranks train on the CPU: set backend: auto or gloo.")
-    if config.sync_batchnorm and not cuda:
-        raise LifecycleError("runtime.distributed.sync_batchnorm needs CUDA (torch's "
-                             "SyncBatchNorm does not run on the CPU): set it to false.")
     for key, params in stages.items():
         batch = getattr(params, "batch_size", None)
         if batch is not None and batch % config.world_size:

@@ -45,6 +45,7 @@ from model_lifecycle.training.distributed import (
     run_ranks,
     state_digest,
 )
+from model_lifecycle.training.sync_bn import convert_global_batchnorm
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,10 @@ def _train(job: Job, rank: int, world: int, device: torch.device) -> RankResult:
     torch.manual_seed(job.seed)
     model = job.model
     if job.sync_batchnorm:
-        # the node's own model keeps its plain batch norms; only weights go back
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        # the node's own model keeps its plain batch norms; only weights go back. torch's
+        # SyncBatchNorm runs on CUDA only: on the CPU the same statistics come from gloo
+        model = (nn.SyncBatchNorm.convert_sync_batchnorm(model) if device.type == "cuda"
+                 else convert_global_batchnorm(model))
     _arm_fault(model, rank)
     value = job.train(model, *job.args, device=device, **job.kwargs)
     state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
