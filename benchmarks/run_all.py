@@ -30,8 +30,9 @@ BENCHMARKS = {
     "trust_cifar10": ["benchmarks.trust", "--env", "cifar10"],
     "trust_cifar10_robust": ["benchmarks.trust", "--env", "cifar10", "--robust"],
     "transfer": ["benchmarks.transfer"],
-    "lora": ["benchmarks.lora"],
-    "lora_vit_digits": ["benchmarks.lora", "--env", "vit_digits", "--archs", "vit"],
+    "lora": ["benchmarks.lora", "--archs", "small_cnn", "--seeds", "0", "1", "2"],
+    "lora_vit_digits": ["benchmarks.lora", "--env", "vit_digits", "--archs", "vit",
+                        "--seeds", "0"],
     "adaptation": ["benchmarks.adaptation", "--images", "10000", "--sweep-images", "2000"],
     "fewshot": ["benchmarks.fewshot", "--minutes", "4"],
     "distributed": ["benchmarks.distributed"],
@@ -335,16 +336,24 @@ def _transfer(result: dict) -> list[str]:
 
 
 def _lora(result: dict) -> list[str]:
+    seeds = result.get("seeds", [result.get("seed")])
     lines = [f"### LoRA against full fine-tuning: {result['environment'].split()[0]}", "",
-             f"`{result['command']}` — {result['environment']}, seed {result['seed']}; "
-             "both from the same SimCLR encoder, the same epochs.", "",
-             "| arch | strategy | trained share | test accuracy | file |",
-             "|---|---|---:|---:|---:|"]
+             f"`{result['command']}` — {result['environment']}, seed(s) "
+             f"{', '.join(map(str, seeds))}; for each seed both from the same SimCLR "
+             "encoder, the same epochs.", "",
+             "| arch | strategy | seed | trained share | test accuracy | file |",
+             "|---|---|---:|---:|---:|---:|"]
     for row in result["rows"]:
         size = row["adapter_file_bytes"] or row["model_file_bytes"]
         what = "adapter" if row["adapter_file_bytes"] else "model"
-        lines.append(f"| {row['arch']} | {row['strategy']} | {row['trainable_share']:.2%} | "
-                     f"{row['test_accuracy']:.2%} | {what} {size / 1024:,.0f} KiB |")
+        lines.append(f"| {row['arch']} | {row['strategy']} | {row.get('seed', seeds[0])} | "
+                     f"{row['trainable_share']:.2%} | {row['test_accuracy']:.2%} | "
+                     f"{what} {size / 1024:,.0f} KiB |")
+    for arch, summary in result.get("summary", {}).items():
+        lines += ["", f"{arch}, mean over the seeds: full {summary['full_mean_test_accuracy']:.2%}, "
+                  f"LoRA {summary['lora_mean_test_accuracy']:.2%}: "
+                  f"{summary['accuracy_gap_points']:+.2f} points of full fine-tuning above LoRA "
+                  f"(goal within 2: {'met' if summary['goal_met'] else 'not met'})."]
     return [*lines, "", f"{_machine(result)}.", ""]
 
 
