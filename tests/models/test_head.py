@@ -54,6 +54,23 @@ def test_the_head_computes_the_fitted_logistic_regression(classes):
         assert np.allclose(logits.numpy(), decision, atol=1e-4)
 
 
+def test_a_large_labeled_set_is_probed_on_a_seeded_sample():
+    images, labels = _data(3, n=90)
+    indices = np.arange(len(labels))
+    heads = []
+    for seed in (0, 0, 1):
+        model = _model(3)
+        probe_head(model, images, labels, indices, seed=seed, max_images=30)
+        heads.append(model.head.weight.detach().clone())
+    assert torch.equal(heads[0], heads[1])
+    assert not torch.allclose(heads[0], heads[2])
+    full = _model(3)
+    probe_head(full, images, labels, indices)  # 90 images: under the default cap
+    reference, _ = _reference(_model(3), images, labels, indices)
+    assert np.allclose(reference[1].coef_ / reference[0].scale_,
+                       full.head.weight.detach().numpy(), rtol=1e-4, atol=1e-6)
+
+
 def test_a_class_missing_from_the_labeled_images_starts_far_below_the_others():
     images, labels = _data(3)
     model = _model(4)  # class 3 has no image

@@ -24,18 +24,25 @@ from model_lifecycle.models.classifier import Classifier
 from model_lifecycle.models.predict import predict
 
 MISSING_CLASS_LOGIT = -20.0  # a class train_labeled lacks starts 20 nats below the others
+PROBE_IMAGES = 20_000  # at most this many images (seeded) fit the probe: seconds, not minutes
 
 
 def probe_head(model: Classifier, images: np.ndarray, labels: np.ndarray,
-               indices: np.ndarray, *, max_iter: int = 2000) -> float:
+               indices: np.ndarray, *, seed: int = 0, max_images: int = PROBE_IMAGES,
+               max_iter: int = 2000) -> float:
     """Set ``model.head`` to the logistic regression fitted on the frozen encoder's
-    features of ``images[indices]``; return the probe's accuracy on those images.
+    features of ``images[indices]`` (a seeded sample of ``max_images`` of them when there
+    are more); return the probe's accuracy on the images it was fitted on.
 
     The head's logits equal the fitted pipeline's ``decision_function`` (up to float
     rounding); a two-class fit (one logit in scikit-learn) becomes ``[-z/2, z/2]``, the
     same probabilities under a softmax. Classes absent from ``indices`` get zero weights
     and a bias ``MISSING_CLASS_LOGIT`` below the lowest fitted one.
     """
+    indices = np.asarray(indices)
+    if len(indices) > max_images:
+        indices = np.sort(np.random.default_rng(seed).choice(indices, max_images,
+                                                             replace=False))
     features = predict(model.encoder, images, indices).numpy().astype(np.float64)
     targets = np.asarray(labels)[indices]
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))

@@ -63,7 +63,7 @@ def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
     start, deadline = time.perf_counter(), None
     if params.head_init == "linear_probe" and params.init != "scratch":
         # once, before any rank starts; its seconds count against the budget
-        probe = probe_head(model, images, labels, splits["train_labeled"])
+        probe = probe_head(model, images, labels, splits["train_labeled"], seed=runtime.seed)
         log.info("%s: head initialised as a linear probe (train_labeled accuracy %.4f, "
                  "%.1f s)", name, probe, time.perf_counter() - start)
         params = params.model_copy(update={"head_init": "random"})
