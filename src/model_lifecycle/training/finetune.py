@@ -55,6 +55,10 @@ def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
     accuracy on ``val`` (PGD on a held-out sample: the guard against catastrophic
     overfitting).
 
+    With ``params.head_init`` ``linear_probe`` (and a model that is not from scratch) the
+    head is first fitted as a logistic regression on the frozen features
+    (:func:`~model_lifecycle.models.head.probe_head`).
+
     With ``params.budget_seconds`` the epoch count is planned from a measured warm-up
     (:func:`~model_lifecycle.training.budget.plan_epochs`). Returns the fit result and
     the final ``val_accuracy`` and ``test_accuracy``, the ``epochs`` trained for and the

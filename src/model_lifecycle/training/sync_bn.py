@@ -11,10 +11,13 @@ sum, sum of squares and count of every rank are added with
 ``torch.distributed.nn.functional.all_reduce``, whose backward pass is itself an
 all-reduce, so the gradient reaching each rank's inputs through the shared mean and
 variance is the one the whole batch would give (DDP then averages the parameters'
-gradients, as it does for every layer). The running statistics follow
-``nn.BatchNorm``: exponential average with ``momentum`` and the unbiased variance of the
-global batch. Tested against one process's ``nn.BatchNorm2d`` on the concatenated batch
-(outputs, input and parameter gradients, running statistics).
+gradients, as it does for every layer). The sums are taken around the running mean
+(the same on every rank), so the variance does not lose its digits to a large mean. The
+running statistics follow ``nn.BatchNorm``: exponential average with ``momentum`` and
+the unbiased variance of the global batch. Tested end to end
+(``tests/training/test_distributed.py``): two gloo ranks fine-tune a batch-normed
+network to one process's weights, running statistics and losses on the same global
+batch, and without it they do not.
 """
 
 from __future__ import annotations
@@ -41,11 +44,18 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):  # noqa: SLF001 — torc
             return super().forward(x)
         dims = [0, *range(2, x.dim())]
         channels = x.shape[1]
+        shape = [1, channels] + [1] * (x.dim() - 2)
+        # the same on every rank: DDP broadcasts rank 0's buffers before each forward pass
+        centre = (self.running_mean.detach().clone() if self.track_running_stats
+                  else x.new_zeros(channels))
+        shifted = x - centre.view(shape)
         count = x.new_full((1,), x.numel() / channels)
-        totals = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        totals = all_reduce(torch.cat([shifted.sum(dims), (shifted * shifted).sum(dims),
+                                       count]))
         total, squares, n = totals[:channels], totals[channels:-1], totals[-1]
-        mean = total / n
-        var = (squares / n - mean * mean).clamp_min(0)
+        offset = total / n
+        mean = centre + offset
+        var = (squares / n - offset * offset).clamp_min(0)
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -53,7 +63,6 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):  # noqa: SLF001 — torc
                           else self.momentum)
                 self.running_mean.lerp_(mean.detach(), factor)
                 self.running_var.lerp_(var.detach() * n / (n - 1).clamp_min(1), factor)
-        shape = [1, channels] + [1] * (x.dim() - 2)
         out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
