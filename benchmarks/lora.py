@@ -103,7 +103,8 @@ def main() -> None:
         "command": f"python -m benchmarks.lora{flags} --archs {' '.join(args.archs)} "
                    f"--seeds {' '.join(map(str, args.seeds))}",
         "environment": f"{args.env} (the embedded digits)",
-        "seeds": args.seeds, "summary": summary, "pretrain_epochs": args.pretrain_epochs or "configured",
+        "seeds": args.seeds, "summary": summary,
+        "pretrain_epochs": args.pretrain_epochs or "configured",
         "finetune_epochs": args.epochs or "configured", "rows": rows,
         "seconds": round(time.perf_counter() - start), "machine": machine()})
     print(f"wrote {path}")

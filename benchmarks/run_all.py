@@ -350,7 +350,8 @@ def _lora(result: dict) -> list[str]:
                      f"{row['trainable_share']:.2%} | {row['test_accuracy']:.2%} | "
                      f"{what} {size / 1024:,.0f} KiB |")
     for arch, summary in result.get("summary", {}).items():
-        lines += ["", f"{arch}, mean over the seeds: full {summary['full_mean_test_accuracy']:.2%}, "
+        lines += ["", f"{arch}, mean over the seeds: "
+                  f"full {summary['full_mean_test_accuracy']:.2%}, "
                   f"LoRA {summary['lora_mean_test_accuracy']:.2%}: "
                   f"{summary['accuracy_gap_points']:+.2f} points of full fine-tuning above LoRA "
                   f"(goal within 2: {'met' if summary['goal_met'] else 'not met'})."]
