@@ -183,3 +183,33 @@ def test_lora_parameters_are_checked_before_anything_runs():
                         "finetune").strategy == "full"
     with pytest.raises(LifecycleError, match="holds no LoRA adapters"):
         apply_strategy(_model("small_cnn"), "lora")
+
+
+@pytest.mark.parametrize(("lora_lr", "used"), [(None, 0.05), (0.2, 0.2)])
+def test_lora_trains_at_its_own_learning_rate_when_one_is_set(monkeypatch, lora_lr, used):
+    from model_lifecycle.data.imageset import ImageSet
+    from model_lifecycle.pipelines.finetune import nodes
+
+    images, labels, splits = _data()
+    imageset = ImageSet(images, labels, ("a", "b", "c"), "test")
+    splits |= {"train_unlabeled": splits["train_labeled"][:0],
+               "images_fingerprint": np.array(imageset.fingerprint())}
+    seen = {}
+
+    def spy(model, *args, **kwargs):  # what the training loop would be given
+        seen["lr"] = args[4].optimizer.lr  # (images, labels, splits, policy, params, ...)
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(nodes, "finetune", spy)
+    policy = resolve_policy(AugmentParams())
+    params = {"init": "scratch", "arch": "small_cnn", "arch_kwargs": MODELS["small_cnn"],
+              "strategy": "lora", "optimizer": {"lr": 0.05}, "lora": {"lr": lora_lr}}
+    with pytest.raises(RuntimeError, match="stop before training"):
+        nodes.finetune_with_adapter(imageset, splits, policy, None, params, {"device": "cpu"})
+    assert seen["lr"] == used
+    for strategy in ("full", "partial"):  # other strategies ignore lora.lr
+        seen.clear()
+        with pytest.raises(RuntimeError):
+            nodes.finetune_with_adapter(imageset, splits, policy, None,
+                                        {**params, "strategy": strategy}, {"device": "cpu"})
+        assert seen["lr"] == 0.05

@@ -194,6 +194,10 @@ class LoraParams(StrictModel):
     """Scale of the adapters' update: the update is multiplied by alpha / rank."""
     dropout: float = Field(0.0, ge=0, lt=1)
     """Dropout on the adapters' input while training."""
+    lr: float | None = Field(None, gt=0)
+    """Learning rate of the adapters and the head; null: `finetune.optimizer.lr`. Adapters
+    start as a zero update and hold few parameters, so they usually want a larger rate
+    than full fine-tuning of the same model (Hu et al. 2022 tune it apart)."""
     target_modules: list[str] | None = None
     """Encoder layers that get adapters: module names or dotted name endings (e.g.
     `self_attention`, `mlp.0`); null: the attention and MLP linears of a transformer,

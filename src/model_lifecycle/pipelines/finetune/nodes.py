@@ -61,6 +61,9 @@ def finetune_with_adapter(images: ImageSet, splits: dict[str, np.ndarray],
     model = initial_model(config, pretrained_encoder, images)
     tuner, targets = None, config.lora.target_modules or default_targets(model)
     if config.strategy == "lora":
+        if config.lora.lr is not None:
+            config = config.model_copy(update={"optimizer": config.optimizer.model_copy(
+                update={"lr": config.lora.lr})})
         tuner = add_lora(model, rank=config.lora.rank, alpha=config.lora.alpha,
                          dropout=config.lora.dropout, target_modules=targets)
     counts = apply_strategy(model, config.strategy, frozen_stages=config.frozen_stages)
