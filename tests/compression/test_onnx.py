@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from model_lifecycle.compression import onnx as onnx_module
 from model_lifecycle.compression.int8 import calibration_batches
 from model_lifecycle.compression.onnx import (
     OPSET,
@@ -198,3 +199,25 @@ def test_onnx_latencies_have_the_shape_of_torch_latencies(trained_onnx):
         assert sorted(timings) == [1, 4]
         for timing in timings.values():
             assert set(timing) == {"median", "p95"} and 0 < timing["median"] <= timing["p95"]
+
+
+def test_a_model_exported_again_unchanged_is_not_traced_again(monkeypatch):
+    traced = []
+    real = torch.onnx.export
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: traced.append(1) or real(*a, **k))
+    monkeypatch.setattr(onnx_module, "_EXPORTS", {})
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 3, 3, width=4).eval()
+    first = export_onnx(model, torch.rand(1, 3, SIZE, SIZE))
+    assert export_onnx(copy.deepcopy(model), torch.rand(3, 3, SIZE, SIZE)) == first
+    assert len(traced) == 1
+    with torch.no_grad():  # one weight changed: a new export, and it holds the new weight
+        model.head.bias[0] += 1
+    changed = export_onnx(model, torch.rand(1, 3, SIZE, SIZE))
+    assert len(traced) == 2 and changed != first
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert np.allclose(OnnxClassifier(changed)(x).numpy(), model(x).numpy(), atol=1e-4)
+    pruned, _ = prune_structured(model, torch.rand(2, 3, SIZE, SIZE), target=2.0)
+    assert export_onnx(pruned, torch.rand(1, 3, SIZE, SIZE)) != changed  # other shapes
+    assert len(traced) == 3

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from model_lifecycle.augment.config import AugmentParams, policy_from_artifact, resolve_policy
+from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.io import LoraAdapterDataset
 from model_lifecycle.models import build_model
@@ -22,6 +23,7 @@ from model_lifecycle.models.lora import (
     merge_lora,
 )
 from model_lifecycle.params import parse_params
+from model_lifecycle.pipelines.finetune import nodes
 from model_lifecycle.training.config import FinetuneParams, RuntimeParams
 from model_lifecycle.training.finetune import finetune
 
@@ -187,9 +189,6 @@ def test_lora_parameters_are_checked_before_anything_runs():
 
 @pytest.mark.parametrize(("lora_lr", "used"), [(None, 0.05), (0.2, 0.2)])
 def test_lora_trains_at_its_own_learning_rate_when_one_is_set(monkeypatch, lora_lr, used):
-    from model_lifecycle.data.imageset import ImageSet
-    from model_lifecycle.pipelines.finetune import nodes
-
     images, labels, splits = _data()
     imageset = ImageSet(images, labels, ("a", "b", "c"), "test")
     splits |= {"train_unlabeled": splits["train_labeled"][:0],

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import logging
 import statistics
@@ -75,9 +76,41 @@ ACTIVATIONS = QuantType.QInt8
 WEIGHTS = QuantType.QInt8
 
 
+# Exports made in this process, by what determines them (see _export_key): one lifecycle
+# run exports the fine-tuned model for ONNX INT8, for the ONNX check and for its
+# registered version, and torch.export takes about a second each time.
+_EXPORTS: dict[str, bytes] = {}
+_EXPORTS_KEPT = 8
+
+
 def export_onnx(model: nn.Module, example: torch.Tensor, *, opset: int = OPSET) -> bytes:
     """``model`` (left as it is) as an ONNX file: input ``images`` B×C×H×W float in
-    [0, 1] with B dynamic, output ``logits``; eval mode, on the CPU."""
+    [0, 1] with B dynamic, output ``logits``; eval mode, on the CPU. A model exported
+    before in this process, with the same weights and structure, is not traced again."""
+    key = _export_key(model, example, opset)
+    if key not in _EXPORTS:
+        _EXPORTS[key] = _export(model, example, opset)
+        while len(_EXPORTS) > _EXPORTS_KEPT:
+            _EXPORTS.pop(next(iter(_EXPORTS)))
+    return _EXPORTS[key]
+
+
+def _export_key(model: nn.Module, example: torch.Tensor, opset: int) -> str:
+    """What an export depends on: the module tree as printed (classes, layer shapes),
+    every parameter and buffer bit for bit, the spec, the image shape, the opset."""
+    digest = hashlib.sha256()
+    digest.update(repr(model).encode())
+    digest.update(json.dumps([dict(getattr(model, "spec", {})), list(example.shape[1:]),
+                              str(example.dtype), opset], sort_keys=True, default=str)
+                  .encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _export(model: nn.Module, example: torch.Tensor, opset: int) -> bytes:
     source = copy.deepcopy(model).cpu().eval().to(memory_format=torch.contiguous_format)
     _pool_last(source)
     # torch.export fixes a dimension seen as 1, so the traced batch has two images.
