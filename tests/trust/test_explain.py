@@ -203,12 +203,32 @@ def test_int8_models_are_explained_by_occlusion_only(int8_model):
 def test_explanation_figure_has_a_panel_per_image_and_map(channels):
     images = torch.rand(3, channels, 12, 16)
     maps = {m: torch.rand(3, 12, 16) for m in ("saliency", "occlusion")}
+    maps["occlusion"][1] = 0
+    maps["occlusion"][1, 5, 7] = 1  # one pixel explains image 1
     fig = explanation_figure(images, maps, torch.tensor([0, 1, 2]), [0, 1, 1],
                              ["cat", "dog", "fox"], title="float model")
-    assert isinstance(fig, Figure) and len(fig.axes) == 3 * 3
-    assert fig.axes[0].get_title() == "pred cat\ntrue cat"
-    assert fig.axes[1].get_title() == "saliency"
-    assert fig.get_suptitle() == "float model"
+    assert isinstance(fig, Figure) and fig.get_suptitle() == "float model"
+    (ax,) = fig.axes
+    texts = [t.get_text() for t in ax.texts]
+    assert texts[:3] == ["image", "saliency", "occlusion"]
+    assert texts[3:] == ["pred cat\ntrue cat", "pred dog\ntrue dog", "pred fox\ntrue dog"]
+    mosaic = ax.images[0].get_array()
+    gap = 2  # 12% of 16 pixels, rounded
+    assert mosaic.shape == (3 * 12 + 2 * gap, 3 * 16 + 2 * gap, 3)
+
+    def cell(r, c):
+        return mosaic[r * (12 + gap):r * (12 + gap) + 12, c * (16 + gap):c * (16 + gap) + 16]
+
+    picture = images[1].permute(1, 2, 0).numpy()
+    assert np.allclose(cell(1, 0), np.broadcast_to(picture, (12, 16, 3)), atol=1e-6)
+    # the overlay: the map's one pixel at jet's top colour, the rest at its bottom one,
+    # half over the image in grayscale
+    gray = picture.mean(-1)
+    overlay = cell(1, 2)
+    assert np.allclose(overlay[5, 7], 0.5 * np.array([0.5, 0, 0]) + 0.5 * gray[5, 7],
+                       atol=0.01)
+    assert np.allclose(overlay[0, 0], 0.5 * np.array([0, 0, 0.5]) + 0.5 * gray[0, 0],
+                       atol=0.01)
 
 
 @pytest.mark.parametrize("training", [True, False])

@@ -44,7 +44,7 @@ from captum.attr import (
     Occlusion,
     Saliency,
 )
-from matplotlib.axes import Axes
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from scipy.stats import rankdata
 from torch import nn
@@ -308,33 +308,45 @@ def explanation_figure(images: torch.Tensor, maps: dict[str, torch.Tensor],
                        predicted: Sequence[int] | torch.Tensor,
                        truth: Sequence[int] | torch.Tensor, class_names: Sequence[str], *,
                        title: str) -> Figure:
-    """One row per image: the image (titled with its predicted and true classes), then
-    each method's map, normalised per image, in 'jet' over the image in grayscale."""
+    """One row per image: the image (labelled with its predicted and true classes), then
+    each method's map, normalised per image, in 'jet' at half opacity over the image in
+    grayscale.
+
+    Drawn as one mosaic in one axes rather than an axes per panel: a variant's figure
+    holds 20 rows of 5 panels, and matplotlib lays out and renders 100 axes about ten
+    times slower than one image of the same pixels."""
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise LifecycleError(f"Images of shape {tuple(images.shape)} cannot be drawn: "
                              "expected B×C×H×W with 1 or 3 channels.")
     rows, cols = len(images), 1 + len(maps)
-    fig = Figure(figsize=(1.6 * cols, 1.6 * rows + 0.5), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False)
+    height, width = images.shape[-2:]
+    gap = max(1, round(0.12 * max(height, width)))
+    pitch_y, pitch_x = height + gap, width + gap
+    mosaic = np.ones((rows * pitch_y - gap, cols * pitch_x - gap, 3))
     pictures = images.detach().float().cpu().clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    jet = colormaps["jet"]
     for r, picture in enumerate(pictures):
-        gray = picture.mean(-1)
-        _draw_image(axes[r, 0], picture, gray,
-                    f"pred {_name(class_names, predicted[r])}\n"
-                    f"true {_name(class_names, truth[r])}")
-        for c, (method, batch) in enumerate(maps.items(), start=1):
-            axes[r, c].imshow(gray, cmap="gray", vmin=0, vmax=1)
-            axes[r, c].imshow(_normalised(batch[r]), cmap="jet", alpha=0.5, vmin=0, vmax=1)
-            axes[r, c].set_title(method if r == 0 else "", fontsize=7)
-            axes[r, c].axis("off")
-    fig.suptitle(title, fontsize=9)
+        gray = np.repeat(picture.mean(-1, keepdims=True), 3, axis=-1)
+        panels = [np.repeat(picture, 3, axis=-1) if picture.shape[-1] == 1 else picture]
+        panels += [0.5 * jet(_normalised(batch[r]))[..., :3] + 0.5 * gray
+                   for batch in maps.values()]
+        for c, panel in enumerate(panels):
+            mosaic[r * pitch_y:r * pitch_y + height, c * pitch_x:c * pitch_x + width] = panel
+    # inches: 1.6 a panel, 1.2 on the left for the class labels, 0.9 on top for the title
+    # and the column names, 0.1 below
+    fig_w, fig_h = 1.6 * cols + 1.2, 1.6 * rows + 1.0
+    fig = Figure(figsize=(fig_w, fig_h))
+    ax = fig.add_axes((1.2 / fig_w, 0.1 / fig_h, 1.6 * cols / fig_w, 1.6 * rows / fig_h))
+    ax.imshow(mosaic, interpolation="nearest", vmin=0, vmax=1)
+    ax.set_axis_off()
+    for c, name in enumerate(["image", *maps]):
+        ax.text(c * pitch_x + width / 2, -gap, name, ha="center", va="bottom", fontsize=8)
+    for r in range(rows):
+        ax.text(-gap, r * pitch_y + height / 2,
+                f"pred {_name(class_names, predicted[r])}\ntrue {_name(class_names, truth[r])}",
+                ha="right", va="center", fontsize=7)
+    fig.suptitle(title, fontsize=9, y=1 - 0.15 / fig_h, va="top")
     return fig
-
-
-def _draw_image(ax: Axes, picture: np.ndarray, gray: np.ndarray, label: str) -> None:
-    ax.imshow(gray if picture.shape[-1] == 1 else picture, cmap="gray", vmin=0, vmax=1)
-    ax.set_title(label, fontsize=7)
-    ax.axis("off")
 
 
 def _name(class_names: Sequence[str], index: int | torch.Tensor) -> str:
