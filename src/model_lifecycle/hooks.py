@@ -6,6 +6,7 @@ import importlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -299,6 +300,59 @@ class RunBookkeepingHook:
                 client.set_terminated(other.info.run_id, "KILLED")
                 log.warning("MLflow run %s (process %d on %s) was still RUNNING but its "
                             "process is gone: marked KILLED.", other.info.run_id, pid, host)
+
+
+class NodeTimingHook:
+    """Each node's wall seconds, from loading its first input to saving its last output,
+    as the metric ``seconds.<node>`` of the pipeline's MLflow run: the MLflow UI shows
+    where a run's time went and compares it across runs. A node's figure is logged when
+    the next node starts, or when the pipeline ends (before kedro-mlflow closes the run);
+    a run without MLflow tracking logs nothing.
+    """
+
+    def __init__(self) -> None:
+        self._node: str | None = None
+        self._span = (0.0, 0.0)
+
+    def _begin(self, name: str) -> None:
+        if name != self._node:
+            self._flush()
+            now = time.perf_counter()
+            self._node, self._span = name, (now, now)
+
+    def _end(self, name: str) -> None:
+        if name == self._node:
+            self._span = (self._span[0], time.perf_counter())
+
+    def _flush(self) -> None:
+        if self._node is not None and mlflow.active_run() is not None:
+            mlflow.log_metric(f"seconds.{self._node}",
+                              round(self._span[1] - self._span[0], 3))
+        self._node = None
+
+    @hook_impl
+    def before_dataset_loaded(self, node: Any) -> None:
+        self._begin(node.name)
+
+    @hook_impl
+    def before_node_run(self, node: Any) -> None:
+        self._begin(node.name)
+
+    @hook_impl
+    def after_node_run(self, node: Any) -> None:
+        self._end(node.name)
+
+    @hook_impl
+    def after_dataset_saved(self, node: Any) -> None:
+        self._end(node.name)
+
+    @hook_impl(tryfirst=True)
+    def after_pipeline_run(self) -> None:
+        self._flush()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        self._node = None  # the failed node's time is no measurement
 
 
 def _alive(pid: int) -> bool:

@@ -6,13 +6,15 @@ from kedro.config import OmegaConfigLoader
 
 from model_lifecycle.hooks import (
     CloseMlflowRunHook,
+    NodeTimingHook,
     PreflightHook,
     RunBookkeepingHook,
     TrackingServerHook,
 )
 
 # kedro-mlflow registers its own hook through its entry point.
-HOOKS = (TrackingServerHook(), PreflightHook(), CloseMlflowRunHook(), RunBookkeepingHook())
+HOOKS = (TrackingServerHook(), PreflightHook(), CloseMlflowRunHook(), RunBookkeepingHook(),
+         NodeTimingHook())
 
 # Telemetry must never prompt or call out (CI has no stdin, the machines no internet).
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)

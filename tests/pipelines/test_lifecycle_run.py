@@ -177,6 +177,20 @@ def test_the_report_and_the_run_hold_every_variants_trust_figures(lifecycle):
         report.loc["pruned", "pgd_accuracy"])
 
 
+def test_the_run_records_each_nodes_seconds(lifecycle):
+    from model_lifecycle.pipeline_registry import register_pipelines  # noqa: PLC0415
+
+    run = _runs(lifecycle.work).iloc[0]
+    nodes = {node.name for node in register_pipelines()["__default__"].nodes}
+    seconds = {key.removeprefix("metrics.seconds."): value for key, value in run.items()
+               if key.startswith("metrics.seconds.") and not pd.isna(value)}
+    assert set(seconds) == nodes
+    assert all(value > 0 for value in seconds.values())
+    wall = (run["end_time"] - run["start_time"]).total_seconds()
+    assert sum(seconds.values()) <= wall + 1
+    assert seconds["finetune_model"] > seconds["resolve_augmentation_policy"]
+
+
 def test_every_variant_is_registered_and_the_aliases_obey_the_rule(lifecycle, registry,
                                                                    tmp_path):
     report = _report(lifecycle.work)
