@@ -16,6 +16,16 @@ training seconds.
     python -m benchmarks.lora --env vit_digits --archs vit    # the ViT with AdamW
 
 Another ``--env`` runs every step in that environment and writes ``lora_<env>.json``.
+
+``--encoder cifar10`` fine-tunes an encoder pretrained with SimCLR on the CIFAR-10
+training JPEGs instead (the ``transfer`` pipeline, ``parameters_source.yml``; pretrained
+once per architecture, then fine-tuned on the digits per seed; ``lora_cifar10_encoder.json``):
+
+    kedro run --pipelines=transfer --to-nodes=source.pretrain_encoder \
+        --params source.pretrain.arch=A,source.ingest.source=image_folder,source.ingest.path=<jpgs>
+    kedro run --pipelines=transfer --nodes=finetune_model --params finetune.strategy=lora,...
+
+    python -m benchmarks.lora --encoder cifar10 --archs small_cnn --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -27,6 +37,8 @@ from pathlib import Path
 
 from benchmarks.common import (
     DEFAULT_WORK,
+    SHARED_CIFAR,
+    cifar_jpeg_folder,
     kedro_run,
     latest_version,
     machine,
@@ -49,8 +61,15 @@ def main() -> None:
                         help="finetune.epochs (default: the configured one)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--env", default="base")
+    parser.add_argument("--encoder", choices=["digits", "cifar10"], default="digits",
+                        help="what the encoder is pretrained on (cifar10: the transfer "
+                             "pipeline's source)")
+    parser.add_argument("--archive", type=Path, default=SHARED_CIFAR)
+    parser.add_argument("--source-budget", type=float, default=None,
+                        help="source.pretrain.budget_seconds (default: the configured one)")
     args = parser.parse_args()
-    project = scratch_project(args.work / f"lora_{args.env}")
+    transfer = args.encoder == "cifar10"
+    project = scratch_project(args.work / (f"lora_{args.env}" + ("_cifar10" if transfer else "")))
     env = [f"--env={args.env}"]
     start = time.perf_counter()
     rows = []
@@ -59,12 +78,26 @@ def main() -> None:
         pretrain = {**seed, "pretrain.arch": arch}
         if args.pretrain_epochs:
             pretrain["pretrain.epochs"] = args.pretrain_epochs
-        encoder = kedro_run(project, *env, "--pipelines=ingest,augment,pretrain", params=pretrain)
+        if not transfer:
+            encoder = kedro_run(project, *env, "--pipelines=ingest,augment,pretrain",
+                                params=pretrain)
+        else:
+            if seed_value == args.seeds[0]:  # one CIFAR-10 encoder per architecture
+                source = {"source.pretrain.arch": arch, "source.ingest.source": "image_folder",
+                          "source.ingest.path": cifar_jpeg_folder(args.archive, args.work)}
+                if args.source_budget:
+                    source["source.pretrain.budget_seconds"] = args.source_budget
+                encoder = {k.replace("source.pretrain.", "pretrain."): v for k, v in kedro_run(
+                    project, *env, "--pipelines=transfer",
+                    "--to-nodes=source.pretrain_encoder", params=source).items()}
+            kedro_run(project, *env, "--pipelines=ingest,augment", params=seed)
         for strategy in ("full", "lora"):
             finetune = {**seed, "finetune.strategy": strategy}
             if args.epochs:
                 finetune["finetune.epochs"] = args.epochs
-            run = kedro_run(project, *env, "--pipelines=finetune", params=finetune)
+            run = (kedro_run(project, *env, "--pipelines=transfer", "--nodes=finetune_model",
+                             params=finetune) if transfer else
+                   kedro_run(project, *env, "--pipelines=finetune", params=finetune))
             trainable, total = (_metric(run, f"finetune.{k}")
                                 for k in ("trainable_params", "total_params"))
             rows.append({
@@ -99,10 +132,14 @@ def main() -> None:
         print(arch, summary[arch], flush=True)
     name, flags = ("lora", "") if args.env == "base" else (f"lora_{args.env}",
                                                           f" --env {args.env}")
+    if transfer:
+        name, flags = f"{name}_cifar10_encoder", f"{flags} --encoder cifar10"
     path = write_result(name, {
         "command": f"python -m benchmarks.lora{flags} --archs {' '.join(args.archs)} "
                    f"--seeds {' '.join(map(str, args.seeds))}",
         "environment": f"{args.env} (the embedded digits)",
+        "encoder": ("SimCLR on the CIFAR-10 training JPEGs (the transfer pipeline's source)"
+                    if transfer else "SimCLR on the digits' training images"),
         "seeds": args.seeds, "summary": summary,
         "pretrain_epochs": args.pretrain_epochs or "configured",
         "finetune_epochs": args.epochs or "configured", "rows": rows,

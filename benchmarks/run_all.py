@@ -187,6 +187,12 @@ def _default_run(result: dict) -> list[str]:
                      f"{row['ece']:.3f} | {row['params'] / 1e3:.0f} k | "
                      f"{row['macs'] / 1e6:.2f} M | {row['size_bytes'] / 1024:.0f} | "
                      f"{row['latency_b1_p50_ms']:.2f} | {row['latency_b32_p50_ms']:.2f} |")
+    if "node_seconds_median" in result:
+        lines += ["", "Where the time goes (median seconds per node, from the run's "
+                  "`seconds.<node>` metrics): start-up (imports, MLflow store, catalog) "
+                  f"{result['startup_seconds_median']}, " + ", ".join(
+                      f"{name} {value}" for name, value in result["node_seconds_median"].items()
+                      if value >= 0.5) + "; the other nodes under 0.5 s each."]
     return [*lines, "", f"Goal: {result['goal']}; {_machine(result)}.", ""]
 
 
