@@ -125,6 +125,8 @@ def render() -> str:
                          f"{knn['knn_accuracy']:.2%} | {knn['epochs']} | "
                          f"{knn['train_seconds']} | |")
         lines += ["", f"Goal: {cifar['goal']}; {_machine(cifar)}.", ""]
+    vit = _load("cifar10_budget_vit_cifar10")
+    lines += _vit_budget(vit) if vit else []
     sections = [(_load("cifar10_gpu"), _gpu)] + [
         (_load(f"compression_{name}"), lambda r, d=title: _compression(r, d))
         for name, title in (("digits", "digits"), ("cifar10", "CIFAR-10"))
@@ -170,6 +172,17 @@ def _gpu(gpu: dict) -> list[str]:
                      f"{row['test_accuracy']:.2%} | {row['train_seconds']} s | "
                      f"{row['images_per_s']:,} |")
     return [*lines, "", f"{_machine(gpu)}.", ""]
+
+
+def _vit_budget(vit: dict) -> list[str]:
+    lines = ["### The Vision Transformer in the same budget", "",
+             f"`{vit['command']}` — `kedro run --env=vit_cifar10`, the same images and split.",
+             "", "| run | test accuracy | epochs | training seconds (warm-up included) "
+             "| images/s |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| vit, seed {row['seed']} | {row['test_accuracy']:.2%} | {row['epochs']} | "
+              f"{row['train_seconds']} | {row['images_per_s']:,} |"
+              for row in vit["project"]["runs"]]
+    return [*lines, "", f"{vit['goal'].capitalize()}; {_machine(vit)}.", ""]
 
 
 def _default_run(result: dict) -> list[str]:
