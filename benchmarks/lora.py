@@ -138,7 +138,7 @@ def main() -> None:
         "command": f"python -m benchmarks.lora{flags} --archs {' '.join(args.archs)} "
                    f"--seeds {' '.join(map(str, args.seeds))}",
         "environment": f"{args.env} (the embedded digits)",
-        "encoder": ("SimCLR on the CIFAR-10 training JPEGs (the transfer pipeline's source)"
+        "encoder": ("SimCLR on the CIFAR-10 training JPEGs, the transfer pipeline's source"
                     if transfer else "SimCLR on the digits' training images"),
         "seeds": args.seeds, "summary": summary,
         "pretrain_epochs": args.pretrain_epochs or "configured",

@@ -24,6 +24,8 @@ BENCHMARKS = {
     "default_run": ["benchmarks.default_run"],
     "serving_load": ["benchmarks.serving_load"],
     "cifar10_budget": ["benchmarks.cifar10_budget"],
+    "cifar10_budget_vit_cifar10": ["benchmarks.cifar10_budget", "--env", "vit_cifar10",
+                                   "--seeds", "0"],
     "compression_cifar10": ["benchmarks.compression", "--env", "cifar10"],
     "folder_ten_minutes": ["benchmarks.folder_ten_minutes"],
     "trust_digits": ["benchmarks.trust", "--env", "base"],
@@ -33,6 +35,8 @@ BENCHMARKS = {
     "lora": ["benchmarks.lora", "--archs", "small_cnn", "--seeds", "0", "1", "2"],
     "lora_vit_digits": ["benchmarks.lora", "--env", "vit_digits", "--archs", "vit",
                         "--seeds", "0"],
+    "lora_cifar10_encoder": ["benchmarks.lora", "--encoder", "cifar10", "--archs",
+                             "small_cnn", "--seeds", "0", "1", "2"],
     "adaptation": ["benchmarks.adaptation", "--images", "10000", "--sweep-images", "2000"],
     "fewshot": ["benchmarks.fewshot", "--minutes", "4"],
     "distributed": ["benchmarks.distributed"],
@@ -145,7 +149,8 @@ def render() -> str:
 
 def _adaptation_and_scale() -> list[str]:
     shared = [(_load(name), render_section) for name, render_section in (
-        ("transfer", _transfer), ("lora", _lora), ("lora_vit_digits", _lora),
+        ("transfer", _transfer), ("lora", _lora), ("lora_cifar10_encoder", _lora),
+        ("lora_vit_digits", _lora),
         ("adaptation", _adaptation),
         ("fewshot", _fewshot), ("distributed", _distributed), ("memmap", _memmap),
         ("tracking_server", _tracking_server)) if _load(name)]
@@ -356,10 +361,12 @@ def _transfer(result: dict) -> list[str]:
 
 def _lora(result: dict) -> list[str]:
     seeds = result.get("seeds", [result.get("seed")])
-    lines = [f"### LoRA against full fine-tuning: {result['environment'].split()[0]}", "",
+    cifar = "CIFAR-10" in result.get("encoder", "")
+    lines = [f"### LoRA against full fine-tuning: {result['environment'].split()[0]}"
+             + (", a CIFAR-10 encoder" if cifar else ""), "",
              f"`{result['command']}` — {result['environment']}, seed(s) "
-             f"{', '.join(map(str, seeds))}; for each seed both from the same SimCLR "
-             "encoder, the same epochs.", "",
+             f"{', '.join(map(str, seeds))}; for each seed both from the same encoder "
+             f"({result.get('encoder', 'SimCLR')}), the same epochs.", "",
              "| arch | strategy | seed | trained share | test accuracy | file |",
              "|---|---|---:|---:|---:|---:|"]
     for row in result["rows"]:
