@@ -5,8 +5,9 @@ register).
 Runs it as a user would (a scratch copy of the project outside the repository, a fresh
 MLflow store each time), three times, and records wall time, the peak resident memory
 of the process, each node's seconds (the run's ``seconds.<node>`` metrics; what is left
-of the wall time is start-up: imports, the MLflow store, the catalog), the champion and
-the evaluation report of the last run. Goal: ≤ 90 s on 2 cores.
+of the wall time is spent outside the nodes: start-up, imports, the MLflow store, the
+catalog, closing the run), the champion and the evaluation report of the last run.
+Goal: ≤ 90 s on 2 cores.
 
     python -m benchmarks.default_run [--repeats 3]
 """

@@ -207,7 +207,8 @@ def _default_run(result: dict) -> list[str]:
                      f"{row['latency_b1_p50_ms']:.2f} | {row['latency_b32_p50_ms']:.2f} |")
     if "node_seconds_median" in result:
         lines += ["", "Where the time goes (median seconds per node, from the run's "
-                  "`seconds.<node>` metrics): start-up (imports, MLflow store, catalog) "
+                  "`seconds.<node>` metrics): outside the nodes (start-up: imports, the MLflow "
+                  "store, the catalog; closing the run) "
                   f"{result['startup_seconds_median']}, " + ", ".join(
                       f"{name} {value}" for name, value in result["node_seconds_median"].items()
                       if value >= 0.5) + "; the other nodes under 0.5 s each."]
