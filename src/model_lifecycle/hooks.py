@@ -305,30 +305,26 @@ class RunBookkeepingHook:
 class NodeTimingHook:
     """Each node's wall seconds, from loading its first input to saving its last output,
     as the metric ``seconds.<node>`` of the pipeline's MLflow run: the MLflow UI shows
-    where a run's time went and compares it across runs. A node's figure is logged when
-    the next node starts, or when the pipeline ends (before kedro-mlflow closes the run);
-    a run without MLflow tracking logs nothing.
-    """
+    where a run's time went and compares it across runs. Logged in one call when the
+    pipeline ends (before kedro-mlflow closes the run); nothing for a failed run or one
+    without MLflow tracking. Spans are kept per node, so a threaded runner's
+    overlapping nodes are timed each on its own."""
 
     def __init__(self) -> None:
-        self._node: str | None = None
-        self._span = (0.0, 0.0)
+        self._spans: dict[str, list[float]] = {}
 
     def _begin(self, name: str) -> None:
-        if name != self._node:
-            self._flush()
+        if name not in self._spans:
             now = time.perf_counter()
-            self._node, self._span = name, (now, now)
+            self._spans[name] = [now, now]
 
     def _end(self, name: str) -> None:
-        if name == self._node:
-            self._span = (self._span[0], time.perf_counter())
+        if name in self._spans:
+            self._spans[name][1] = time.perf_counter()
 
-    def _flush(self) -> None:
-        if self._node is not None and mlflow.active_run() is not None:
-            mlflow.log_metric(f"seconds.{self._node}",
-                              round(self._span[1] - self._span[0], 3))
-        self._node = None
+    @hook_impl
+    def before_pipeline_run(self) -> None:
+        self._spans = {}
 
     @hook_impl
     def before_dataset_loaded(self, node: Any) -> None:
@@ -348,11 +344,14 @@ class NodeTimingHook:
 
     @hook_impl(tryfirst=True)
     def after_pipeline_run(self) -> None:
-        self._flush()
+        spans, self._spans = self._spans, {}
+        if spans and mlflow.active_run() is not None:
+            mlflow.log_metrics({f"seconds.{name}": round(end - start, 3)
+                                for name, (start, end) in spans.items()})
 
     @hook_impl
     def on_pipeline_error(self) -> None:
-        self._node = None  # the failed node's time is no measurement
+        self._spans = {}  # a failed run's times are no measurement
 
 
 def _alive(pid: int) -> bool:
