@@ -9,6 +9,7 @@ This module imports no Kedro at import time, because ranks import it to run `pro
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -18,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
 from model_lifecycle.augment.config import SupervisedPolicy
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.models.registry import build_model
 from model_lifecycle.training.config import DistributedParams, FinetuneParams, RuntimeParams
 from model_lifecycle.training.data import BatchStream
-from model_lifecycle.training.distributed import FAULT_ENV, launch, processors
+from model_lifecycle.training.distributed import FAULT_ENV, _root_failure, launch, processors
 from model_lifecycle.training.finetune import finetune
 
 TWO = {"nproc_per_node": 2}
@@ -271,3 +273,22 @@ def test_kedro_run_is_node_0(project):
                        r"model_lifecycle.training.distributed_worker --node-rank 1"):
         project(["finetune"], {**DATA, "runtime": {"distributed": {
             "nnodes": 2, "node_rank": 1, "rdzv_endpoint": "127.0.0.1:29500"}}})
+
+
+def test_a_killed_rank_is_named_rather_than_the_peer_its_death_broke(tmp_path):
+    # rank 1 killed from outside; rank 0 wrote its error (a broken gloo connection) and
+    # was then stopped by the launcher's SIGTERM, all before the launcher stamped rank 1
+    error_file = tmp_path / "error.json"
+    error_file.write_text(json.dumps({"message": "RuntimeError: Connection reset by peer",
+                                      "timestamp": 1}))
+    missing = str(tmp_path / "none.json")
+    failures = {0: ProcessFailure(0, 100, -15, str(error_file)),
+                1: ProcessFailure(1, 101, -9, missing)}
+    exc = ChildFailedError("worker", failures)
+    assert exc.get_first_failure()[0] == 0
+    rank, failure = _root_failure(exc)
+    assert rank == 1 and "SIGKILL" in failure.message
+    # rank 1 raised; rank 0, blocked on it, was stopped by the launcher: rank 1
+    exc = ChildFailedError("worker", {0: ProcessFailure(0, 100, -15, missing),
+                                      1: ProcessFailure(1, 101, 1, str(error_file))})
+    assert _root_failure(exc)[0] == 1

@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -30,7 +31,7 @@ from typing import Any, TypeVar
 
 import torch
 from torch import nn
-from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from model_lifecycle.errors import LifecycleError
@@ -119,11 +120,26 @@ def run_ranks(config: DistributedParams, worker_args: list[str], *,
     try:
         elastic_launch(launch_config, sys.executable)("-m", WORKER, "rank", *worker_args)
     except ChildFailedError as exc:
-        rank, failure = exc.get_first_failure()
+        rank, failure = _root_failure(exc)
         raise LifecycleError(
             f"Distributed training stopped: rank {rank} failed ({_reason(failure)}); "
             "nothing of this node was saved, and earlier versions are as they were."
         ) from None
+
+
+def _root_failure(exc: ChildFailedError) -> tuple[int, ProcessFailure]:
+    """The rank that caused the others to fail. One killed from outside (a signal other
+    than the launcher's own SIGTERM, e.g. SIGKILL from the OOM killer, with no error of
+    its own recorded) is the cause: its peers then fail on a broken connection, and the
+    launcher stops them with SIGTERM. Otherwise torch's first failure by time. (A killed
+    rank leaves no error file, so torch stamps it when the launcher notices, often after
+    its peers' errors, and would name a peer.)"""
+    killed = sorted(rank for rank, failure in exc.failures.items()
+                    if failure.exitcode < 0 and failure.exitcode != -signal.SIGTERM
+                    and not Path(failure.error_file).is_file())
+    if killed:
+        return killed[0], exc.failures[killed[0]]
+    return exc.get_first_failure()
 
 
 def launch_config_for(config: DistributedParams, *, node_rank: int | None = None
