@@ -16,6 +16,7 @@ from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 
@@ -345,9 +346,14 @@ class NodeTimingHook:
     @hook_impl(tryfirst=True)
     def after_pipeline_run(self) -> None:
         spans, self._spans = self._spans, {}
-        if spans and mlflow.active_run() is not None:
-            mlflow.log_metrics({f"seconds.{name}": round(end - start, 3)
-                                for name, (start, end) in spans.items()})
+        run = mlflow.active_run()
+        if spans and run is not None:
+            # through the client: the fluent API would also copy each figure to every
+            # model the run has logged (MLflow 3), and they describe the run, not a model
+            now = int(time.time() * 1000)
+            mlflow.MlflowClient().log_batch(run.info.run_id, metrics=[
+                Metric(f"seconds.{name}", round(end - start, 3), now, 0)
+                for name, (start, end) in spans.items()])
 
     @hook_impl
     def on_pipeline_error(self) -> None:

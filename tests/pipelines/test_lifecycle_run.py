@@ -189,6 +189,11 @@ def test_the_run_records_each_nodes_seconds(lifecycle):
     wall = (run["end_time"] - run["start_time"]).total_seconds()
     assert sum(seconds.values()) <= wall + 1
     assert seconds["finetune_model"] > seconds["resolve_augmentation_policy"]
+    # they describe the run: none is copied to the models the run logged
+    models = mlflow.search_logged_models(experiment_ids=[run["experiment_id"]],
+                                         output_format="list")
+    assert models and not [m.key for model in models for m in model.metrics or []
+                           if m.key.startswith("seconds.")]
 
 
 def test_every_variant_is_registered_and_the_aliases_obey_the_rule(lifecycle, registry,
