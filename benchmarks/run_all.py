@@ -45,8 +45,8 @@ BENCHMARKS = {
 }
 
 # the results below it were measured while other jobs shared the machine's two cores
-SHARED_CPU = ("Measured on 2026-12-01, all but the tracking server's timing while other "
-              "jobs shared the two cores: accuracies, "
+SHARED_CPU = ("The sections dated 2026-12-01 were measured while other jobs shared the two "
+              "cores (those dated later on an idle machine): accuracies, "
               "counts and memory do not depend on that; seconds, speed ratios and the epochs "
               "a time budget bought (the transfer source encoder, few-shot) do, so rerun "
               "those on an idle machine before quoting them as speeds.")
