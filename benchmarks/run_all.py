@@ -27,6 +27,7 @@ BENCHMARKS = {
     "cifar10_budget_vit_cifar10": ["benchmarks.cifar10_budget", "--env", "vit_cifar10",
                                    "--seeds", "0"],
     "compression_cifar10": ["benchmarks.compression", "--env", "cifar10"],
+    "int8_isa": ["benchmarks.int8_isa"],
     "folder_ten_minutes": ["benchmarks.folder_ten_minutes"],
     "trust_digits": ["benchmarks.trust", "--env", "base"],
     "trust_cifar10": ["benchmarks.trust", "--env", "cifar10"],
@@ -134,7 +135,7 @@ def render() -> str:
     sections = [(_load("cifar10_gpu"), _gpu)] + [
         (_load(f"compression_{name}"), lambda r, d=title: _compression(r, d))
         for name, title in (("digits", "digits"), ("cifar10", "CIFAR-10"))
-    ] + [(_load("default_run"), _default_run), (_load("serving_load"), _serving),
+    ] + [(_load("int8_isa"), _int8_isa), (_load("default_run"), _default_run), (_load("serving_load"), _serving),
          (_load("folder_ten_minutes"), _folder)] + [
         (_load(f"trust_{name}"), lambda r, d=title: _trust(r, d))
         for name, title in (("digits", "digits, the default lifecycle"),
@@ -188,6 +189,27 @@ def _vit_budget(vit: dict) -> list[str]:
               f"{row['train_seconds']} | {row['images_per_s']:,} |"
               for row in vit["project"]["runs"]]
     return [*lines, "", f"{vit['goal'].capitalize()}; {_machine(vit)}.", ""]
+
+
+def _int8_isa(result: dict) -> list[str]:
+    table, ratios = result["latency_ms_median"], result["speedup_at_largest_batch"]
+    batches = list(table["ALL"]["float"])
+    lines = ["## INT8 on the CPU: which instructions the speed comes from", "",
+             f"`{result['command']}` — the {result['environment']} models, 1 thread, "
+             f"median ms over {result['rounds']} alternating rounds; oneDNN (PyTorch) "
+             "capped by `ONEDNN_MAX_CPU_ISA`; ONNX Runtime's own kernels do not read it. "
+             f"CPU: {', '.join(result['cpu_features'])}.", "",
+             "| oneDNN allowed | " + " | ".join(
+                 f"{m} b{b}" for m in ("float", "fx_int8", "ort_int8") for b in batches)
+             + f" | ORT INT8 / FX INT8 speed, b{result['largest_batch']} "
+               f"| ORT INT8 / float speed, b{result['largest_batch']} |",
+             "|---|" + "---:|" * (3 * len(batches) + 2)]
+    for setting, models in table.items():
+        lines.append(f"| {setting} | " + " | ".join(
+            f"{models[m][b]:.2f}" for m in ("float", "fx_int8", "ort_int8") for b in batches)
+            + f" | {ratios[setting]['ort_int8_vs_fx_int8']}× | "
+              f"{ratios[setting]['ort_int8_vs_float']}× |")
+    return lines + ["", f"Goal: {result['goal']}; {_machine(result)}.", ""]
 
 
 def _default_run(result: dict) -> list[str]:
