@@ -71,15 +71,20 @@ def test_the_cifar10_environment_runs_end_to_end_on_a_tiny_archive(cifar_archive
     run = project_runner(work)
     # the recipe as it is, with budgets and epochs a test can afford
     tiny = {"ingest": {"path": str(cifar_archive), "splits": {"val": 0.25}},
-            "pretrain": {"budget_seconds": 6, "batch_size": 16, "hidden_dim": 16,
-                         "projection_dim": 8},
+            # SimCLR for one epoch (its budget is tests/training/test_budget.py's)
+            "pretrain": {"budget_seconds": None, "epochs": 1, "batch_size": 16,
+                         "hidden_dim": 16, "projection_dim": 8},
             "finetune": {"budget_seconds": 10, "batch_size": 16},
             "compress": {"prune": {"recovery": {"epochs_per_step": 1, "final_epochs": 1,
                                                 "batch_size": 16},
                                    "structured": {"steps": 1}},
                          "distill": {"epochs": 1, "batch_size": 16},
                          "quantize": {"calibration_batches": 1}},
-            "evaluate": {"latency": {"repeats": 3, "warmup": 1}},
+            "evaluate": {"latency": {"repeats": 3, "warmup": 1},
+                         "robustness": {"images": 20, "severities": [5]},
+                         "adversarial": {"images": 20, "steps": 2}},
+            "explain": {"images_per_class": 1, "ig_steps": 4, "curve_steps": 4,
+                        "occlusion_window": 8, "occlusion_stride": 8},
             "runtime": {"num_threads": 2}}
     run(None, tiny, env="cifar10")
     mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")

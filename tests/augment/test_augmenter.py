@@ -93,3 +93,42 @@ def test_label_mixer_off_gives_one_hot():
     out, soft = mixer(images, torch.tensor([0, 1, 2, 0]))
     assert torch.equal(out, images)
     assert soft.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]]
+
+
+def test_alternating_flip_shows_every_image_both_ways_every_two_epochs():
+    from model_lifecycle.training.data import BatchStream  # noqa: PLC0415
+
+    # 40 distinct images whose mirror image differs from them; flip only, so each view
+    # is the image or its mirror and says which
+    images = _images(b=40, h=6, w=6).numpy()
+    policy = SupervisedPolicy.model_validate({"horizontal_flip": {"alternate": True}})
+    stream = BatchStream(images, torch.arange(40).numpy(), torch.arange(40).numpy(),
+                         batch_size=8, augment=BatchAugmenter(policy), seed=5)
+    source = torch.from_numpy(images).float() / 255
+
+    def flipped(epoch):
+        out = {}
+        for [views], labels in stream.epoch(epoch):
+            for view, i in zip(views, labels.tolist(), strict=True):
+                mirrored = torch.equal(view, source[i].flip(-1))
+                assert mirrored or torch.equal(view, source[i])
+                out[i] = mirrored
+        return [out[i] for i in range(40)]
+
+    epochs = [flipped(e) for e in range(4)]
+    assert 10 < sum(epochs[0]) < 30  # about half, drawn per image
+    assert epochs[1] == [not f for f in epochs[0]]  # reversed the next epoch
+    assert epochs[2] == epochs[0] and epochs[3] == epochs[1]
+    # without `alternate` the flips are drawn anew: some image is the same way twice
+    drawn = BatchStream(images, torch.arange(40).numpy(), torch.arange(40).numpy(),
+                        batch_size=8, seed=5, augment=BatchAugmenter(
+                            SupervisedPolicy.model_validate({"horizontal_flip": {}})))
+    stream = drawn
+    again = [flipped(e) for e in range(2)]
+    assert any(a == b for a, b in zip(*again, strict=True))
+
+
+def test_alternating_flip_is_refused_for_pretraining_views():
+    with pytest.raises(ValueError, match="pretrain.horizontal_flip.alternate would give both "
+                                         "views of an image the same flip"):
+        AugmentParams.model_validate({"pretrain": {"horizontal_flip": {"alternate": True}}})

@@ -18,19 +18,35 @@ class BatchAugmenter:
         augment = BatchAugmenter(policy)
         views = augment(images_uint8, generator)  # B×C×H×W float32 in [0, 1]
 
-    The output keeps the input size; normalisation is the model's business.
+    The output keeps the input size; normalisation is the model's business. ``flip``
+    (B booleans) fixes which images are mirrored, for a caller that alternates flips
+    across epochs (:attr:`alternating_flip`); without it the flips are drawn.
     """
 
     def __init__(self, policy: ViewPolicy) -> None:
         self.policy = policy
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    @property
+    def alternating_flip(self) -> bool:
+        """Whether the policy asks the training stream to alternate each image's flip."""
+        flip = self.policy.horizontal_flip
+        return flip is not None and flip.alternate and flip.p > 0
+
+    def epoch_flips(self, count: int, seed: int, epoch: int) -> torch.Tensor:
+        """Alternating flips of ``count`` training images in ``epoch``: each image's flip
+        of epoch 0 drawn once from ``seed`` (probability ``p``), reversed in odd epochs."""
+        first = torch.Generator().manual_seed(seed * 100_003 + 99_991)
+        flips = ops.bernoulli(self.policy.horizontal_flip.p, count, first)
+        return flips ^ bool(epoch % 2)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator,
+                 flip: torch.Tensor | None = None) -> torch.Tensor:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"expected uint8 B×C×H×W images, got {images.dtype} "
                              f"with shape {tuple(images.shape)}")
         p, g = self.policy, generator
         x = images.float().div_(255)
-        x = self._geometry(x, g)
+        x = self._geometry(x, g, flip)
         if p.auto_augment is not None:
             a = p.auto_augment
             x = auto_augment(x, a.method, a.num_ops, a.magnitude, g)
@@ -46,19 +62,22 @@ class BatchAugmenter:
             x = ops.random_erasing(x, e.scale, e.ratio, e.p, g)
         return x.clamp_(0, 1)  # resampling and blurring can overshoot by rounding
 
-    def _geometry(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def _geometry(self, x: torch.Tensor, g: torch.Generator, flip: torch.Tensor | None
+                  ) -> torch.Tensor:
         p = self.policy
         flip_p = p.horizontal_flip.p if p.horizontal_flip is not None else 0.0
+        if flip_p == 0:
+            flip = None
         if p.random_resized_crop is not None:
             # crop and flip fused into one resampling pass
             b, _, h, w = x.shape
             crop = p.random_resized_crop
             theta = ops.resized_crop_affine(b, h, w, crop.scale, crop.ratio, g)
-            return ops.warp(x, ops.flip_affine(theta, flip_p, g))
+            return ops.warp(x, ops.flip_affine(theta, flip_p, g, flip))
         if p.random_crop is not None:
             x = ops.random_crop(x, p.random_crop.padding, g)
         if flip_p > 0:
-            x = ops.horizontal_flip(x, flip_p, g)
+            x = ops.horizontal_flip(x, flip_p, g, flip)
         return x
 
 

@@ -44,6 +44,11 @@ class RandomResizedCrop(StrictModel):
 class HorizontalFlip(StrictModel):
     p: float = Field(0.5, ge=0.0, le=1.0)
     """Probability of mirroring an image."""
+    alternate: bool = False
+    """Training streams of the supervised policy: airbench's alternating flip (Jordan
+    2024) — each image's first-epoch flip drawn once (probability ``p``), then reversed
+    every other epoch, so two epochs show every image both ways; false: drawn anew each
+    time."""
 
 
 class AutoAugment(StrictModel):
@@ -167,6 +172,14 @@ class AugmentParams(StrictModel):
     """Transforms of each of the two views of self-supervised pretraining."""
     preview: PreviewParams = PreviewParams()
     """The augmentation preview figure."""
+
+    @model_validator(mode="after")
+    def _alternate_is_supervised(self) -> AugmentParams:
+        flip = self.pretrain.horizontal_flip
+        if flip is not None and flip.alternate:
+            raise ValueError("pretrain.horizontal_flip.alternate would give both views of "
+                             "an image the same flip: set it on supervised only")
+        return self
 
 
 def resolve_policy(params: AugmentParams) -> dict[str, Any]:

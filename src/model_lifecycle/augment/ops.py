@@ -70,9 +70,11 @@ def resized_crop_affine(n: int, height: int, width: int, scale: tuple[float, flo
     return theta
 
 
-def flip_affine(theta: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
-    """Compose a horizontal flip (probability ``p``) before the sampling map ``theta``."""
-    flip = bernoulli(p, len(theta), g)
+def flip_affine(theta: torch.Tensor, p: float, g: torch.Generator,
+                flip: torch.Tensor | None = None) -> torch.Tensor:
+    """Compose a horizontal flip (probability ``p``, or where the boolean ``flip`` says)
+    before the sampling map ``theta``."""
+    flip = bernoulli(p, len(theta), g) if flip is None else flip.cpu()
     theta = theta.clone()
     theta[flip, :, 0] = -theta[flip, :, 0]
     return theta
@@ -106,8 +108,11 @@ def random_crop(x: torch.Tensor, padding: int, g: torch.Generator) -> torch.Tens
     return windows[torch.arange(b, device=x.device), :, dy, dx]  # B×C×H×W
 
 
-def horizontal_flip(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
-    return torch.where(_per_image(bernoulli(p, len(x), g)).to(x.device), x.flip(-1), x)
+def horizontal_flip(x: torch.Tensor, p: float, g: torch.Generator,
+                    flip: torch.Tensor | None = None) -> torch.Tensor:
+    """Mirror each image with probability ``p`` (or where the boolean ``flip`` says)."""
+    flip = bernoulli(p, len(x), g) if flip is None else flip
+    return torch.where(_per_image(flip).to(x.device), x.flip(-1), x)
 
 
 # --- colour -------------------------------------------------------------------------

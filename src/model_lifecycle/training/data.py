@@ -76,13 +76,22 @@ class BatchStream:
             order = order[self.rank:self.shard * self.world_size:self.world_size]
             generator = torch.Generator().manual_seed(
                 (self.seed * 100_003 + epoch) * 1_009 + self.rank + 1)
+        # a policy's alternating flip: fixed per image (its position in indices), reversed
+        # every other epoch; a single view only (two views of an image must differ)
+        flips = (self.augment.epoch_flips(len(self.indices), self.seed, epoch)
+                 if self.n_views == 1 and getattr(self.augment, "alternating_flip", False)
+                 else None)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
             if self.drop_last and len(chunk) < self.batch_size:
                 break
             raw, labels = self._gather(chunk)
-            views = [self._to_device(self.augment(raw, generator) if self.augment
-                                     else raw.float().div_(255)) for _ in range(self.n_views)]
+            if flips is not None:
+                views = [self._to_device(self.augment(raw, generator, flip=flips[chunk]))]
+            else:
+                views = [self._to_device(self.augment(raw, generator) if self.augment
+                                         else raw.float().div_(255))
+                         for _ in range(self.n_views)]
             yield views, labels
 
     def _gather(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
