@@ -135,7 +135,8 @@ def render() -> str:
     sections = [(_load("cifar10_gpu"), _gpu)] + [
         (_load(f"compression_{name}"), lambda r, d=title: _compression(r, d))
         for name, title in (("digits", "digits"), ("cifar10", "CIFAR-10"))
-    ] + [(_load("int8_isa"), _int8_isa), (_load("default_run"), _default_run), (_load("serving_load"), _serving),
+    ] + [(_load("int8_isa"), _int8_isa), (_load("default_run"), _default_run),
+         (_load("serving_load"), _serving),
          (_load("folder_ten_minutes"), _folder)] + [
         (_load(f"trust_{name}"), lambda r, d=title: _trust(r, d))
         for name, title in (("digits", "digits, the default lifecycle"),

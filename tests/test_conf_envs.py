@@ -35,8 +35,8 @@ def test_every_environment_validates_every_group(env):
     groups = [(group, parameters[group]) for group in PARAMETER_MODELS]
     groups += [(f"{ns}.{group}", parameters[ns].get(group, {}))  # e.g. source.pretrain
                for ns, names in NAMESPACES.items() for group in names]
-    for group, raw in groups:
-        model, raw = PARAMETER_MODELS[group.rpartition(".")[2]], dict(raw)
+    for group, given in groups:
+        model, raw = PARAMETER_MODELS[group.rpartition(".")[2]], dict(given)
         if group.endswith("ingest") and raw.get("source") != "digits" and not raw.get("path"):
             raw["path"] = "/data/given-on-the-command-line"  # as its README command does
         parse_params(model, raw, group)

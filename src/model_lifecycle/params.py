@@ -60,8 +60,9 @@ def _sentence(model: type[BaseModel], exc: ValidationError, group: str,
     loc = [str(part) for part in error["loc"]]
     key = ".".join([group, *loc])
     given = [".".join([group, *loc[:i]]) for i in range(len(loc), 0, -1)]
+    # source.ingest lives in parameters_source.yml
     where = ("the command line (kedro run --params)" if any(k in overrides for k in given)
-             else f"parameters_{group.split('.')[0]}.yml")  # source.ingest: ..._source.yml
+             else f"parameters_{group.split('.', maxsplit=1)[0]}.yml")
     if error["type"] == "extra_forbidden":
         allowed = ", ".join(_fields_at(model, loc[:-1]))
         return (

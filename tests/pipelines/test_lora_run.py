@@ -90,8 +90,8 @@ def test_bad_lora_targets_and_structured_pruning_of_a_vit_stop_before_training(p
 ])
 def test_lora_targets_are_checked_on_the_encoder_this_run_pretrains(pipelines,
                                                                     pretrained_arch, refused):
-    from model_lifecycle.hooks import _check_lora_targets
-    from model_lifecycle.training.config import FinetuneParams, PretrainParams
+    from model_lifecycle.hooks import _check_lora_targets  # noqa: PLC0415
+    from model_lifecycle.training.config import FinetuneParams, PretrainParams  # noqa: PLC0415
 
     made = [importlib.import_module(f"model_lifecycle.pipelines.{name}").create_pipeline()
             for name in pipelines]

@@ -195,7 +195,7 @@ def test_explain_refuses_more_images_per_class_than_the_test_split_has(data, fin
 
 def test_fewshot_builds_a_vit_for_the_images_it_reads(data):
     """A scratch ViT is built for the images' size (8 px here, not the default 32)."""
-    from model_lifecycle.pipelines.fewshot.nodes import evaluate_fewshot, meta_train_encoder
+    from model_lifecycle.pipelines.fewshot.nodes import evaluate_fewshot, meta_train_encoder  # noqa: PLC0415
 
     images, _, policy = data
     base = ImageSet(images.images[images.labels < 2], images.labels[images.labels < 2],

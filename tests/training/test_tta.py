@@ -213,7 +213,7 @@ def test_the_sweep_reports_every_method_and_stream_and_leaves_the_model_alone():
 
 
 def test_each_row_reports_its_own_methods_seconds_in_any_method_order(monkeypatch):
-    from model_lifecycle.training import tta_streams
+    from model_lifecycle.training import tta_streams  # noqa: PLC0415
 
     real = tta_streams.run_stream
     clock = {"NoAdaptation": 1.0, "BatchNormAdaptation": 2.0, "Tent": 3.0}
