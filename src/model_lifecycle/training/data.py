@@ -86,12 +86,9 @@ class BatchStream:
             if self.drop_last and len(chunk) < self.batch_size:
                 break
             raw, labels = self._gather(chunk)
-            if flips is not None:
-                views = [self._to_device(self.augment(raw, generator, flip=flips[chunk]))]
-            else:
-                views = [self._to_device(self.augment(raw, generator) if self.augment
-                                         else raw.float().div_(255))
-                         for _ in range(self.n_views)]
+            fixed = {} if flips is None else {"flip": flips[chunk]}
+            views = [self._to_device(self.augment(raw, generator, **fixed) if self.augment
+                                     else raw.float().div_(255)) for _ in range(self.n_views)]
             yield views, labels
 
     def _gather(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
