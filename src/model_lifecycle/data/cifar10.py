@@ -181,6 +181,8 @@ def _unpickle(raw: bytes | IO[bytes], where: str) -> dict:
     stream = io.BytesIO(raw) if isinstance(raw, bytes) else raw
     try:
         loaded = _SafeUnpickler(stream, encoding="bytes").load()
+    except MemoryError:  # not the file's fault: say so as Python does
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure means the same thing to the user
         raise LifecycleError(
             f"{where} is not a CIFAR-10 python batch ({exc}): replace it with the file "
