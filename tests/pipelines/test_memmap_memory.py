@@ -40,8 +40,10 @@ CHILD = textwrap.dedent("""
     # torch maps its kernels and starts its threads at first use: warm up, then cap the
     # private memory the slice may add. A memory map's file pages are shared, not counted.
     predict(model, torch.zeros((600, 3, 32, 32), dtype=torch.uint8).numpy(), np.arange(600))
+    hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+    soft = private_bytes() + cap
     resource.setrlimit(resource.RLIMIT_DATA,
-                       (private_bytes() + cap, resource.getrlimit(resource.RLIMIT_DATA)[1]))
+                       (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
     images = load_cifar10(source, (32, 32), in_memory_below=in_memory_below)
     splits = make_splits(images, SplitFractions(), labeled_fraction=1.0, seed=0)
     ImageSetDataset(filepath=target, version=Version(None, None)).save(images)
