@@ -8,6 +8,11 @@ The model, images and splits are those ``benchmarks.cifar10_budget`` left in its
 scratch project (run it first).
 
     python -m benchmarks.adaptation [--images 2000] [--sweep-images 1000]
+
+``--select-lr 0.001 0.003 …`` chooses TENT's learning rate instead: TENT alone at each
+rate on the same corruptions of a seeded sample of the *training* images (the test
+split is never looked at; results/adaptation_lr.json). The rate with the lowest mean
+error is the one to write into ``conf/cifar10/parameters_adapt.yml``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ def main() -> None:
     parser.add_argument("--sweep-images", type=int, default=1000,
                         help="test images per stream in the batch-size sweep")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--select-lr", type=float, nargs="+", default=None,
+                        help="TENT learning rates to compare on corrupted training images")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     project = args.work / "cifar10" / "project"
@@ -53,7 +60,11 @@ def main() -> None:
         project, "data/03_primary/images.npz"))).load()
     splits = NpzDataset(filepath=str(latest_version(
         project, "data/05_model_input/splits.npz"))).load()
-    test = checked_splits(images, splits)["test"]
+    split = checked_splits(images, splits)
+    test = split["test"]
+    if args.select_lr:
+        select_lr(model, images, split["train_labeled"], params, args)
+        return
 
     tic = time.perf_counter()
     streams = list(corruption_streams(images.images, images.labels, test, params))
@@ -102,6 +113,35 @@ def main() -> None:
                       "each_corruption_under_a_minute": float(seconds.max()) < 60},
     }
     print(f"wrote {write_result('adaptation', result)}")
+
+
+def select_lr(model, images, train, params: AdaptParams, args) -> None:
+    """TENT at each of ``args.select_lr`` on corrupted training images (the model has
+    seen them clean, not corrupted): the rate to configure, chosen without the test
+    split."""
+    streams = list(corruption_streams(images.images, images.labels, train, params))
+    rows = {}
+    for lr in args.select_lr:
+        tent = params.model_copy(update={"lr": lr, "methods": ("bn", "tent")})
+        report, _ = adaptation_sweep(model, streams, tent)
+        means = report.groupby("method", sort=False).error_after.mean()
+        rows[str(lr)] = {"bn": round(float(means["bn"]), 4),
+                         "tent": round(float(means["tent"]), 4),
+                         "none": round(float(report.error_before.mean()), 4)}
+        print(lr, rows[str(lr)], flush=True)
+    best = min(rows, key=lambda lr: rows[lr]["tent"])
+    result = {
+        "command": "python -m benchmarks.adaptation --select-lr "
+                   + " ".join(str(lr) for lr in args.select_lr)
+                   + f" --images {args.images}",
+        "what": "TENT's learning rate chosen on the 12 corruptions (severity "
+                f"{list(params.severities)}) of {len(streams[0].labels)} seeded training "
+                "images; the test split is not used",
+        "parameters": params.model_dump(mode="json"),
+        "mean_error_per_lr": rows,
+        "best_lr": float(best),
+    }
+    print(f"wrote {write_result('adaptation_lr', result)}")
 
 
 if __name__ == "__main__":

@@ -7,12 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from model_lifecycle.compression.config import CompressParams
 from model_lifecycle.compression.distill import distillation_loss
 from model_lifecycle.compression.prune import prune_structured, prune_unstructured
 from model_lifecycle.compression.quantize import fold_batch_norms, quantize
+from model_lifecycle.errors import LifecycleError
 from model_lifecycle.io import TorchModelDataset
 from model_lifecycle.models import build_model
 from model_lifecycle.models.structure import cost
+from model_lifecycle.params import parse_params
 from tests.models.test_registry import SMALL
 
 
@@ -73,6 +76,30 @@ def test_keep_stem_leaves_the_first_convolution_whole_and_still_reaches_the_targ
     assert pruned(torch.rand(3, 1, 16, 16)).shape == (3, 10)
     # without it, the same model loses stem channels too
     assert conv_widths(prune_structured(model, example, target=2.0, steps=1)[0])[0] < before[0]
+
+
+def test_layer_ratios_prune_the_named_layers_slower_and_others_harder():
+    example = torch.rand(2, 1, 16, 16)
+    model = build_model("small_cnn", 10, 1, width=32)  # stages 0, 1, 2: 32, 64, 128 channels
+
+    def stage_widths(m):
+        return [next(c for c in stage.modules() if isinstance(c, torch.nn.Conv2d)).out_channels
+                for stage in m.encoder.stages]
+
+    even, _ = prune_structured(model, example, target=2.0, steps=1)
+    slow, report = prune_structured(model, example, target=2.0, steps=1,
+                                    layer_ratios={"encoder.stages.0": 0.3})
+    assert report["macs_reduction"] >= 2.0
+    assert stage_widths(slow)[0] > stage_widths(even)[0]  # the named stage keeps more
+    assert stage_widths(slow)[2] < stage_widths(even)[2]  # the rest gives more
+    with pytest.raises(LifecycleError, match="encoder.stages.9.*encoder.stages.0"):
+        prune_structured(model, example, target=2.0, layer_ratios={"encoder.stages.9": 0.5})
+
+
+def test_a_layer_ratio_outside_zero_one_is_refused_with_its_key():
+    with pytest.raises(LifecycleError, match="layer_ratios.*1.5"):
+        parse_params(CompressParams, {"prune": {"structured": {
+            "layer_ratios": {"encoder.stages.1": 1.5}}}}, "compress")
 
 
 def test_taylor_pruning_calls_recovery_at_each_milestone():

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from model_lifecycle.evaluation.calibration import reliability
+from model_lifecycle.evaluation.config import LatencyParams
+from model_lifecycle.evaluation.cost import side_by_side_latencies_ms
 from model_lifecycle.evaluation.metrics import classification_metrics
 from model_lifecycle.evaluation.pareto import pareto_front
 
@@ -66,3 +69,24 @@ def test_pareto_front():
     accuracies = [0.90, 0.95, 0.85, 0.94]
     assert pareto_front(costs, accuracies) == [True, True, False, False]
     assert pareto_front([1.0, 1.0], [0.9, 0.9]) == [True, True]  # equal points both stay
+
+
+def test_variants_are_timed_in_turns_over_rounds_and_summarised_over_all_runs():
+    calls = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def forward(self, x):
+            calls.append((self.name, len(x)))
+            return x
+
+    params = LatencyParams(batch_sizes=(1, 4), warmup=1, repeats=3, rounds=2)
+    timed = side_by_side_latencies_ms({"a": Recorder("a"), "b": Recorder("b")},
+                                      torch.rand(1, 3, 8, 8), params)
+    turn = [(name, batch) for name in "ab" for batch in (1, 4) for _ in range(1 + 3)]
+    assert calls == turn + turn  # a then b, twice: a slow spell cannot fall on one alone
+    assert set(timed) == {"a", "b"} and set(timed["a"]) == {1, 4}
+    assert 0 < timed["a"][4]["median"] <= timed["a"][4]["p95"]

@@ -2,6 +2,7 @@
 evaluation on a memory-mapped ``images`` run with the process's private memory capped far
 below the pixels' size."""
 
+import os
 import pickle
 import subprocess
 import sys
@@ -36,6 +37,7 @@ CHILD = textwrap.dedent("""
 
     source, target, in_memory_below, cap = sys.argv[1], sys.argv[2], int(sys.argv[3]), \\
         int(sys.argv[4])
+    torch.set_num_threads(1)  # one allocating thread: what is measured is the data path
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 10))
     # torch maps its kernels and starts its threads at first use: warm up, then cap the
     # private memory the slice may add. A memory map's file pages are shared, not counted.
@@ -64,10 +66,13 @@ CHILD = textwrap.dedent("""
 
 def _run_capped(source: str, target: str, in_memory_below: int) -> subprocess.CompletedProcess:
     """CHILD in a fresh process whose private memory may grow by CAP_BYTES at most (the
-    kernel refuses any allocation past it: a hard bound, not a sampled peak)."""
+    kernel refuses any allocation past it: a hard bound, not a sampled peak). One malloc
+    arena: freed memory is reused instead of being held by another arena (what glibc's
+    per-thread arenas keep varies with scheduling, not with the data path)."""
     return subprocess.run([sys.executable, "-c", CHILD, source, target,
                            str(in_memory_below), str(CAP_BYTES)],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "MALLOC_ARENA_MAX": "1"})
 
 
 @pytest.fixture(scope="module")

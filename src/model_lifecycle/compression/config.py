@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from model_lifecycle.params import StrictModel
 from model_lifecycle.training.config import OptimizerParams, ScheduleParams
@@ -27,6 +27,18 @@ class StructuredPruneParams(StrictModel):
     `finetune.whiten_stem`, whose filter sizes are not learned)."""
     steps: int = Field(3, ge=1)
     """Milestones towards the target, each followed by `recovery.epochs_per_step`."""
+    layer_ratios: dict[str, float] = {}
+    """Slower (or faster) pruning of named layers, `{module name: ratio}`, e.g.
+    `{encoder.stages.1: 0.6}`: all layers shrink together until the target, these at
+    `ratio / 0.9` of the others' pace (Torch-Pruning's `pruning_ratio_dict`)."""
+
+    @field_validator("layer_ratios")
+    @classmethod
+    def _ratios(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {name: ratio for name, ratio in value.items() if not 0 < ratio < 1}
+        if bad:
+            raise ValueError(f"every ratio must be in (0, 1), got {bad}")
+        return value
 
 
 class UnstructuredPruneParams(StrictModel):

@@ -59,7 +59,7 @@ def prune_and_recover(model: Classifier, images: np.ndarray, labels: np.ndarray,
         pruned, report = prune_structured(
             model, example, target=settings.target, metric=settings.metric,
             importance=settings.importance, steps=settings.steps, round_to=settings.round_to,
-            keep_stem=settings.keep_stem, batch=batch,
+            keep_stem=settings.keep_stem, layer_ratios=settings.layer_ratios, batch=batch,
             recover=lambda m, _milestone: recover(m, recovery.epochs_per_step))
     else:
         pruned, report = prune_unstructured(model, amount=params.unstructured.amount)

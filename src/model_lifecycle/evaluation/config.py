@@ -16,7 +16,11 @@ class LatencyParams(StrictModel):
     warmup: int = Field(5, ge=0)
     """Untimed runs first."""
     repeats: int = Field(20, ge=3)
-    """Timed runs; the report gives their median (p50) and p95."""
+    """Timed runs per turn (`rounds`); the report gives the median (p50) and p95 of all."""
+    rounds: int = Field(1, ge=1)
+    """The variants take turns this many times (each turn: `warmup` + `repeats` runs);
+    p50 and p95 are over all their timed runs. More than 1 keeps speed-ups true on a
+    machine whose speed drifts."""
     channels_last: bool = True
     """Weights and input timed channels-last (as served)."""
 

@@ -25,6 +25,12 @@ def cpu_latency_ms(model: nn.Module, example: torch.Tensor, *, batch_size: int,
     merely because of how it was made (training leaves weights channels-last, loading
     a file leaves them contiguous).
     """
+    return _summary(_timed_runs(model, example, batch_size=batch_size, threads=threads,
+                                warmup=warmup, repeats=repeats, channels_last=channels_last))
+
+
+def _timed_runs(model: nn.Module, example: torch.Tensor, *, batch_size: int, threads: int,
+                warmup: int, repeats: int, channels_last: bool) -> list[float]:
     layout = torch.channels_last if channels_last else torch.contiguous_format
     model = copy.deepcopy(model).to(memory_format=layout)
     previous = torch.get_num_threads()
@@ -41,7 +47,11 @@ def cpu_latency_ms(model: nn.Module, example: torch.Tensor, *, batch_size: int,
                     times.append((time.perf_counter() - start) * 1000)
     finally:
         torch.set_num_threads(previous)
-    times.sort()
+    return times
+
+
+def _summary(times: list[float]) -> dict[str, float]:
+    times = sorted(times)
     return {"median": statistics.median(times),
             "p95": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]}
 
@@ -49,10 +59,30 @@ def cpu_latency_ms(model: nn.Module, example: torch.Tensor, *, batch_size: int,
 def latencies_ms(model: nn.Module, example: torch.Tensor, params: LatencyParams
                  ) -> dict[int, dict[str, float]]:
     """:func:`cpu_latency_ms` at each of ``params.batch_sizes``, as ``params`` says."""
-    return {batch: cpu_latency_ms(model, example, batch_size=batch, threads=params.threads,
-                                  warmup=params.warmup, repeats=params.repeats,
-                                  channels_last=params.channels_last)
-            for batch in params.batch_sizes}
+    return side_by_side_latencies_ms({"model": model}, example, params)["model"]
+
+
+def side_by_side_latencies_ms(models: dict[str, nn.Module], example: torch.Tensor,
+                              params: LatencyParams) -> dict[str, dict[int, dict[str, float]]]:
+    """:func:`cpu_latency_ms` of every model at each of ``params.batch_sizes``, timed in
+    turn ``params.rounds`` times over (each turn: ``warmup`` untimed and ``repeats``
+    timed runs); median and p95 over all of a model's timed runs.
+
+    A CPU's speed drifts over seconds (frequency, neighbours on a shared host): timed
+    one after the other, a slow spell falls on one model and not on the next, and their
+    ratio (the speed-up the report exists for) is off. Taking turns spreads it over all.
+    """
+    times: dict[str, dict[int, list[float]]] = {
+        name: {batch: [] for batch in params.batch_sizes} for name in models}
+    for _ in range(params.rounds):
+        for name, model in models.items():
+            for batch in params.batch_sizes:
+                times[name][batch] += _timed_runs(
+                    model, example, batch_size=batch, threads=params.threads,
+                    warmup=params.warmup, repeats=params.repeats,
+                    channels_last=params.channels_last)
+    return {name: {batch: _summary(runs) for batch, runs in per_batch.items()}
+            for name, per_batch in times.items()}
 
 
 def file_size_bytes(model: nn.Module) -> int:

@@ -28,8 +28,12 @@ def float_counterpart(model: nn.Module) -> nn.Module:
 
 def evaluate_model(model: nn.Module, images: np.ndarray, labels: np.ndarray,
                    indices: np.ndarray, class_names: tuple[str, ...],
-                   params: EvaluateParams) -> tuple[dict[str, float], dict[str, Any]]:
-    """Quality, calibration and cost of ``model`` on ``images[indices]``.
+                   params: EvaluateParams,
+                   latency: dict[int, dict[str, float]] | None = None
+                   ) -> tuple[dict[str, float], dict[str, Any]]:
+    """Quality, calibration and cost of ``model`` on ``images[indices]``; ``latency``:
+    its timings when measured already (:func:`~model_lifecycle.evaluation.cost.
+    side_by_side_latencies_ms`), else it is timed here.
 
     Returns the report row (numbers only) and the details (per-class report,
     confusion matrix, reliability bins) that do not fit in a row.
@@ -44,7 +48,9 @@ def evaluate_model(model: nn.Module, images: np.ndarray, labels: np.ndarray,
     row |= {"ece": calibration["ece"], "test_images": float(len(indices)),
             "params": float(parameter_count(counted)), "macs": cost(counted, example)["macs"],
             "size_bytes": float(file_size_bytes(model))}
-    for batch, timing in latencies_ms(model, example, params.latency).items():
+    if latency is None:
+        latency = latencies_ms(model, example, params.latency)
+    for batch, timing in latency.items():
         row[f"latency_b{batch}_p50_ms"] = timing["median"]
         row[f"latency_b{batch}_p95_ms"] = timing["p95"]
     largest = max(params.latency.batch_sizes)

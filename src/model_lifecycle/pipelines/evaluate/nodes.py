@@ -22,6 +22,7 @@ from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.data.splits import checked_splits
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.evaluation.config import EvaluateParams
+from model_lifecycle.evaluation.cost import side_by_side_latencies_ms
 from model_lifecycle.evaluation.plots import (
     confusion_matrices_figure,
     reliability_figure,
@@ -69,9 +70,14 @@ def evaluate_variants(images: ImageSet, splits: dict[str, np.ndarray],
     compress_config = parse_params(CompressParams, compress, "compress")
     test = checked_splits(images, splits)["test"]
     rows, details = [], {}
-    for name, model in evaluated_models(config, models).items():
+    chosen = evaluated_models(config, models)
+    # timed in turn (evaluate.latency.rounds), so that a slow spell of the CPU does not
+    # fall on one variant only and bend the speed-ups
+    example = torch.from_numpy(images.images[:1]).float() / 255
+    latency = side_by_side_latencies_ms(chosen, example, config.latency)
+    for name, model in chosen.items():
         row, details[name] = evaluate_model(model, images.images, images.labels, test,
-                                            images.class_names, config)
+                                            images.class_names, config, latency[name])
         method = next(v for v in variants() if v.name == name).method_text(compress_config)
         rows.append({"variant": name, "method": method, **row})
         log.info("%s: test accuracy %.2f%%, %.2f ms at batch 1", name,
