@@ -134,9 +134,10 @@ def select_lr(model, images, train, params: AdaptParams, args) -> None:
         "command": "python -m benchmarks.adaptation --select-lr "
                    + " ".join(str(lr) for lr in args.select_lr)
                    + f" --images {args.images}",
-        "what": "TENT's learning rate chosen on the 12 corruptions (severity "
-                f"{list(params.severities)}) of {len(streams[0].labels)} seeded training "
-                "images; the test split is not used",
+        "what": f"TENT alone at each rate on {len(streams)} streams (the corruptions at "
+                f"severity {', '.join(map(str, params.severities))}) of "
+                f"{len(streams[0].labels):,} seeded training images; the test split is "
+                "not used",
         "parameters": params.model_dump(mode="json"),
         "mean_error_per_lr": rows,
         "best_lr": float(best),
