@@ -70,6 +70,10 @@ for _v in adaptable_variants():
     OPTIONAL_INPUTS.setdefault(_v.dataset, []).append(
         ("adapt", lambda p, name=_v.name: p.variant == name,
          "or set adapt.variant to a variant that exists"))
+# `robust` starts from the fine-tuned model only with finetune.adversarial.init: finetuned
+OPTIONAL_INPUTS.setdefault("finetuned_model", []).append(
+    ("finetune", lambda p: p.adversarial.init == "finetuned",
+     "or set finetune.adversarial.init: recipe"))
 # `fewshot` compares the pretrained and fine-tuned encoders where they exist (a missing one
 # is skipped with a logged reason) and needs one only to start meta-training from it
 for _dataset, _init in (("pretrained_encoder", "pretrained"), ("finetuned_model", "finetuned")):
@@ -115,13 +119,21 @@ class PreflightHook:
                 continue
             rules = [rule for rule in OPTIONAL_INPUTS.get(name, []) if rule[0] in groups]
             needed_by = [instead for group, needed, instead in rules if needed(groups[group])]
-            if rules and not needed_by:
+            if rules and not needed_by and _every_reader_ruled(pipeline, name, rules):
                 catalog[name] = MemoryDataset(None)  # the node is told there is none
                 continue
             missing.append(name)
             otherwise += needed_by
         if missing:
             raise LifecycleError(_missing_sentence(missing, otherwise))
+
+
+def _every_reader_ruled(pipeline: Pipeline, dataset: str, rules: list[Rule]) -> bool:
+    """Whether every node reading ``dataset`` reads a parameter group with a rule for
+    it: a node no rule speaks for (``evaluate`` reading ``finetuned_model`` in a run
+    that also trains the robust model) needs the dataset, and its absence is reported."""
+    ruled = {f"params:{group}" for group, _needed, _instead in rules}
+    return all(ruled & set(node.inputs) for node in pipeline.nodes if dataset in node.inputs)
 
 
 def _check_lora_targets(groups: dict[str, Any], pipeline: Pipeline) -> None:

@@ -31,6 +31,7 @@ from model_lifecycle.pipelines.evaluate.nodes import (
 from model_lifecycle.pipelines.explain.nodes import explain_variants
 from model_lifecycle.pipelines.finetune.nodes import finetune_model
 from model_lifecycle.pipelines.ingest.nodes import ingest_images
+from model_lifecycle.pipelines.robust.nodes import train_robust_model
 
 RUNTIME = {"num_threads": 1}
 EVALUATE = {"latency": {"repeats": 3, "warmup": 0, "batch_sizes": [1, 4]},
@@ -211,3 +212,43 @@ def test_fewshot_builds_a_vit_for_the_images_it_reads(data):
     assert encoder.spec["image_size"] == 8
     report, _, _ = evaluate_fewshot(base, novel, None, None, encoder, fewshot, RUNTIME)
     assert list(report.encoder) == ["scratch", "meta_trained"]
+
+
+def test_adversarial_fine_tuning_can_start_from_the_fine_tuned_model(data, finetuned):
+    images, splits, policy = data
+    model, _ = finetuned
+    before = _state(model)
+    recipe = {"init": "scratch", "arch_kwargs": {"width": 8}, "epochs": 1, "batch_size": 16,
+              "checkpoint": None}
+    start = {**recipe, "adversarial": {"init": "finetuned", "lr": 0.01, "check_images": 8,
+                                       "check_steps": 2}}
+    robust, metrics = train_robust_model(images, splits, policy, None, model, start, RUNTIME)
+    # the fine-tuned model's architecture (width 4), not the recipe's (width 8), and its
+    # weights moved from there; the input model is untouched
+    assert [p.shape for p in robust.parameters()] == [p.shape for p in model.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(robust.state_dict().values(),
+                                                     before.values(), strict=True))
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert metrics["epochs"][0]["value"] == 1
+    scratch, _ = train_robust_model(images, splits, policy, None, None, recipe, RUNTIME)
+    first = next(m for m in scratch.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.out_channels == 8  # recipe: the default start
+    with pytest.raises(LifecycleError, match="adversarial.init is 'finetuned' but no "
+                       "finetuned_model exists"):
+        train_robust_model(images, splits, policy, None, None, start, RUNTIME)
+
+
+def test_an_absent_input_is_optional_only_when_every_node_reading_it_says_so():
+    from kedro.pipeline import Node, Pipeline  # noqa: PLC0415
+
+    from model_lifecycle.hooks import OPTIONAL_INPUTS, _every_reader_ruled  # noqa: PLC0415
+
+    def node(name, *inputs):
+        return Node(lambda *a: None, list(inputs), None, name=name)
+
+    rules = [r for r in OPTIONAL_INPUTS["finetuned_model"] if r[0] == "finetune"]
+    robust = node("robust", "finetuned_model", "params:finetune")
+    evaluate = node("evaluate", "finetuned_model", "params:evaluate")
+    assert _every_reader_ruled(Pipeline([robust]), "finetuned_model", rules)
+    # evaluate needs the fine-tuned model whatever finetune.adversarial says
+    assert not _every_reader_ruled(Pipeline([robust, evaluate]), "finetuned_model", rules)

@@ -182,6 +182,13 @@ class AdversarialTrainingParams(AttackParams):
     """PGD steps of that check."""
     budget_seconds: float | None = Field(None, gt=0)
     """Seconds of adversarial training; null: `finetune.budget_seconds` (or `epochs`)."""
+    init: Literal["recipe", "finetuned"] = "recipe"
+    """Where it starts: `recipe` (as the fine-tune does, `finetune.init`) or `finetuned`
+    (the fine-tuned model, `finetuned_model`: adversarial fine-tuning of the standard
+    model)."""
+    lr: float | None = Field(None, gt=0)
+    """Peak learning rate of the adversarial run; null: `finetune.optimizer.lr`. A run
+    from the fine-tuned model usually wants a smaller one."""
 
 
 class LoraParams(StrictModel):

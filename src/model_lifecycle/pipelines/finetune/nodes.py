@@ -33,20 +33,23 @@ log = logging.getLogger(__name__)
 
 def finetune_model(images: ImageSet, splits: dict[str, np.ndarray], policy: dict[str, Any],
                    pretrained_encoder: Classifier | None, params: dict[str, Any],
-                   runtime: dict[str, Any], *, adversarial: bool = False
+                   runtime: dict[str, Any], *, adversarial: bool = False,
+                   start: Classifier | None = None
                    ) -> tuple[Classifier, dict[str, list[dict[str, float]]]]:
-    """Fine-tune from ``finetune.init`` with ``finetune.strategy``; returns the model
-    (best epoch on val) and its metric history, test accuracy included. ``adversarial``:
-    train on adversarial examples (``finetune.adversarial``) instead of clean images."""
+    """Fine-tune from ``finetune.init`` (or a copy of ``start``) with
+    ``finetune.strategy``; returns the model (best epoch on val) and its metric history,
+    test accuracy included. ``adversarial``: train on adversarial examples
+    (``finetune.adversarial``) instead of clean images."""
     model, history, _ = finetune_with_adapter(images, splits, policy, pretrained_encoder,
-                                              params, runtime, adversarial=adversarial)
+                                              params, runtime, adversarial=adversarial,
+                                              start=start)
     return model, history
 
 
 def finetune_with_adapter(images: ImageSet, splits: dict[str, np.ndarray],
                           policy: dict[str, Any], pretrained_encoder: Classifier | None,
                           params: dict[str, Any], runtime: dict[str, Any], *,
-                          adversarial: bool = False
+                          adversarial: bool = False, start: Classifier | None = None
                           ) -> tuple[Classifier, dict[str, list[dict[str, float]]],
                                      dict[str, Any]]:
     """:func:`finetune_model`, and the LoRA adapter for the ``lora_adapter`` dataset.
@@ -58,7 +61,8 @@ def finetune_with_adapter(images: ImageSet, splits: dict[str, np.ndarray],
     config = parse_params(FinetuneParams, params, "finetune")
     run = parse_params(RuntimeParams, runtime, "runtime")
     device = prepare_runtime(run)
-    model = initial_model(config, pretrained_encoder, images)
+    model = (initial_model(config, pretrained_encoder, images) if start is None
+             else copy.deepcopy(start).train())  # the input model stays as it was
     tuner, targets = None, config.lora.target_modules or default_targets(model)
     if config.strategy == "lora":
         if config.lora.lr is not None:
@@ -68,7 +72,8 @@ def finetune_with_adapter(images: ImageSet, splits: dict[str, np.ndarray],
                          dropout=config.lora.dropout, target_modules=targets)
     counts = apply_strategy(model, config.strategy, frozen_stages=config.frozen_stages)
     name = "robust finetune" if adversarial else "finetune"
-    log.info("%s (%s, %s): %d of %d parameters trainable", name, config.init, config.strategy,
+    log.info("%s (%s, %s): %d of %d parameters trainable", name,
+             config.init if start is None else "from the fine-tuned model", config.strategy,
              counts["trainable_params"], counts["total_params"])
     result, scores = finetune(model, images.images, images.labels,
                               checked_splits(images, splits),

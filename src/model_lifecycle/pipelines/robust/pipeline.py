@@ -8,6 +8,7 @@ from model_lifecycle.pipelines.robust.nodes import train_robust_model
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline([
         Node(train_robust_model, ["images", "splits", "augmentation_policy",
-                                  "pretrained_encoder", "params:finetune", "params:runtime"],
+                                  "pretrained_encoder", "finetuned_model", "params:finetune",
+                                  "params:runtime"],
              ["robust_model", "robust_metrics"], name="train_robust_model"),
     ])
