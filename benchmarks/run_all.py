@@ -289,7 +289,8 @@ def _folder(result: dict) -> list[str]:
 
 def _compression(result: dict, data: str) -> list[str]:
     lines = [f"## Compression: {data}", "", f"`{result['command']}` (runs "
-             f"`{result['pipeline']}`) — {result['test_images']:,} test images.", "",
+             f"`{result['pipeline']}`) — {result['test_images']:,} test images; "
+             f"{result['compress']['distill']['epochs']:g} epochs of distillation.", "",
              "| variant | test accuracy | MACs | parameters | size (KiB) | latency b1 (ms) "
              "| latency b32 (ms) |", "|---|---:|---:|---:|---:|---:|---:|"]
 
