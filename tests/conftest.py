@@ -3,11 +3,13 @@ copy whose data and MLflow store live in a temporary folder."""
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import pickle
 import shutil
 import struct
+import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -96,13 +98,33 @@ def cifar_dir(tmp_path: Path) -> Path:
     return root
 
 
-def scratch_project(work: Path) -> Path:
+_EMPTY_STORE: list[Path] = []
+
+
+def _empty_store() -> Path:
+    """An MLflow SQLite store with its tables made and nothing in them, made once per
+    test session: a new store spends a second or two creating its tables, and some
+    forty tests each start a project of their own."""
+    if not _EMPTY_STORE:
+        import mlflow  # noqa: PLC0415
+
+        folder = Path(tempfile.mkdtemp(prefix="mlflow-empty-store-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder}/mlflow.db").search_experiments()
+        _EMPTY_STORE.append(folder / "mlflow.db")
+    return _EMPTY_STORE[0]
+
+
+def scratch_project(work: Path, *, store: bool = True) -> Path:
     """A copy of the project's pyproject.toml and conf/ (not conf/local) in ``work``.
 
     Kedro resolves relative catalog paths against the project path, so data lands in
     ``work/data``; MLflow goes to ``work/mlflow.db`` (with or without ``env=``), as an
     absolute URI because MLflow caches stores by URI and a relative one would keep
-    pointing at the first test's folder. The package itself is imported from the installed project.
+    pointing at the first test's folder. ``store``: that file starts as an empty store
+    with its tables made (as MLflow makes them on first use; ``False``: no file, for a
+    test that checks nothing wrote one). The package itself is imported from the
+    installed project.
     """
     shutil.copytree(PROJECT_ROOT / "conf", work / "conf",
                     ignore=shutil.ignore_patterns("local"))
@@ -117,6 +139,8 @@ def scratch_project(work: Path) -> Path:
     for name in ("pyproject.toml", ".telemetry"):
         shutil.copy(PROJECT_ROOT / name, work / name)
     (work / "src").mkdir()
+    if store:
+        shutil.copy(_empty_store(), work / "mlflow.db")
     return work
 
 

@@ -50,8 +50,9 @@ def _free_port() -> int:
 
 
 def _server_project(work: Path, uri: str) -> Path:
-    """A scratch project whose ``server`` environment points at ``uri``."""
-    scratch_project(work)
+    """A scratch project whose ``server`` environment points at ``uri`` (and no local
+    store: nothing may write one)."""
+    scratch_project(work, store=False)
     conf = work / "conf" / "server" / "mlflow.yml"
     text = conf.read_text()
     assert text.count(DEFAULT_URI) == 2  # tracking and registry
