@@ -341,6 +341,14 @@ def _serving(work: Path) -> Iterator[tuple[str, subprocess.Popen]]:
         log.close()
 
 
+@pytest.fixture(scope="module")
+def served(lifecycle) -> Iterator[tuple[str, subprocess.Popen]]:
+    """One ``mlflow models serve`` of the lifecycle's champion for the serving tests (a
+    start takes seconds): its URL and process."""
+    with _serving(lifecycle.work) as started:
+        yield started
+
+
 def _post(url: str, body: dict) -> dict:
     request = urllib.request.Request(url, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
@@ -364,18 +372,18 @@ def _not_json(constant: str):
     raise ValueError(f"the answer holds {constant}, which is not JSON")
 
 
-def test_mlflow_models_serve_answers_like_the_model_in_process(lifecycle, registry):
-    with _serving(lifecycle.work) as (url, _):
-        images, _ = _test_images(lifecycle.work, 4)
-        encoded = [_encode(images[0], "PNG"), _encode(images[1], "JPEG"),
-                   _encode(images[2], "PNG"), _encode(images[3], "JPEG")]
-        body = {"dataframe_split": {"columns": ["image"], "data": [
-            [base64.b64encode(data).decode()] for data in encoded]}}
-        answers = _post(f"{url}/invocations", body)["predictions"]
-        # an oversized image among good ones: its row says why, the others are answered
-        mixed = {"dataframe_split": {"columns": ["image"], "data": [
-            [base64.b64encode(encoded[0]).decode()], [base64.b64encode(bomb_png()).decode()]]}}
-        good, huge = _post(f"{url}/invocations", mixed)["predictions"]
+def test_mlflow_models_serve_answers_like_the_model_in_process(lifecycle, registry, served):
+    url, _ = served
+    images, _ = _test_images(lifecycle.work, 4)
+    encoded = [_encode(images[0], "PNG"), _encode(images[1], "JPEG"),
+               _encode(images[2], "PNG"), _encode(images[3], "JPEG")]
+    body = {"dataframe_split": {"columns": ["image"], "data": [
+        [base64.b64encode(data).decode()] for data in encoded]}}
+    answers = _post(f"{url}/invocations", body)["predictions"]
+    # an oversized image among good ones: its row says why, the others are answered
+    mixed = {"dataframe_split": {"columns": ["image"], "data": [
+        [base64.b64encode(encoded[0]).decode()], [base64.b64encode(bomb_png()).decode()]]}}
+    good, huge = _post(f"{url}/invocations", mixed)["predictions"]
     assert good["class"] == answers[0]["class"] and good["error"] is None
     assert huge["class"] is None and "pixels" in huge["error"]
     assert "Traceback" not in huge["error"] and "/" not in huge["error"]  # no server paths
@@ -398,7 +406,7 @@ def _b64(data: bytes) -> str:
 
 
 def test_bad_requests_get_a_4xx_or_row_errors_in_strict_json_and_the_server_stays_up(
-        lifecycle, registry):
+        lifecycle, registry, served):
     # the champion is the digits model: grayscale 8×8, register.max_rows 1,000
     images, _ = _test_images(lifecycle.work, 1)
     good = _b64(_encode(images[0], "PNG"))
@@ -422,13 +430,12 @@ def test_bad_requests_get_a_4xx_or_row_errors_in_strict_json_and_the_server_stay
         "text that is not base64": (_split("image", ["not base64!"]), 400),
         "a null image": (_split("image", [None]), 400),
     }
-    with _serving(lifecycle.work) as (url, server):
-        answers = {name: _send(f"{url}/invocations", body)
-                   for name, (body, _) in requests.items()}
-        assert server.poll() is None  # still running
-        with urllib.request.urlopen(f"{url}/ping", timeout=10) as ping:
-            assert ping.status == 200
-        after = _post(f"{url}/invocations", json.loads(_split("image", [good])))
+    url, server = served
+    answers = {name: _send(f"{url}/invocations", body) for name, (body, _) in requests.items()}
+    assert server.poll() is None  # still running
+    with urllib.request.urlopen(f"{url}/ping", timeout=10) as ping:
+        assert ping.status == 200
+    after = _post(f"{url}/invocations", json.loads(_split("image", [good])))
     assert after["predictions"][0]["error"] is None
     expected_class = after["predictions"][0]["class"]
 
