@@ -9,10 +9,11 @@ scratch project (run it first).
 
     python -m benchmarks.adaptation [--images 2000] [--sweep-images 1000]
 
-``--select-lr 0.001 0.003 …`` chooses TENT's learning rate instead: TENT alone at each
-rate on the same corruptions of a seeded sample of the *training* images (the test
-split is never looked at; results/adaptation_lr.json). The rate with the lowest mean
-error is the one to write into ``conf/cifar10/parameters_adapt.yml``.
+``--select-lr 0.001 0.003 … [--select-steps 1 2 …]`` chooses TENT's learning rate (and
+updates per batch) instead: TENT alone at each rate (and step count) on the same
+corruptions of a seeded sample of the *training* images (the test split is never looked
+at; results/adaptation_lr.json). The setting with the lowest mean error is the one to
+write into ``conf/cifar10/parameters_adapt.yml``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--select-lr", type=float, nargs="+", default=None,
                         help="TENT learning rates to compare on corrupted training images")
+    parser.add_argument("--select-steps", type=int, nargs="+", default=None,
+                        help="with --select-lr: TENT updates per batch to compare too "
+                             "(default: the environment's adapt.steps)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     project = args.work / "cifar10" / "project"
@@ -116,31 +120,39 @@ def main() -> None:
 
 
 def select_lr(model, images, train, params: AdaptParams, args) -> None:
-    """TENT at each of ``args.select_lr`` on corrupted training images (the model has
-    seen them clean, not corrupted): the rate to configure, chosen without the test
-    split."""
+    """TENT at each of ``args.select_lr`` (times each of ``args.select_steps``) on
+    corrupted training images (the model has seen them clean, not corrupted): the
+    setting to configure, chosen without the test split."""
     streams = list(corruption_streams(images.images, images.labels, train, params))
-    rows = {}
+    steps = args.select_steps or [params.steps]
+    rows, settings = {}, {}
     for lr in args.select_lr:
-        tent = params.model_copy(update={"lr": lr, "methods": ("bn", "tent")})
-        report, _ = adaptation_sweep(model, streams, tent)
-        means = report.groupby("method", sort=False).error_after.mean()
-        rows[str(lr)] = {"bn": round(float(means["bn"]), 4),
+        for count in steps:
+            key = str(lr) if args.select_steps is None else f"lr {lr}, steps {count}"
+            tent = params.model_copy(update={"lr": lr, "steps": count,
+                                             "methods": ("bn", "tent")})
+            report, _ = adaptation_sweep(model, streams, tent)
+            means = report.groupby("method", sort=False).error_after.mean()
+            rows[key] = {"bn": round(float(means["bn"]), 4),
                          "tent": round(float(means["tent"]), 4),
                          "none": round(float(report.error_before.mean()), 4)}
-        print(lr, rows[str(lr)], flush=True)
-    best = min(rows, key=lambda lr: rows[lr]["tent"])
+            settings[key] = (lr, count)
+            print(key, rows[key], flush=True)
+    best = min(rows, key=lambda key: rows[key]["tent"])
     result = {
         "command": "python -m benchmarks.adaptation --select-lr "
                    + " ".join(str(lr) for lr in args.select_lr)
+                   + (" --select-steps " + " ".join(map(str, args.select_steps))
+                      if args.select_steps else "")
                    + f" --images {args.images}",
-        "what": f"TENT alone at each rate on {len(streams)} streams (the corruptions at "
+        "what": f"TENT alone at each setting on {len(streams)} streams (the corruptions at "
                 f"severity {', '.join(map(str, params.severities))}) of "
                 f"{len(streams[0].labels):,} seeded training images; the test split is "
                 "not used",
         "parameters": params.model_dump(mode="json"),
         "mean_error_per_lr": rows,
-        "best_lr": float(best),
+        "best_lr": float(settings[best][0]),
+        "best_steps": settings[best][1],
     }
     print(f"wrote {write_result('adaptation_lr', result)}")
 

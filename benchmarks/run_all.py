@@ -430,13 +430,15 @@ def _adaptation(result: dict) -> list[str]:
             lines.append(f"| {batch} | {row['bn']['mean_error']:.2%} | "
                          f"{row['tent']['mean_error']:.2%} |")
     lines += ["", f"TENT's learning rate ({result['parameters']['lr']:g}, `adapt.lr` of the "
-              "environment) was chosen without the test split:"]
+              f"environment) and updates per batch ({result['parameters']['steps']}, "
+              "`adapt.steps`) were chosen without the test split:"]
     chosen = _load("adaptation_lr")
     if chosen:
         lines += [f"`{chosen['command']}` — {chosen['what']}.", "",
-                  "| lr | bn | tent | tent below bn |", "|---:|---:|---:|---:|"]
-        for lr, row in chosen["mean_error_per_lr"].items():
-            lines.append(f"| {float(lr):g} | {row['bn']:.2%} | {row['tent']:.2%} | "
+                  "| setting | bn | tent | tent below bn |", "|---|---:|---:|---:|"]
+        for setting, row in chosen["mean_error_per_lr"].items():
+            name = f"lr {float(setting):g}" if setting[0].isdigit() else setting
+            lines.append(f"| {name} | {row['bn']:.2%} | {row['tent']:.2%} | "
                          f"{100 * (row['bn'] - row['tent']):.2f} points |")
     return [*lines, "", f"{_machine(result)}.", ""]
 
