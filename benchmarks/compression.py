@@ -18,11 +18,20 @@ Environments:
 
     python -m benchmarks.compression --env base
     python -m benchmarks.compression --env cifar10
+
+``--layer-ratios '{"encoder.stages.1": 0.9, …}'`` prunes only, with
+``compress.prune.structured.layer_ratios`` set to that mapping (the ``prune_model``
+node's own function, on the environment's parameters and the scratch project's latest
+fine-tuned model), and sets the result beside the fine-tuned model and the project's
+latest ``pruned`` version (the environment's own layout): test accuracy, MACs, channel
+widths, and latency timed side by side (``evaluate.latency``); results/
+compression_prune_layout.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -39,9 +48,14 @@ from benchmarks.common import (
 from model_lifecycle.augment.config import policy_from_artifact
 from model_lifecycle.compression.config import CompressParams
 from model_lifecycle.compression.distill_train import build_student
+from model_lifecycle.data.splits import checked_splits
+from model_lifecycle.evaluation.config import EvaluateParams
+from model_lifecycle.evaluation.cost import side_by_side_latencies_ms
 from model_lifecycle.io import ImageSetDataset, JsonDataset, NpzDataset, TorchModelDataset
 from model_lifecycle.models.predict import accuracy
+from model_lifecycle.models.structure import cost
 from model_lifecycle.params import parse_params
+from model_lifecycle.pipelines.compress.nodes import prune_model
 from model_lifecycle.training.config import FinetuneParams, RuntimeParams
 from model_lifecycle.training.finetune import finetune
 
@@ -75,10 +89,58 @@ def student_without_teacher(project: Path, compress: CompressParams, runtime: Ru
     return accuracy(student.cpu().eval(), images.images, images.labels, splits["test"])
 
 
+def prune_layout(project: Path, env: str, conf: dict, layer_ratios: dict[str, float]) -> None:
+    """Pruning alone with ``layer_ratios``, beside the fine-tuned model and the latest
+    ``pruned`` version of ``project`` (see the module's docstring)."""
+    images = ImageSetDataset(filepath=str(latest_version(project, "data/03_primary/images.npz"))
+                             ).load()
+    splits = NpzDataset(filepath=str(latest_version(project, "data/05_model_input/splits.npz"))
+                        ).load()
+    policy = JsonDataset(filepath=str(latest_version(
+        project, "data/05_model_input/augmentation_policy.json"))).load()
+    finetuned_file = latest_version(project, "data/06_models/finetuned_model.pt")
+    pruned_file = latest_version(project, "data/06_models/pruned_model.pt")
+    finetuned = TorchModelDataset(filepath=str(finetuned_file)).load()
+    compress = json.loads(json.dumps(conf["compress"]))
+    compress["prune"]["structured"]["layer_ratios"] = layer_ratios
+    layout, _ = prune_model(finetuned, images, splits, policy, compress, conf["runtime"],
+                            conf["evaluate"])
+    models = {"finetuned": finetuned,
+              "pruned (the environment's layout)": TorchModelDataset(
+                  filepath=str(pruned_file)).load(),
+              "pruned (layer_ratios)": layout}
+    latency = parse_params(EvaluateParams, conf["evaluate"], "evaluate").latency
+    test = checked_splits(images, splits)["test"]
+    example = torch.from_numpy(images.images[:1]).float() / 255
+    timed = side_by_side_latencies_ms(models, example, latency)
+    base = timed["finetuned"][32]["median"]
+    rows = {}
+    for name, model in models.items():
+        rows[name] = {
+            "accuracy": round(accuracy(model, images.images, images.labels, test), 5),
+            "macs_reduction": round(cost(finetuned, example)["macs"]
+                                    / cost(model, example)["macs"], 3),
+            "widths": [m.out_channels for m in model.encoder.modules()
+                       if isinstance(m, torch.nn.Conv2d)],
+            "latency_b32_p50_ms": round(timed[name][32]["median"], 4),
+            "speedup_b32": round(base / timed[name][32]["median"], 3)}
+        print(name, rows[name], flush=True)
+    path = write_result("compression_prune_layout", {
+        "command": f"python -m benchmarks.compression --env {env} --layer-ratios "
+                   f"'{json.dumps(layer_ratios)}'",
+        "models": {"finetuned": str(finetuned_file.relative_to(project)),
+                   "pruned (the environment's layout)": str(pruned_file.relative_to(project))},
+        "prune": compress["prune"], "test_images": len(test), "variants": rows,
+        "goals": GOALS})
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", choices=["base", "cifar10"], default="base")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    parser.add_argument("--layer-ratios", type=json.loads, default=None,
+                        help="prune only, with this compress.prune.structured.layer_ratios")
     args = parser.parse_args()
     conf = conf_parameters(args.env)
     compress = parse_params(CompressParams, conf["compress"], "compress")
@@ -91,8 +153,14 @@ def main() -> None:
                              "benchmarks.cifar10_budget first")
     else:
         project = scratch_project(args.work / "compression_digits")
+        if args.layer_ratios is not None:
+            raise SystemExit("--layer-ratios compares with an earlier compress run: use it "
+                             "with --env cifar10")
         kedro_run(project, *env, "--pipelines=ingest,augment,finetune",
                   params={"ingest.labeled_fraction": 1.0, "finetune.init": "scratch"})
+    if args.layer_ratios is not None:
+        prune_layout(project, args.env, conf, args.layer_ratios)
+        return
     run = kedro_run(project, *env, "--pipelines=compress,explain,evaluate")
     report = pd.read_csv(latest_version(project, "data/08_reporting/evaluation_report.csv"))
     rows = report.set_index("variant")
