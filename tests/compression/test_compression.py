@@ -286,3 +286,44 @@ def test_the_student_is_built_from_the_teachers_stages_and_a_whitened_stem():
     first = whitened.encoder.stages[0][0]
     assert not first.weight.requires_grad  # frozen whitening filters
     assert not torch.allclose(first.weight, plain.encoder.stages[0][0].weight, atol=1e-3)
+
+
+def test_a_flip_teacher_gives_soft_targets_averaged_over_each_view_and_its_mirror(
+        monkeypatch):
+    from model_lifecycle.augment.config import ViewPolicy  # noqa: PLC0415
+    from model_lifecycle.compression import distill_train  # noqa: PLC0415
+    from model_lifecycle.compression.config import DistillParams  # noqa: PLC0415
+    from model_lifecycle.training.config import RuntimeParams  # noqa: PLC0415
+
+    images, labels, splits = _three_bars()
+    torch.manual_seed(0)
+    teacher = build_model("small_cnn", 3, 1, width=8).eval()
+    seen, targets = [], []
+
+    class Spy(torch.nn.Module):  # the teacher, recording what it is shown
+        def __init__(self):
+            super().__init__()
+            self.model = teacher
+
+        def forward(self, x):
+            seen.append(x.clone())
+            return self.model(x)
+
+    def loss(logits, soft_targets, y, **kwargs):
+        targets.append(soft_targets.clone())
+        return distillation_loss(logits, soft_targets, y, **kwargs)
+
+    monkeypatch.setattr(distill_train, "distillation_loss", loss)
+    for flip in (False, True):
+        seen.clear(), targets.clear()
+        distill_train.distill(build_model("small_cnn", 3, 1, width=4), Spy(), images, labels,
+                              splits, ViewPolicy(), DistillParams(epochs=1, batch_size=30,
+                                                                  teacher_flip=flip),
+                              RuntimeParams(channels_last=False), torch.device("cpu"))
+        assert len(seen) == len(targets) * (2 if flip else 1)
+    for k, target in enumerate(targets):  # with the flip: each view, then its mirror
+        view, mirror = seen[2 * k], seen[2 * k + 1]
+        torch.testing.assert_close(mirror, view.flip(3))
+        with torch.no_grad():
+            torch.testing.assert_close(target, (teacher(view) + teacher(mirror)) / 2)
+        assert not torch.allclose(target, teacher(view))  # the mirror changed the targets

@@ -121,6 +121,10 @@ class DistillParams(StrictModel):
     """Softmax temperature of the soft targets (1 suits a label-smoothed teacher)."""
     alpha: float = Field(0.9, ge=0, le=1)
     """Weight of the teacher's soft targets (1 - alpha: the labels)."""
+    teacher_flip: bool = False
+    """Soft targets from the teacher's logits averaged over each training view and its
+    mirror image (the flip test-time augmentation, as a stronger teacher); one more
+    teacher forward pass per batch."""
     use_unlabeled: bool = True
     """Also train on train_unlabeled through the teacher's soft targets."""
     epochs: int | float = Field(30, gt=0)
