@@ -26,6 +26,10 @@ fine-tuned model), and sets the result beside the fine-tuned model and the proje
 latest ``pruned`` version (the environment's own layout): test accuracy, MACs, channel
 widths, and latency timed side by side (``evaluate.latency``); results/
 compression_prune_layout.json.
+
+``--distill '{"teacher_flip": true, …}'`` distils only, with ``compress.distill`` updated
+by that mapping (the ``distill_model`` node's own function, same model and data): the
+student's and the teacher's test accuracy; results/compression_distill_variant.json.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from model_lifecycle.io import ImageSetDataset, JsonDataset, NpzDataset, TorchMo
 from model_lifecycle.models.predict import accuracy
 from model_lifecycle.models.structure import cost
 from model_lifecycle.params import parse_params
-from model_lifecycle.pipelines.compress.nodes import prune_model
+from model_lifecycle.pipelines.compress.nodes import distill_model, prune_model
 from model_lifecycle.training.config import FinetuneParams, RuntimeParams
 from model_lifecycle.training.finetune import finetune
 
@@ -135,12 +139,44 @@ def prune_layout(project: Path, env: str, conf: dict, layer_ratios: dict[str, fl
     print(f"wrote {path}")
 
 
+def distill_variant(project: Path, env: str, conf: dict, changes: dict) -> None:
+    """Distillation alone with ``compress.distill`` updated by ``changes`` (see the
+    module's docstring)."""
+    images = ImageSetDataset(filepath=str(latest_version(project, "data/03_primary/images.npz"))
+                             ).load()
+    splits = NpzDataset(filepath=str(latest_version(project, "data/05_model_input/splits.npz"))
+                        ).load()
+    policy = JsonDataset(filepath=str(latest_version(
+        project, "data/05_model_input/augmentation_policy.json"))).load()
+    teacher_file = latest_version(project, "data/06_models/finetuned_model.pt")
+    teacher = TorchModelDataset(filepath=str(teacher_file)).load()
+    compress = json.loads(json.dumps(conf["compress"]))
+    compress["distill"].update(changes)
+    student, metrics = distill_model(teacher, images, splits, policy, compress,
+                                     conf["runtime"], conf["evaluate"])
+    test = checked_splits(images, splits)["test"]
+    rows = {name: round(accuracy(model, images.images, images.labels, test), 5)
+            for name, model in (("teacher", teacher), ("student", student))}
+    print(rows, flush=True)
+    path = write_result("compression_distill_variant", {
+        "command": f"python -m benchmarks.compression --env {env} --distill "
+                   f"'{json.dumps(changes)}'",
+        "teacher": str(teacher_file.relative_to(project)), "distill": compress["distill"],
+        "test_images": len(test), "accuracy": rows,
+        "student_accuracy_drop_points": round(100 * (rows["teacher"] - rows["student"]), 2),
+        "train_seconds": round(metrics["train_seconds"][0]["value"], 1),
+        "goals": GOALS})
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", choices=["base", "cifar10"], default="base")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--layer-ratios", type=json.loads, default=None,
                         help="prune only, with this compress.prune.structured.layer_ratios")
+    parser.add_argument("--distill", type=json.loads, default=None,
+                        help="distil only, with compress.distill updated by this mapping")
     args = parser.parse_args()
     conf = conf_parameters(args.env)
     compress = parse_params(CompressParams, conf["compress"], "compress")
@@ -153,13 +189,16 @@ def main() -> None:
                              "benchmarks.cifar10_budget first")
     else:
         project = scratch_project(args.work / "compression_digits")
-        if args.layer_ratios is not None:
-            raise SystemExit("--layer-ratios compares with an earlier compress run: use it "
-                             "with --env cifar10")
+        if args.layer_ratios is not None or args.distill is not None:
+            raise SystemExit("--layer-ratios and --distill reuse the budget run's model: use "
+                             "them with --env cifar10")
         kedro_run(project, *env, "--pipelines=ingest,augment,finetune",
                   params={"ingest.labeled_fraction": 1.0, "finetune.init": "scratch"})
     if args.layer_ratios is not None:
         prune_layout(project, args.env, conf, args.layer_ratios)
+        return
+    if args.distill is not None:
+        distill_variant(project, args.env, conf, args.distill)
         return
     run = kedro_run(project, *env, "--pipelines=compress,explain,evaluate")
     report = pd.read_csv(latest_version(project, "data/08_reporting/evaluation_report.csv"))
