@@ -135,7 +135,9 @@ def render() -> str:
     sections = [(_load("cifar10_gpu"), _gpu)] + [
         (_load(f"compression_{name}"), lambda r, d=title: _compression(r, d))
         for name, title in (("digits", "digits"), ("cifar10", "CIFAR-10"))
-    ] + [(_load("int8_isa"), _int8_isa), (_load("default_run"), _default_run),
+    ] + [(_load("compression_prune_layout"), _prune_layout),
+         (_load("compression_distill_variant"), _distill_variant),
+         (_load("int8_isa"), _int8_isa), (_load("default_run"), _default_run),
          (_load("serving_load"), _serving),
          (_load("folder_ten_minutes"), _folder)] + [
         (_load(f"trust_{name}"), lambda r, d=title: _trust(r, d))
@@ -307,6 +309,32 @@ def _compression(result: dict, data: str) -> list[str]:
     lines += ["", f"Ratios: {result['ratios']}.", "", f"Goals: {result['goals']}; "
               f"{_machine(result)}.", ""]
     return lines
+
+
+def _prune_layout(result: dict) -> list[str]:
+    ratios = result["prune"]["structured"]["layer_ratios"]
+    lines = ["### CIFAR-10: another pruning layout", "",
+             f"`{result['command']}` — `layer_ratios` {ratios}, the rest of the environment's "
+             f"pruning and recovery as they are; {result['test_images']:,} test images; "
+             "latency timed side by side (1 thread, batch 32, channels-last).", "",
+             "| model | conv widths | test accuracy | MACs reduction | latency b32 (ms) "
+             "| speed-up |", "|---|---|---:|---:|---:|---:|"]
+    for name, row in result["variants"].items():
+        lines.append(f"| {name} | {row['widths']} | {row['accuracy']:.2%} | "
+                     f"{row['macs_reduction']:.2f}× | {row['latency_b32_p50_ms']:.2f} | "
+                     f"{row['speedup_b32']:.2f}× |")
+    return [*lines, "", f"{_machine(result)}.", ""]
+
+
+def _distill_variant(result: dict) -> list[str]:
+    changed = result["command"].split("--distill ", 1)[1]
+    return ["### CIFAR-10: another distillation setting", "",
+            f"`{result['command']}` — the environment's `compress.distill` with {changed} "
+            f"({result['distill']['epochs']:g} epochs, {result['train_seconds']:.0f} s of "
+            f"training): student {result['accuracy']['student']:.2%}, teacher "
+            f"{result['accuracy']['teacher']:.2%} on {result['test_images']:,} test images "
+            f"({result['student_accuracy_drop_points']:.2f} points below).", "",
+            f"{_machine(result)}.", ""]
 
 
 def _trust(result: dict, data: str) -> list[str]:
