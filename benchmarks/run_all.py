@@ -316,7 +316,7 @@ def _prune_layout(result: dict) -> list[str]:
     lines = ["### CIFAR-10: another pruning layout", "",
              f"`{result['command']}` — `layer_ratios` {ratios}, the rest of the environment's "
              f"pruning and recovery as they are; {result['test_images']:,} test images; "
-             "latency timed side by side (1 thread, batch 32, channels-last).", "",
+             "latency timed side by side with the environment's `evaluate.latency`.", "",
              "| model | conv widths | test accuracy | MACs reduction | latency b32 (ms) "
              "| speed-up |", "|---|---|---:|---:|---:|---:|"]
     for name, row in result["variants"].items():
