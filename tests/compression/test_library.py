@@ -72,6 +72,44 @@ def test_prune_and_recover_reaches_the_target_and_recovers(caplog):
     assert not any(line.startswith("finetune epoch") for line in lines)
 
 
+def test_recovery_with_a_teacher_distils_from_the_unpruned_model(caplog, monkeypatch):
+    from model_lifecycle.compression import recover  # noqa: PLC0415
+
+    images, labels, splits = _bars()
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 3, 3, width=8).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    calls = []
+
+    def spy(student, teacher, *args, name, **kwargs):
+        calls.append((teacher, args[-3], name))  # args: ..., params, runtime, device
+        return real(student, teacher, *args, name=name, **kwargs)
+
+    def no_finetune(*args, **kwargs):
+        raise AssertionError("recovery with a teacher fine-tuned on the labels alone")
+
+    real = recover.distill
+    monkeypatch.setattr(recover, "distill", spy)
+    monkeypatch.setattr(recover, "finetune", no_finetune)
+    params = PruneParams(structured={"target": 2.0, "steps": 2, "round_to": None},
+                         recovery={"epochs_per_step": 1, "final_epochs": 2, "batch_size": 20,
+                                   "teacher": {"temperature": 2.0, "alpha": 0.7,
+                                               "flip": True}})
+    with caplog.at_level("INFO"):
+        pruned, report = prune_and_recover(model, images, labels, splits, SupervisedPolicy(),
+                                           params, RuntimeParams(), CPU)
+    assert report["macs_reduction"] >= 2.0
+    assert [params.epochs for _, params, _ in calls] == [1, 1, 2]
+    for teacher, distill_params, name in calls:
+        assert teacher is model and name == "prune recovery"
+        assert (distill_params.temperature, distill_params.alpha) == (2.0, 0.7)
+        assert distill_params.teacher_flip and not distill_params.use_unlabeled
+        assert distill_params.batch_size == 20
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    lines = [r.getMessage() for r in caplog.records if "epoch" in r.getMessage()]
+    assert sum(line.startswith("prune recovery epoch") for line in lines) == 4
+
+
 def test_unstructured_pruning_takes_its_own_group():
     images, labels, splits = _bars()
     model = build_model("small_cnn", 3, 3, width=8).eval()

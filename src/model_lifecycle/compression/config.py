@@ -46,6 +46,17 @@ class UnstructuredPruneParams(StrictModel):
     """Share of all convolution and linear weights zeroed (no speed-up: dense kernels)."""
 
 
+class RecoveryTeacherParams(StrictModel):
+    """Recovery from the fine-tuned model's soft targets (Hinton's loss, as `distill`)."""
+
+    temperature: float = Field(1.0, gt=0)
+    """Softmax temperature of the soft targets (1 suits a label-smoothed teacher)."""
+    alpha: float = Field(0.9, ge=0, le=1)
+    """Weight of the soft targets (1 - alpha: the labels, without label smoothing)."""
+    flip: bool = False
+    """The teacher's logits averaged over each view and its mirror image."""
+
+
 class RecoveryParams(StrictModel):
     """Fine-tuning of the pruned model on train_labeled (the supervised augmentation)."""
 
@@ -61,6 +72,9 @@ class RecoveryParams(StrictModel):
     """Optimizer."""
     schedule: ScheduleParams = ScheduleParams(kind="cosine", warmup_epochs=0)
     """Learning-rate schedule of each recovery run."""
+    teacher: RecoveryTeacherParams | None = None
+    """The unpruned model teaches the pruned one during recovery (knowledge
+    distillation, as Torch-Pruning's examples recover); null: the labels alone."""
 
 
 class PruneParams(StrictModel):

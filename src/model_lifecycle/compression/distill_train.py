@@ -46,8 +46,10 @@ def build_student(teacher: Classifier, images: np.ndarray, splits: dict[str, np.
 
 def distill(student: Classifier, teacher: nn.Module, images: np.ndarray, labels: np.ndarray,
             splits: dict[str, np.ndarray], policy: ViewPolicy, params: DistillParams,
-            runtime: RuntimeParams, device: torch.device) -> tuple[FitResult, dict[str, float]]:
+            runtime: RuntimeParams, device: torch.device, *, name: str = "distill"
+            ) -> tuple[FitResult, dict[str, float]]:
     """Train ``student`` in place (``teacher`` is only read); keep its best epoch on val.
+    ``name`` labels the progress lines (e.g. ``prune recovery``).
 
     Unlabeled images (``use_unlabeled``) carry label −1: only the soft term applies.
     With ``params.budget_seconds`` the epoch count is planned from a measured warm-up.
@@ -55,7 +57,7 @@ def distill(student: Classifier, teacher: nn.Module, images: np.ndarray, labels:
     """
     if fans_out(runtime):  # DDP: every rank runs this function (docs/distributed.md)
         return launch(runtime, distill, student, teacher, images, labels, splits, policy,
-                      params, runtime)
+                      params, runtime, name=name)
     start, deadline = time.perf_counter(), None
     if params.budget_seconds is not None:
         one_epoch = params.model_copy(update={"epochs": 1, "budget_seconds": None})
@@ -65,13 +67,13 @@ def distill(student: Classifier, teacher: nn.Module, images: np.ndarray, labels:
             subset = {**splits, "train_labeled": warmup_sample(train, n_images, runtime.seed),
                       "train_unlabeled": train[:0]}
             return _train(copy.deepcopy(student), teacher, images, labels, subset, policy,
-                          one_epoch, runtime, device, "distill warm-up")
+                          one_epoch, runtime, device, f"{name} warm-up")
 
         plan = plan_epochs(params.budget_seconds, len(train), trial,
                            key="compress.distill.budget_seconds")
         params, deadline = plan.apply(params, start)
     result = _train(student, teacher, images, labels, splits, policy, params, runtime,
-                    device, "distill", deadline)
+                    device, name, deadline)
     return result, {"epochs": result.epochs_trained,
                     "train_seconds": time.perf_counter() - start}
 

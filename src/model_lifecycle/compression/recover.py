@@ -2,7 +2,8 @@
 
 The recovery runs are the project's fine-tuning (``training.finetune``) with the
 ``compress.prune.recovery`` settings, on ``train_labeled`` with the supervised
-augmentation, selected on ``val``.
+augmentation, selected on ``val``; with ``recovery.teacher``, the distillation's training
+(``distill_train.distill``) with the unpruned model as teacher instead.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import numpy as np
 import torch
 
 from model_lifecycle.augment.config import SupervisedPolicy
-from model_lifecycle.compression.config import PruneParams, RecoveryParams
+from model_lifecycle.compression.config import DistillParams, PruneParams, RecoveryParams
+from model_lifecycle.compression.distill_train import distill
 from model_lifecycle.compression.prune import prune_structured, prune_unstructured
 from model_lifecycle.models.classifier import Classifier
 from model_lifecycle.training.config import FinetuneParams, RuntimeParams
@@ -32,6 +34,18 @@ def recovery_params(recovery: RecoveryParams, epochs: float) -> FinetuneParams:
                           checkpoint=None)
 
 
+def recovery_distill_params(recovery: RecoveryParams, epochs: float) -> DistillParams:
+    """The distillation parameters of one recovery run of ``epochs`` with a teacher (on
+    ``train_labeled`` only, as the recovery without one)."""
+    teacher = recovery.teacher
+    if teacher is None:
+        raise ValueError("recovery.teacher is not set")
+    return DistillParams(temperature=teacher.temperature, alpha=teacher.alpha,
+                         teacher_flip=teacher.flip, use_unlabeled=False, epochs=epochs,
+                         batch_size=recovery.batch_size, optimizer=recovery.optimizer,
+                         schedule=recovery.schedule)
+
+
 def prune_and_recover(model: Classifier, images: np.ndarray, labels: np.ndarray,
                       splits: dict[str, np.ndarray], policy: SupervisedPolicy,
                       params: PruneParams, runtime: RuntimeParams, device: torch.device
@@ -40,10 +54,16 @@ def prune_and_recover(model: Classifier, images: np.ndarray, labels: np.ndarray,
     recovery = params.recovery
 
     def recover(pruned: Classifier, epochs: float) -> None:
-        if epochs:
+        if not epochs:
+            return
+        if recovery.teacher is None:
             finetune(pruned, images, labels, splits, policy, recovery_params(recovery, epochs),
                      runtime, device, name="prune recovery")
-            pruned.cpu()
+        else:  # the unpruned model (left as it is) teaches
+            distill(pruned, model, images, labels, splits, policy,
+                    recovery_distill_params(recovery, epochs), runtime, device,
+                    name="prune recovery")
+        pruned.cpu()
 
     if params.method == "structured":
         settings = params.structured
