@@ -25,7 +25,9 @@ node's own function, on the environment's parameters and the scratch project's l
 fine-tuned model), and sets the result beside the fine-tuned model and the project's
 latest ``pruned`` version (the environment's own layout): test accuracy, MACs, channel
 widths, and latency timed side by side (``evaluate.latency``); results/
-compression_prune_layout.json.
+compression_prune_layout.json. With ``--recovery-teacher '{"temperature": 1, "alpha": 0.9}'``
+the recovery also learns from the unpruned model (``compress.prune.recovery.teacher``);
+results/compression_prune_layout_teacher.json.
 
 ``--distill '{"teacher_flip": true, …}'`` distils only, with ``compress.distill`` updated
 by that mapping (the ``distill_model`` node's own function, same model and data): the
@@ -93,7 +95,8 @@ def student_without_teacher(project: Path, compress: CompressParams, runtime: Ru
     return accuracy(student.cpu().eval(), images.images, images.labels, splits["test"])
 
 
-def prune_layout(project: Path, env: str, conf: dict, layer_ratios: dict[str, float]) -> None:
+def prune_layout(project: Path, env: str, conf: dict, layer_ratios: dict[str, float],
+                 teacher: dict | None = None) -> None:
     """Pruning alone with ``layer_ratios``, beside the fine-tuned model and the latest
     ``pruned`` version of ``project`` (see the module's docstring)."""
     images = ImageSetDataset(filepath=str(latest_version(project, "data/03_primary/images.npz"))
@@ -107,6 +110,8 @@ def prune_layout(project: Path, env: str, conf: dict, layer_ratios: dict[str, fl
     finetuned = TorchModelDataset(filepath=str(finetuned_file)).load()
     compress = json.loads(json.dumps(conf["compress"]))
     compress["prune"]["structured"]["layer_ratios"] = layer_ratios
+    if teacher is not None:
+        compress["prune"]["recovery"]["teacher"] = teacher
     layout, _ = prune_model(finetuned, images, splits, policy, compress, conf["runtime"],
                             conf["evaluate"])
     models = {"finetuned": finetuned,
@@ -129,9 +134,10 @@ def prune_layout(project: Path, env: str, conf: dict, layer_ratios: dict[str, fl
             "latency_b32_p50_ms": round(timed[name][32]["median"], 4),
             "speedup_b32": round(base / timed[name][32]["median"], 3)}
         print(name, rows[name], flush=True)
-    path = write_result("compression_prune_layout", {
+    path = write_result("compression_prune_layout" + ("_teacher" if teacher else ""), {
         "command": f"python -m benchmarks.compression --env {env} --layer-ratios "
-                   f"'{json.dumps(layer_ratios)}'",
+                   f"'{json.dumps(layer_ratios)}'"
+                   + (f" --recovery-teacher '{json.dumps(teacher)}'" if teacher else ""),
         "models": {"finetuned": str(finetuned_file.relative_to(project)),
                    "pruned (the environment's layout)": str(pruned_file.relative_to(project))},
         "prune": compress["prune"], "test_images": len(test), "variants": rows,
@@ -175,6 +181,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--layer-ratios", type=json.loads, default=None,
                         help="prune only, with this compress.prune.structured.layer_ratios")
+    parser.add_argument("--recovery-teacher", type=json.loads, default=None,
+                        help="with --layer-ratios: compress.prune.recovery.teacher")
     parser.add_argument("--distill", type=json.loads, default=None,
                         help="distil only, with compress.distill updated by this mapping")
     args = parser.parse_args()
@@ -195,7 +203,7 @@ def main() -> None:
         kedro_run(project, *env, "--pipelines=ingest,augment,finetune",
                   params={"ingest.labeled_fraction": 1.0, "finetune.init": "scratch"})
     if args.layer_ratios is not None:
-        prune_layout(project, args.env, conf, args.layer_ratios)
+        prune_layout(project, args.env, conf, args.layer_ratios, args.recovery_teacher)
         return
     if args.distill is not None:
         distill_variant(project, args.env, conf, args.distill)

@@ -136,6 +136,7 @@ def render() -> str:
         (_load(f"compression_{name}"), lambda r, d=title: _compression(r, d))
         for name, title in (("digits", "digits"), ("cifar10", "CIFAR-10"))
     ] + [(_load("compression_prune_layout"), _prune_layout),
+         (_load("compression_prune_layout_teacher"), _prune_layout),
          (_load("compression_distill_variant"), _distill_variant),
          (_load("int8_isa"), _int8_isa), (_load("default_run"), _default_run),
          (_load("serving_load"), _serving),
@@ -313,9 +314,12 @@ def _compression(result: dict, data: str) -> list[str]:
 
 def _prune_layout(result: dict) -> list[str]:
     ratios = result["prune"]["structured"]["layer_ratios"]
-    lines = ["### CIFAR-10: another pruning layout", "",
-             f"`{result['command']}` — `layer_ratios` {ratios}, the rest of the environment's "
-             f"pruning and recovery as they are; {result['test_images']:,} test images; "
+    teacher = result["prune"]["recovery"].get("teacher")
+    title = "another pruning layout" + (", recovered with a teacher" if teacher else "")
+    lines = [f"### CIFAR-10: {title}", "", f"`{result['command']}` — `layer_ratios` {ratios}"
+             + (f", `recovery.teacher` {teacher}" if teacher else "")
+             + f", the rest of the environment's pruning and recovery as they are; "
+             f"{result['test_images']:,} test images; "
              "latency timed side by side with the environment's `evaluate.latency`.", "",
              "| model | conv widths | test accuracy | MACs reduction | latency b32 (ms) "
              "| speed-up |", "|---|---|---:|---:|---:|---:|"]
