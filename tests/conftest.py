@@ -129,13 +129,13 @@ def scratch_project(work: Path, *, store: bool = True) -> Path:
     shutil.copytree(PROJECT_ROOT / "conf", work / "conf",
                     ignore=shutil.ignore_patterns("local"))
     (work / "conf" / "local").mkdir()
-    store = (f"server:\n  mlflow_tracking_uri: sqlite:///{work}/mlflow.db\n"
-             f"  mlflow_registry_uri: sqlite:///{work}/mlflow.db\n")
+    settings = (f"server:\n  mlflow_tracking_uri: sqlite:///{work}/mlflow.db\n"
+                f"  mlflow_registry_uri: sqlite:///{work}/mlflow.db\n")
     # `local` is read only without --env; a run with env=<name> reads conf/<name>, which
     # gets the same store unless it names its own (`server`)
     for env in (work / "conf").iterdir():
         if env.name != "base" and not any(env.glob("mlflow*.yml")):
-            (env / "mlflow.yml").write_text(store)
+            (env / "mlflow.yml").write_text(settings)
     for name in ("pyproject.toml", ".telemetry"):
         shutil.copy(PROJECT_ROOT / name, work / name)
     (work / "src").mkdir()

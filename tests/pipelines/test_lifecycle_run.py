@@ -312,7 +312,9 @@ def _serving(work: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """``mlflow models serve`` of the champion, as ``make serve`` starts it, on a free
     port: its URL (once /ping answers) and its process, stopped on exit."""
     port = _free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+    store = f"sqlite:///{work / 'mlflow.db'}"
+    # both URIs: an earlier test's mlflow.set_registry_uri leaves its own in the environment
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store, "MLFLOW_REGISTRY_URI": store,
            # the scoring server is started as `uvicorn …`, found on PATH
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     log = tempfile.TemporaryFile()  # not a pipe: a full pipe would block the server
