@@ -71,16 +71,22 @@ GOALS = ("pruned >= 2x fewer MACs, >= 1.6x faster at batch 32, within 1 point; I
          "the teacher")
 
 
-def student_without_teacher(project: Path, compress: CompressParams, runtime: RuntimeParams,
-                            label_smoothing: float) -> float:
-    """Test accuracy of the distilled student's architecture trained on labels alone
-    (with the teacher's label smoothing)."""
+def _project_data(project: Path) -> tuple:
+    """The latest ``images``, ``splits`` and ``augmentation_policy`` of ``project``."""
     images = ImageSetDataset(filepath=str(latest_version(project, "data/03_primary/images.npz"))
                              ).load()
     splits = NpzDataset(filepath=str(latest_version(project, "data/05_model_input/splits.npz"))
                         ).load()
     policy = JsonDataset(filepath=str(latest_version(
         project, "data/05_model_input/augmentation_policy.json"))).load()
+    return images, splits, policy
+
+
+def student_without_teacher(project: Path, compress: CompressParams, runtime: RuntimeParams,
+                            label_smoothing: float) -> float:
+    """Test accuracy of the distilled student's architecture trained on labels alone
+    (with the teacher's label smoothing)."""
+    images, splits, policy = _project_data(project)
     teacher = TorchModelDataset(filepath=str(latest_version(
         project, "data/06_models/finetuned_model.pt"))).load()
     distill = compress.distill.model_copy(update={"init_from_teacher": False})
@@ -99,12 +105,7 @@ def prune_layout(project: Path, env: str, conf: dict, layer_ratios: dict[str, fl
                  teacher: dict | None = None) -> None:
     """Pruning alone with ``layer_ratios``, beside the fine-tuned model and the latest
     ``pruned`` version of ``project`` (see the module's docstring)."""
-    images = ImageSetDataset(filepath=str(latest_version(project, "data/03_primary/images.npz"))
-                             ).load()
-    splits = NpzDataset(filepath=str(latest_version(project, "data/05_model_input/splits.npz"))
-                        ).load()
-    policy = JsonDataset(filepath=str(latest_version(
-        project, "data/05_model_input/augmentation_policy.json"))).load()
+    images, splits, policy = _project_data(project)
     finetuned_file = latest_version(project, "data/06_models/finetuned_model.pt")
     pruned_file = latest_version(project, "data/06_models/pruned_model.pt")
     finetuned = TorchModelDataset(filepath=str(finetuned_file)).load()
@@ -148,12 +149,7 @@ def prune_layout(project: Path, env: str, conf: dict, layer_ratios: dict[str, fl
 def distill_variant(project: Path, env: str, conf: dict, changes: dict) -> None:
     """Distillation alone with ``compress.distill`` updated by ``changes`` (see the
     module's docstring)."""
-    images = ImageSetDataset(filepath=str(latest_version(project, "data/03_primary/images.npz"))
-                             ).load()
-    splits = NpzDataset(filepath=str(latest_version(project, "data/05_model_input/splits.npz"))
-                        ).load()
-    policy = JsonDataset(filepath=str(latest_version(
-        project, "data/05_model_input/augmentation_policy.json"))).load()
+    images, splits, policy = _project_data(project)
     teacher_file = latest_version(project, "data/06_models/finetuned_model.pt")
     teacher = TorchModelDataset(filepath=str(teacher_file)).load()
     compress = json.loads(json.dumps(conf["compress"]))
