@@ -169,9 +169,13 @@ def latest_run(project: Path) -> dict[str, Any]:
     return runs.iloc[0].to_dict()
 
 
-def latest_version(project: Path, relative: str) -> Path:
-    """The newest version of a versioned catalog file, e.g. ``data/03_primary/images.npz``."""
-    return sorted((project / relative).glob(f"*/{Path(relative).name}"))[-1]
+def latest_version(project: Path, relative: str, *, missing_ok: bool = False) -> Path | None:
+    """The newest version of a versioned catalog file, e.g. ``data/03_primary/images.npz``
+    (``missing_ok``: ``None`` where there is none)."""
+    versions = sorted((project / relative).glob(f"*/{Path(relative).name}"))
+    if not versions and missing_ok:
+        return None
+    return versions[-1]
 
 
 def conf_parameters(env: str = "base") -> dict[str, Any]:

@@ -23,7 +23,8 @@ Environments:
 ``compress.prune.structured.layer_ratios`` set to that mapping (the ``prune_model``
 node's own function, on the environment's parameters and the scratch project's latest
 fine-tuned model), and sets the result beside the fine-tuned model and the project's
-latest ``pruned`` version (the environment's own layout): test accuracy, MACs, channel
+latest ``pruned`` version (the environment's own layout, where one was made from that
+model): test accuracy, MACs, channel
 widths, and latency timed side by side (``evaluate.latency``); results/
 compression_prune_layout.json. With ``--recovery-teacher '{"temperature": 1, "alpha": 0.9}'``
 the recovery also learns from the unpruned model (``compress.prune.recovery.teacher``);
@@ -107,18 +108,22 @@ def prune_layout(project: Path, env: str, conf: dict, layer_ratios: dict[str, fl
     ``pruned`` version of ``project`` (see the module's docstring)."""
     images, splits, policy = _project_data(project)
     finetuned_file = latest_version(project, "data/06_models/finetuned_model.pt")
-    pruned_file = latest_version(project, "data/06_models/pruned_model.pt")
     finetuned = TorchModelDataset(filepath=str(finetuned_file)).load()
+    sources = {"finetuned": str(finetuned_file.relative_to(project))}
+    models = {"finetuned": finetuned}
+    # the environment's own layout, where the compress pipeline has pruned this model
+    pruned_file = latest_version(project, "data/06_models/pruned_model.pt", missing_ok=True)
+    if pruned_file is not None and pruned_file.parent.name > finetuned_file.parent.name:
+        sources["pruned (the environment's layout)"] = str(pruned_file.relative_to(project))
+        models["pruned (the environment's layout)"] = TorchModelDataset(
+            filepath=str(pruned_file)).load()
     compress = json.loads(json.dumps(conf["compress"]))
     compress["prune"]["structured"]["layer_ratios"] = layer_ratios
     if teacher is not None:
         compress["prune"]["recovery"]["teacher"] = teacher
     layout, _ = prune_model(finetuned, images, splits, policy, compress, conf["runtime"],
                             conf["evaluate"])
-    models = {"finetuned": finetuned,
-              "pruned (the environment's layout)": TorchModelDataset(
-                  filepath=str(pruned_file)).load(),
-              "pruned (layer_ratios)": layout}
+    models["pruned (layer_ratios)"] = layout
     latency = parse_params(EvaluateParams, conf["evaluate"], "evaluate").latency
     test = checked_splits(images, splits)["test"]
     example = torch.from_numpy(images.images[:1]).float() / 255
@@ -139,8 +144,7 @@ def prune_layout(project: Path, env: str, conf: dict, layer_ratios: dict[str, fl
         "command": f"python -m benchmarks.compression --env {env} --layer-ratios "
                    f"'{json.dumps(layer_ratios)}'"
                    + (f" --recovery-teacher '{json.dumps(teacher)}'" if teacher else ""),
-        "models": {"finetuned": str(finetuned_file.relative_to(project)),
-                   "pruned (the environment's layout)": str(pruned_file.relative_to(project))},
+        "models": sources,
         "prune": compress["prune"], "test_images": len(test), "variants": rows,
         "goals": GOALS})
     print(f"wrote {path}")
