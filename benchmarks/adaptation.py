@@ -9,16 +9,17 @@ scratch project (run it first).
 
     python -m benchmarks.adaptation [--images 2000] [--sweep-images 1000]
 
-``--select-lr 0.001 0.003 … [--select-steps 1 2 …]`` chooses TENT's learning rate (and
-updates per batch) instead: TENT alone at each rate (and step count) on the same
-corruptions of a seeded sample of the *training* images (the test split is never looked
-at; results/adaptation_lr.json). The setting with the lowest mean error is the one to
-write into ``conf/cifar10/parameters_adapt.yml``.
+``--select-lr 0.001 0.003 … [--select-steps 1 2 …] [--select-optimizer adam sgd]``
+chooses TENT's learning rate (and updates per batch, and optimizer) instead: TENT alone
+at each setting on the same corruptions of a seeded sample of the *training* images
+(the test split is never looked at; results/adaptation_lr.json). The setting with the
+lowest mean error is the one to write into ``conf/cifar10/parameters_adapt.yml``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -50,6 +51,10 @@ def main() -> None:
     parser.add_argument("--select-steps", type=int, nargs="+", default=None,
                         help="with --select-lr: TENT updates per batch to compare too "
                              "(default: the environment's adapt.steps)")
+    parser.add_argument("--select-optimizer", nargs="+", default=None,
+                        choices=["adam", "sgd"],
+                        help="with --select-lr: TENT optimizers to compare too "
+                             "(default: the environment's adapt.optimizer)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     project = args.work / "cifar10" / "project"
@@ -120,30 +125,34 @@ def main() -> None:
 
 
 def select_lr(model, images, train, params: AdaptParams, args) -> None:
-    """TENT at each of ``args.select_lr`` (times each of ``args.select_steps``) on
-    corrupted training images (the model has seen them clean, not corrupted): the
-    setting to configure, chosen without the test split."""
+    """TENT at each of ``args.select_lr`` (times each of ``args.select_steps`` and
+    ``args.select_optimizer``) on corrupted training images (the model has seen them
+    clean, not corrupted): the setting to configure, chosen without the test split."""
     streams = list(corruption_streams(images.images, images.labels, train, params))
     steps = args.select_steps or [params.steps]
+    optimizers = args.select_optimizer or [params.optimizer]
     rows, settings = {}, {}
-    for lr in args.select_lr:
-        for count in steps:
-            key = str(lr) if args.select_steps is None else f"lr {lr}, steps {count}"
-            tent = params.model_copy(update={"lr": lr, "steps": count,
-                                             "methods": ("bn", "tent")})
-            report, _ = adaptation_sweep(model, streams, tent)
-            means = report.groupby("method", sort=False).error_after.mean()
-            rows[key] = {"bn": round(float(means["bn"]), 4),
-                         "tent": round(float(means["tent"]), 4),
-                         "none": round(float(report.error_before.mean()), 4)}
-            settings[key] = (lr, count)
-            print(key, rows[key], flush=True)
+    for optimizer, lr, count in itertools.product(optimizers, args.select_lr, steps):
+        key = str(lr) if not (args.select_steps or args.select_optimizer) else ", ".join(
+            [*([optimizer] if args.select_optimizer else []), f"lr {lr}",
+             *([f"steps {count}"] if args.select_steps else [])])
+        tent = params.model_copy(update={"lr": lr, "steps": count, "optimizer": optimizer,
+                                         "methods": ("bn", "tent")})
+        report, _ = adaptation_sweep(model, streams, tent)
+        means = report.groupby("method", sort=False).error_after.mean()
+        rows[key] = {"bn": round(float(means["bn"]), 4),
+                     "tent": round(float(means["tent"]), 4),
+                     "none": round(float(report.error_before.mean()), 4)}
+        settings[key] = (lr, count, optimizer)
+        print(key, rows[key], flush=True)
     best = min(rows, key=lambda key: rows[key]["tent"])
     result = {
         "command": "python -m benchmarks.adaptation --select-lr "
                    + " ".join(str(lr) for lr in args.select_lr)
                    + (" --select-steps " + " ".join(map(str, args.select_steps))
                       if args.select_steps else "")
+                   + (" --select-optimizer " + " ".join(args.select_optimizer)
+                      if args.select_optimizer else "")
                    + f" --images {args.images}",
         "what": f"TENT alone at each setting on {len(streams)} streams (the corruptions at "
                 f"severity {', '.join(map(str, params.severities))}) of "
@@ -153,6 +162,7 @@ def select_lr(model, images, train, params: AdaptParams, args) -> None:
         "mean_error_per_lr": rows,
         "best_lr": float(settings[best][0]),
         "best_steps": settings[best][1],
+        "best_optimizer": settings[best][2],
     }
     print(f"wrote {write_result('adaptation_lr', result)}")
 

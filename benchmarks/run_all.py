@@ -461,8 +461,9 @@ def _adaptation(result: dict) -> list[str]:
         if isinstance(row, dict) and "bn" in row:
             lines.append(f"| {batch} | {row['bn']['mean_error']:.2%} | "
                          f"{row['tent']['mean_error']:.2%} |")
-    lines += ["", f"TENT's learning rate ({result['parameters']['lr']:g}, `adapt.lr` of the "
-              f"environment) and updates per batch ({result['parameters']['steps']}, "
+    lines += ["", f"TENT's optimizer ({result['parameters']['optimizer']}, `adapt.optimizer` "
+              f"of the environment), learning rate ({result['parameters']['lr']:g}, "
+              f"`adapt.lr`) and updates per batch ({result['parameters']['steps']}, "
               "`adapt.steps`) were chosen without the test split:"]
     chosen = _load("adaptation_lr")
     if chosen:
