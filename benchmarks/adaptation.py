@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import logging
 import time
 from pathlib import Path
 
@@ -56,6 +57,8 @@ def main() -> None:
                         help="with --select-lr: TENT optimizers to compare too "
                              "(default: the environment's adapt.optimizer)")
     args = parser.parse_args()
+    # the library's progress (epochs of recovery, distillation, TENT streams) on stderr
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     project = args.work / "cifar10" / "project"
     if not list(project.glob("data/06_models/finetuned_model.pt/*")):
