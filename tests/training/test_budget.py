@@ -157,3 +157,16 @@ def test_a_deadline_shortens_a_run_that_is_slower_than_planned():
     # the learning rate follows the shorter schedule down to (nearly) zero
     last_lr = result.history["lr"][-1][1]
     assert last_lr < 0.1 * 0.1
+
+
+def test_a_deadline_keeps_a_reserve_for_steps_slower_than_the_mean(monkeypatch):
+    from model_lifecycle.training import loop  # noqa: PLC0415
+
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: 100.0)
+    plan = loop._Plan(total_steps=1_000, steps_per_epoch=10)
+    # 1 s left at 10 ms a step: 100 steps would end exactly on the deadline
+    plan.keep(loop.Deadline(at=101.0), done=20, step_seconds=0.01, eval_seconds=0.0,
+              eval_every=1, name="test")
+    left_steps = plan.total_steps - 20
+    assert left_steps < 100 - 2  # two steps' time and more are kept back …
+    assert left_steps >= 95  # … but not much more: 1% of the time left
