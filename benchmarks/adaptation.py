@@ -20,13 +20,18 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import logging
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import DEFAULT_WORK, conf_parameters, latest_version, write_result
+from benchmarks.common import (
+    DEFAULT_WORK,
+    conf_parameters,
+    latest_version,
+    show_progress,
+    write_result,
+)
 from model_lifecycle.data.splits import checked_splits
 from model_lifecycle.io import ImageSetDataset, NpzDataset, TorchModelDataset
 from model_lifecycle.params import parse_params
@@ -57,8 +62,7 @@ def main() -> None:
                         help="with --select-lr: TENT optimizers to compare too "
                              "(default: the environment's adapt.optimizer)")
     args = parser.parse_args()
-    # the library's progress (epochs of recovery, distillation, TENT streams) on stderr
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    show_progress()
     torch.set_num_threads(args.threads)
     project = args.work / "cifar10" / "project"
     if not list(project.glob("data/06_models/finetuned_model.pt/*")):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
@@ -21,6 +22,12 @@ RESULTS = Path(__file__).parent / "results"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-train-jpg.tar.gz"
 DEFAULT_WORK = Path(os.environ.get("MODEL_LIFECYCLE_BENCH_DIR", "/tmp/model-lifecycle-bench"))
+
+
+def show_progress() -> None:
+    """The library's progress (epochs, streams, budgets) on stderr, for a benchmark that
+    calls library functions outside ``kedro run`` (which sets up logging itself)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
 
 def cifar_jpeg_folder(archive: Path = SHARED_CIFAR, work: Path = DEFAULT_WORK) -> Path:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
 import pandas as pd
@@ -51,6 +50,7 @@ from benchmarks.common import (
     kedro_run,
     latest_version,
     scratch_project,
+    show_progress,
     write_result,
 )
 from model_lifecycle.augment.config import policy_from_artifact
@@ -187,8 +187,7 @@ def main() -> None:
     parser.add_argument("--distill", type=json.loads, default=None,
                         help="distil only, with compress.distill updated by this mapping")
     args = parser.parse_args()
-    # the library's progress (epochs of recovery, distillation, TENT streams) on stderr
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    show_progress()
     conf = conf_parameters(args.env)
     compress = parse_params(CompressParams, conf["compress"], "compress")
     runtime = parse_params(RuntimeParams, conf["runtime"], "runtime")

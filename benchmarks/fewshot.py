@@ -15,7 +15,6 @@ and register, which the comparison does not read.
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from benchmarks.common import (
     cifar_jpeg_folder,
     conf_parameters,
     latest_version,
+    show_progress,
     write_result,
 )
 from model_lifecycle.augment.config import AugmentParams, resolve_policy
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=3.0,
                         help="training budget of each of pretrain, finetune, meta-train")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    show_progress()
     params = conf_parameters("cifar10")
     budget = 60 * args.minutes
     fewshot = {**params["fewshot"], "novel_classes": NOVEL,
