@@ -28,7 +28,8 @@ model): test accuracy, MACs, channel
 widths, and latency timed side by side (``evaluate.latency``); results/
 compression_prune_layout.json. With ``--recovery-teacher '{"temperature": 1, "alpha": 0.9}'``
 the recovery also learns from the unpruned model (``compress.prune.recovery.teacher``);
-results/compression_prune_layout_teacher.json.
+results/compression_prune_layout_teacher.json. ``--recovery '{"final_epochs": 36}'`` updates
+``compress.prune.recovery`` by that mapping (the file's name gets ``_final_epochs36``).
 
 ``--distill '{"teacher_flip": true, …}'`` distils only, with ``compress.distill`` updated
 by that mapping (the ``distill_model`` node's own function, same model and data): the
@@ -104,7 +105,7 @@ def student_without_teacher(project: Path, compress: CompressParams, runtime: Ru
 
 
 def prune_layout(project: Path, env: str, conf: dict, layer_ratios: dict[str, float],
-                 teacher: dict | None = None) -> None:
+                 teacher: dict | None = None, recovery: dict | None = None) -> None:
     """Pruning alone with ``layer_ratios``, beside the fine-tuned model and the latest
     ``pruned`` version of ``project`` (see the module's docstring)."""
     images, splits, policy = _project_data(project)
@@ -120,6 +121,7 @@ def prune_layout(project: Path, env: str, conf: dict, layer_ratios: dict[str, fl
             filepath=str(pruned_file)).load()
     compress = json.loads(json.dumps(conf["compress"]))
     compress["prune"]["structured"]["layer_ratios"] = layer_ratios
+    compress["prune"]["recovery"].update(recovery or {})
     if teacher is not None:
         compress["prune"]["recovery"]["teacher"] = teacher
     layout, _ = prune_model(finetuned, images, splits, policy, compress, conf["runtime"],
@@ -141,10 +143,13 @@ def prune_layout(project: Path, env: str, conf: dict, layer_ratios: dict[str, fl
             "latency_b32_p50_ms": round(timed[name][32]["median"], 4),
             "speedup_b32": round(base / timed[name][32]["median"], 3)}
         print(name, rows[name], flush=True)
-    path = write_result("compression_prune_layout" + ("_teacher" if teacher else ""), {
+    name = "compression_prune_layout" + ("_teacher" if teacher else "") + "".join(
+        f"_{key}{value}" for key, value in (recovery or {}).items())
+    path = write_result(name, {
         "command": f"python -m benchmarks.compression --env {env} --layer-ratios "
                    f"'{json.dumps(layer_ratios)}'"
-                   + (f" --recovery-teacher '{json.dumps(teacher)}'" if teacher else ""),
+                   + (f" --recovery-teacher '{json.dumps(teacher)}'" if teacher else "")
+                   + (f" --recovery '{json.dumps(recovery)}'" if recovery else ""),
         "models": sources,
         "prune": compress["prune"], "test_images": len(test), "variants": rows,
         "goals": GOALS})
@@ -184,6 +189,9 @@ def main() -> None:
                         help="prune only, with this compress.prune.structured.layer_ratios")
     parser.add_argument("--recovery-teacher", type=json.loads, default=None,
                         help="with --layer-ratios: compress.prune.recovery.teacher")
+    parser.add_argument("--recovery", type=json.loads, default=None,
+                        help="with --layer-ratios: compress.prune.recovery updated by this "
+                             "mapping, e.g. '{\"final_epochs\": 36}'")
     parser.add_argument("--distill", type=json.loads, default=None,
                         help="distil only, with compress.distill updated by this mapping")
     args = parser.parse_args()
@@ -205,7 +213,8 @@ def main() -> None:
         kedro_run(project, *env, "--pipelines=ingest,augment,finetune",
                   params={"ingest.labeled_fraction": 1.0, "finetune.init": "scratch"})
     if args.layer_ratios is not None:
-        prune_layout(project, args.env, conf, args.layer_ratios, args.recovery_teacher)
+        prune_layout(project, args.env, conf, args.layer_ratios, args.recovery_teacher,
+                     args.recovery)
         return
     if args.distill is not None:
         distill_variant(project, args.env, conf, args.distill)
