@@ -10,6 +10,13 @@ and splits, augment's policy, pretrain, finetune, fewshot), without compress, ev
 and register, which the comparison does not read.
 
     python -m benchmarks.fewshot [--minutes 3]
+    python -m benchmarks.fewshot --bounds
+
+``--bounds`` trains nothing: the same episodes of the novel classes answered by the same
+head on raw pixels (scaled to unit length: the floor any encoder should beat) and on the
+encoder of the model ``benchmarks.cifar10_budget`` trained on all ten classes, the novel
+ones included (not a few-shot result: what the head and the episodes give when the
+features know the classes); results/fewshot_bounds.json.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
 from benchmarks.common import (
     DEFAULT_WORK,
@@ -31,13 +39,18 @@ from benchmarks.common import (
 )
 from model_lifecycle.augment.config import AugmentParams, resolve_policy
 from model_lifecycle.data.config import IngestParams
+from model_lifecycle.data.episodes import sample_episodes
 from model_lifecycle.data.holdout import hold_out_classes
 from model_lifecycle.data.sources import load_source
 from model_lifecycle.data.splits import make_splits
-from model_lifecycle.io import ImageSetDataset
+from model_lifecycle.evaluation.fewshot import encoder_features, fewshot_rows
+from model_lifecycle.io import ImageSetDataset, TorchModelDataset
+from model_lifecycle.params import parse_params
 from model_lifecycle.pipelines.fewshot.nodes import evaluate_fewshot, meta_train_encoder
 from model_lifecycle.pipelines.finetune.nodes import finetune_model
 from model_lifecycle.pipelines.pretrain.nodes import pretrain_encoder
+from model_lifecycle.training.config import RuntimeParams
+from model_lifecycle.training.fewshot_config import FewshotParams
 
 NOVEL = ["cat", "deer", "dog", "frog", "horse"]  # the base classes: vehicles and birds
 GOALS = ("CIFAR-10, 5 novel classes never trained on: 5-way 5-shot >= 70% and 1-shot >= 50% "
@@ -64,6 +77,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--minutes", type=float, default=3.0,
                         help="training budget of each of pretrain, finetune, meta-train")
+    parser.add_argument("--bounds", action="store_true",
+                        help="no training: the head on raw pixels and on an encoder that "
+                             "saw all ten classes (see the module's docstring)")
     args = parser.parse_args()
     show_progress()
     params = conf_parameters("cifar10")
@@ -83,6 +99,9 @@ def main() -> None:
                          seed=ingest.seed)
     policy = resolve_policy(AugmentParams(**params["augment"]))
     ingest_seconds = time.perf_counter() - tic
+    if args.bounds:
+        bounds(novel, fewshot, runtime, args.work)
+        return
 
     seconds = {}
     tic = time.perf_counter()
@@ -140,6 +159,40 @@ def main() -> None:
     }
     print(write_result("fewshot", result))
     print(report.to_string(index=False))
+
+
+def bounds(novel, fewshot: dict, runtime: dict, work: Path) -> None:
+    """The floor and the ceiling of the few-shot evaluation (see the module's docstring):
+    the episodes ``evaluate_fewshot`` draws (same seed, way, shots and queries)."""
+    project = work / "cifar10" / "project"
+    model_file = latest_version(project, "data/06_models/finetuned_model.pt")
+    all_classes = TorchModelDataset(filepath=str(model_file)).load()
+    config = parse_params(FewshotParams, fewshot, "fewshot")
+    seed = parse_params(RuntimeParams, runtime, "runtime").seed
+    episodes = {shot: sample_episodes(novel.labels, way=config.way, shot=shot,
+                                      queries=config.queries, episodes=config.episodes,
+                                      rng=np.random.default_rng((seed, shot)))
+                for shot in config.shots}
+    l2 = config.feature_norm == "l2"
+    rows = (fewshot_rows("pixels", encoder_features(nn.Flatten(), novel.images, l2=True),
+                         episodes)
+            + fewshot_rows("trained on all ten classes",
+                           encoder_features(all_classes.encoder, novel.images, l2=l2),
+                           episodes))
+    for row in rows:
+        print(row, flush=True)
+    print(write_result("fewshot_bounds", {
+        "command": "python -m benchmarks.fewshot --bounds",
+        "what": "the few-shot evaluation's episodes of the novel classes answered by the "
+                "Prototypical Networks head on raw pixels (unit length) and on the encoder "
+                "of a model trained on all ten classes, the novel ones included (most of "
+                "these images were in its training split): a floor and an optimistic "
+                "ceiling, not few-shot results",
+        "novel_classes": NOVEL, "novel_images": len(novel),
+        "all_classes_model": str(model_file.relative_to(project)),
+        "feature_norm": config.feature_norm,
+        "report": [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+                   for row in rows]}))
 
 
 if __name__ == "__main__":
