@@ -485,7 +485,15 @@ def _fewshot(result: dict) -> list[str]:
     for row in result["report"]:
         lines.append(f"| {row['encoder']} | {row['shot']} | {row['accuracy']:.2%} | "
                      f"{row['ci95']:.2%} |")
-    return [*lines, "", f"Goal: {result['goals']}; {_machine(result)}.", ""]
+    lines += ["", f"Goal: {result['goals']}; {_machine(result)}.", ""]
+    bounds = _load("fewshot_bounds")
+    if bounds:
+        lines += [f"`{bounds['command']}` — {bounds['what']}.", "",
+                  "| features | shot | accuracy | ± 95% |", "|---|---:|---:|---:|"]
+        lines += [f"| {row['encoder']} | {row['shot']} | {row['accuracy']:.2%} | "
+                  f"{row['ci95']:.2%} |" for row in bounds["report"]]
+        lines += ["", f"{_machine(bounds)}.", ""]
+    return lines
 
 
 def _distributed(result: dict) -> list[str]:
