@@ -137,6 +137,7 @@ def render() -> str:
         for name, title in (("digits", "digits"), ("cifar10", "CIFAR-10"))
     ] + [(_load("compression_prune_layout"), _prune_layout),
          (_load("compression_prune_layout_teacher"), _prune_layout),
+         (_load("compression_prune_layout_teacher_final_epochs36"), _prune_layout),
          (_load("compression_distill_variant"), _distill_variant),
          (_load("int8_isa"), _int8_isa), (_load("default_run"), _default_run),
          (_load("serving_load"), _serving),
