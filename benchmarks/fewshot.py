@@ -39,7 +39,7 @@ from benchmarks.common import (
 )
 from model_lifecycle.augment.config import AugmentParams, resolve_policy
 from model_lifecycle.data.config import IngestParams
-from model_lifecycle.data.episodes import sample_episodes
+from model_lifecycle.data.episodes import seeded_episodes
 from model_lifecycle.data.holdout import hold_out_classes
 from model_lifecycle.data.sources import load_source
 from model_lifecycle.data.splits import make_splits
@@ -169,10 +169,8 @@ def bounds(novel, fewshot: dict, runtime: dict, work: Path) -> None:
     all_classes = TorchModelDataset(filepath=str(model_file)).load()
     config = parse_params(FewshotParams, fewshot, "fewshot")
     seed = parse_params(RuntimeParams, runtime, "runtime").seed
-    episodes = {shot: sample_episodes(novel.labels, way=config.way, shot=shot,
-                                      queries=config.queries, episodes=config.episodes,
-                                      rng=np.random.default_rng((seed, shot)))
-                for shot in config.shots}
+    episodes = seeded_episodes(novel.labels, way=config.way, shots=config.shots,
+                               queries=config.queries, episodes=config.episodes, seed=seed)
     l2 = config.feature_norm == "l2"
     rows = (fewshot_rows("pixels", encoder_features(nn.Flatten(), novel.images, l2=True),
                          episodes)

@@ -29,6 +29,15 @@ def sample_episodes(labels: np.ndarray, *, way: int, shot: int, queries: int,
     return out
 
 
+def seeded_episodes(labels: np.ndarray, *, way: int, shots: tuple[int, ...] | list[int],
+                    queries: int, episodes: int, seed: int) -> dict[int, np.ndarray]:
+    """One :func:`sample_episodes` draw per shot count, each seeded with
+    ``(seed, shot)``: the episodes every encoder of the few-shot evaluation answers."""
+    return {shot: sample_episodes(labels, way=way, shot=shot, queries=queries,
+                                  episodes=episodes, rng=np.random.default_rng((seed, shot)))
+            for shot in shots}
+
+
 def check_episodes(labels: np.ndarray, class_names: tuple[str, ...], *, way: int,
                    shot: int, queries: int, keys: tuple[str, str, str], pool: str) -> None:
     """Refuse, in one sentence, episodes that ``labels`` cannot fill: fewer classes than

@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 
 from model_lifecycle.augment.config import policy_from_artifact
-from model_lifecycle.data.episodes import check_episodes, sample_episodes
+from model_lifecycle.data.episodes import check_episodes, seeded_episodes
 from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.data.splits import checked_splits
 from model_lifecycle.errors import LifecycleError
@@ -85,10 +85,9 @@ def evaluate_fewshot(images: ImageSet, novel: ImageSet, pretrained_encoder: Clas
     run = parse_params(RuntimeParams, runtime, "runtime")
     check_novel(novel, config)
     device = prepare_runtime(run)
-    episodes = {shot: sample_episodes(novel.labels, way=config.way, shot=shot,
-                                      queries=config.queries, episodes=config.episodes,
-                                      rng=np.random.default_rng((run.seed, shot)))
-                for shot in config.shots}
+    episodes = seeded_episodes(novel.labels, way=config.way, shots=config.shots,
+                               queries=config.queries, episodes=config.episodes,
+                               seed=run.seed)
     candidates = {"pretrained": pretrained_encoder, "supervised": finetuned_model,
                   "meta_trained": fewshot_encoder}
     rows = []
