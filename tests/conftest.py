@@ -27,6 +27,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# torch threads for a test's own runs: the cores shared among pytest-xdist's workers
+# (`make test`), so that two workers' threads do not fight over the same cores
+THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 CLASSES = ("cat", "dog", "fox")
 
 
@@ -96,6 +99,12 @@ def cifar_dir(tmp_path: Path) -> Path:
                                   "frog", "horse", "ship", "truck")]
     (root / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}, protocol=2))
     return root
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(min(torch.get_num_threads(), THREADS))
 
 
 _EMPTY_STORE: list[Path] = []

@@ -64,6 +64,7 @@ def cifar_archive(cifar_dir: Path, tmp_path: Path) -> Path:
     return archive
 
 
+@pytest.mark.timing  # a 10-second fine-tuning budget
 def test_the_cifar10_environment_runs_end_to_end_on_a_tiny_archive(cifar_archive, tmp_path,
                                                                    monkeypatch):
     work = scratch_project(tmp_path / "work")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from model_lifecycle.io import TorchModelDataset
-from tests.conftest import project_runner, scratch_project
+from tests.conftest import THREADS, project_runner, scratch_project
 from tests.pipelines.test_lifecycle_run import _versions
 from tests.test_conf_envs import CONF, _config
 
@@ -62,7 +62,7 @@ def test_the_gpu_recipe_trains_through_kedro_on_the_cpu_at_tiny_scale(cifar_dir:
     # the recipe as it is, on the CPU, with sizes a test can afford
     tiny = {"ingest": {"path": str(cifar_dir), "splits": {"val": 0.25}},
             "finetune": {"epochs": 2, "batch_size": 16},
-            "runtime": {"device": "cpu", "num_threads": 2}}
+            "runtime": {"device": "cpu", "num_threads": THREADS}}
     run(["ingest", "augment", "finetune"], tiny, env="cifar10_gpu")
 
     mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")

@@ -17,13 +17,14 @@ from PIL import Image
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.io import TorchModelDataset
 from model_lifecycle.training.tta import NORMS
+from tests.conftest import THREADS
 from tests.pipelines.test_ingest_augment_run import _runs
 
 TINY = {
     "ingest": {"image_size": 8, "labeled_fraction": 0.5},
     "finetune": {"init": "scratch", "epochs": 1, "batch_size": 64,
                  "arch_kwargs": {"width": 4}},
-    "runtime": {"num_threads": 2},
+    "runtime": {"num_threads": THREADS},
     "adapt": {"corruptions": ["gaussian_noise", "contrast"], "severities": [5],
               "sample": 48, "batch_size": 16},
 }

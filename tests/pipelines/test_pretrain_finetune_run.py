@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from model_lifecycle.errors import LifecycleError
+from tests.conftest import THREADS
 from tests.pipelines.test_ingest_augment_run import _runs
 
 TINY = {
@@ -13,7 +14,7 @@ TINY = {
     "pretrain": {"arch_kwargs": {"width": 4}, "epochs": 2, "batch_size": 128, "eval_every": 1,
                  "hidden_dim": 32, "projection_dim": 16},
     "finetune": {"epochs": 3, "batch_size": 64},
-    "runtime": {"num_threads": 2},
+    "runtime": {"num_threads": THREADS},
     "compress": {"prune": {"recovery": {"epochs_per_step": 1, "final_epochs": 1},
                            "structured": {"steps": 2}},
                  "distill": {"epochs": 2, "student_kwargs": {"width": 1}},

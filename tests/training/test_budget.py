@@ -89,6 +89,7 @@ def _data(n=600, seed=0):
     return images, labels, splits
 
 
+@pytest.mark.timing
 def test_finetune_with_a_budget_ends_its_schedule_inside_it():
     images, labels, splits = _data()
     torch.manual_seed(0)
@@ -108,6 +109,7 @@ def test_finetune_with_a_budget_ends_its_schedule_inside_it():
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+@pytest.mark.timing
 def test_pretrain_with_a_budget_reports_its_epochs_and_seconds():
     images, labels, splits = _data(300)
     splits = {"train_labeled": np.arange(0, 100), "train_unlabeled": np.arange(100, 200),
@@ -131,6 +133,7 @@ def test_a_schedule_takes_one_kind_of_warm_up():
     assert ScheduleParams(warmup_epochs=2).warmup_steps(200, 10) == 20
 
 
+@pytest.mark.timing
 def test_a_deadline_shortens_a_run_that_is_slower_than_planned():
     import time  # noqa: PLC0415
 
