@@ -107,6 +107,26 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(min(torch.get_num_threads(), THREADS))
 
 
+# How `make test` (pytest-xdist, --dist loadfile) hands out its test files. The tests of
+# these files share the session's `lifecycle` fixture: one work unit, so the tiny
+# lifecycle is built once, not once on each worker.
+SHARED_LIFECYCLE = ("tests/pipelines/test_lifecycle_run.py", "tests/ui/test_browser.py")
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's, absent without it
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling  # noqa: PLC0415
+
+    class SharedLifecycle(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return SHARED_LIFECYCLE[0] if path in SHARED_LIFECYCLE else path
+
+    return SharedLifecycle(config, log)
+
+
 _EMPTY_STORE: list[Path] = []
 
 

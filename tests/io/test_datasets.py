@@ -78,6 +78,7 @@ def test_npz_with_pickled_objects_is_refused(tmp_path):
 def test_json_dataset_round_trip_and_mlflow_logging(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("datasets")  # not the experiment an earlier test made active
     dataset = JsonDataset(filepath=str(tmp_path / "policy.json"),
                           version=Version(None, None), mlflow_artifact_path="augment")
     with mlflow.start_run() as run:

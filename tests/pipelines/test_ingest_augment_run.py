@@ -107,6 +107,32 @@ def test_cifar_batches_end_to_end_use_the_source_test_split(project, cifar_dir):
     assert len(splits["val"]) == 10 and len(splits["train_unlabeled"]) == 0
 
 
+def test_parameters_reach_mlflow_once_each_one_request_per_node(project, monkeypatch):
+    # kedro-mlflow alone sends one request per parameter, again for every node that reads
+    # the same group (763 for the tiny lifecycle); settings.py's hook batches them
+    batches, singles = [], []
+    log_batch = mlflow.MlflowClient.log_batch
+
+    def counted_batch(self, run_id, metrics=(), params=(), tags=(), **kwargs):
+        if params:
+            batches.append([param.key for param in params])
+        return log_batch(self, run_id, metrics, params, tags, **kwargs)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "log_batch", counted_batch)
+    monkeypatch.setattr(mlflow.MlflowClient, "log_param",
+                        lambda self, *args, **kwargs: singles.append(args))
+    project(["ingest", "augment"], {"ingest": {"image_size": 8}})
+    run = _runs(project.work).iloc[-1]
+    logged = {key.removeprefix("params."): value for key, value in run.items()
+              if key.startswith("params.") and isinstance(value, str)}
+    assert logged["ingest.image_size"] == "8"
+    assert {key.split(".")[0] for key in logged} == {"ingest", "fewshot", "augment"}
+    assert singles == []
+    sent = [key for batch in batches for key in batch]
+    assert sorted(sent) == sorted(logged)  # each once, though two nodes read each group
+    assert len(batches) < 4  # of the four nodes, only those reading a group first send
+
+
 def test_a_failed_run_is_marked_failed_and_keeps_earlier_versions(project,
                                                                   tree_with_bad_files):
     params = _image_folder_params(tree_with_bad_files)

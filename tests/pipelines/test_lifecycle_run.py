@@ -188,7 +188,9 @@ def test_the_run_records_each_nodes_seconds(lifecycle):
     assert all(value > 0 for value in seconds.values())
     wall = (run["end_time"] - run["start_time"]).total_seconds()
     assert sum(seconds.values()) <= wall + 1
-    assert seconds["finetune_model"] > seconds["resolve_augmentation_policy"]
+    # logging five models takes seconds; reading a policy file, hundredths (tenths on a
+    # busy machine: fine-tuning's half second is no safe margin)
+    assert seconds["register_models"] > 2 * seconds["resolve_augmentation_policy"]
     # they describe the run: none is copied to the models the run logged
     models = mlflow.search_logged_models(experiment_ids=[run["experiment_id"]],
                                          output_format="list")
