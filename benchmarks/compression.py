@@ -28,8 +28,9 @@ model): test accuracy, MACs, channel
 widths, and latency timed side by side (``evaluate.latency``); results/
 compression_prune_layout.json. With ``--recovery-teacher '{"temperature": 1, "alpha": 0.9}'``
 the recovery also learns from the unpruned model (``compress.prune.recovery.teacher``);
-results/compression_prune_layout_teacher.json. ``--recovery '{"final_epochs": 36}'`` updates
-``compress.prune.recovery`` by that mapping (the file's name gets ``_final_epochs36``).
+results/compression_prune_layout_teacher.json (``_teacher_flip`` with ``"flip": true``).
+``--recovery '{"final_epochs": 36}'`` updates ``compress.prune.recovery`` by that mapping
+(the file's name gets ``_final_epochs36``).
 
 ``--distill '{"teacher_flip": true, …}'`` distils only, with ``compress.distill`` updated
 by that mapping (the ``distill_model`` node's own function, same model and data): the
@@ -143,7 +144,8 @@ def prune_layout(project: Path, env: str, conf: dict, layer_ratios: dict[str, fl
             "latency_b32_p50_ms": round(timed[name][32]["median"], 4),
             "speedup_b32": round(base / timed[name][32]["median"], 3)}
         print(name, rows[name], flush=True)
-    name = "compression_prune_layout" + ("_teacher" if teacher else "") + "".join(
+    name = "compression_prune_layout" + (
+        ("_teacher_flip" if teacher.get("flip") else "_teacher") if teacher else "") + "".join(
         f"_{key}{value}" for key, value in (recovery or {}).items())
     path = write_result(name, {
         "command": f"python -m benchmarks.compression --env {env} --layer-ratios "
