@@ -138,6 +138,7 @@ def render() -> str:
     ] + [(_load("compression_prune_layout"), _prune_layout),
          (_load("compression_prune_layout_teacher"), _prune_layout),
          (_load("compression_prune_layout_teacher_final_epochs36"), _prune_layout),
+         (_load("compression_prune_layout_teacher_flip"), _prune_layout),
          (_load("compression_distill_variant"), _distill_variant),
          (_load("int8_isa"), _int8_isa), (_load("default_run"), _default_run),
          (_load("serving_load"), _serving),
@@ -316,7 +317,9 @@ def _compression(result: dict, data: str) -> list[str]:
 def _prune_layout(result: dict) -> list[str]:
     ratios = result["prune"]["structured"]["layer_ratios"]
     teacher = result["prune"]["recovery"].get("teacher")
-    title = "another pruning layout" + (", recovered with a teacher" if teacher else "")
+    title = "another pruning layout" + (
+        (", recovered with a flip-averaged teacher" if teacher.get("flip")
+         else ", recovered with a teacher") if teacher else "")
     lines = [f"### CIFAR-10: {title}", "", f"`{result['command']}` — `layer_ratios` {ratios}"
              + (f", `recovery.teacher` {teacher}" if teacher else "")
              + f", the rest of the environment's pruning and recovery as they are; "
