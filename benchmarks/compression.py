@@ -144,8 +144,8 @@ def prune_layout(project: Path, env: str, conf: dict, layer_ratios: dict[str, fl
             "latency_b32_p50_ms": round(timed[name][32]["median"], 4),
             "speedup_b32": round(base / timed[name][32]["median"], 3)}
         print(name, rows[name], flush=True)
-    name = "compression_prune_layout" + (
-        ("_teacher_flip" if teacher.get("flip") else "_teacher") if teacher else "") + "".join(
+    recovered_by = "" if not teacher else "_teacher_flip" if teacher.get("flip") else "_teacher"
+    name = "compression_prune_layout" + recovered_by + "".join(
         f"_{key}{value}" for key, value in (recovery or {}).items())
     path = write_result(name, {
         "command": f"python -m benchmarks.compression --env {env} --layer-ratios "

@@ -273,11 +273,11 @@ class BatchedParamsMlflowHook(MlflowHook):
     for every node that reads the same group: 763 requests for the tiny default
     lifecycle, whose run against the tracking server of ``make server`` this hook takes
     from 55.5 s to 53.0 s (36.5 s to 35.2 s against SQLite; docs/results.md, "The test
-    suite's time"). This hook keeps kedro-mlflow's choice of what to
-    log (flattening, names, its strategy for values too long for MLflow, which it still
-    applies itself) and sends what this run has not logged yet with the same value in
-    one ``log_batch`` per node. MLflow's own rule is unchanged: a parameter logged again
-    with another value is refused."""
+    suite's time"). This hook keeps kedro-mlflow's choice of what to log (flattening,
+    names, its strategy for values too long for MLflow, which it still applies itself)
+    and sends what this run has not logged yet with the same value in one ``log_batch``
+    per node. MLflow's own rule is unchanged: a parameter logged again with another
+    value is refused."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -299,7 +299,6 @@ class BatchedParamsMlflowHook(MlflowHook):
                                 is_async=is_async)
         fresh = {name: value for name, value in self._pending.items()
                  if self._logged.get(name) != str(value)}
-        self._pending = {}
         if fresh:
             mlflow.log_params(fresh)
             self._logged.update({name: str(value) for name, value in fresh.items()})
