@@ -51,6 +51,7 @@ from benchmarks.common import (
     conf_parameters,
     kedro_run,
     latest_version,
+    refresh_conf,
     scratch_project,
     show_progress,
     write_result,
@@ -207,6 +208,7 @@ def main() -> None:
         if not (project / "mlflow.db").exists():
             raise SystemExit(f"{project} holds no budget run: run python -m "
                              "benchmarks.cifar10_budget first")
+        refresh_conf(project)  # the environment as committed, not as the budget run copied it
     else:
         project = scratch_project(args.work / "compression_digits")
         if args.layer_ratios is not None or args.distill is not None:
