@@ -26,9 +26,11 @@ fine-tuned model), and sets the result beside the fine-tuned model and the proje
 latest ``pruned`` version (the environment's own layout, where one was made from that
 model): test accuracy, MACs, channel
 widths, and latency timed side by side (``evaluate.latency``); results/
-compression_prune_layout.json. With ``--recovery-teacher '{"temperature": 1, "alpha": 0.9}'``
-the recovery also learns from the unpruned model (``compress.prune.recovery.teacher``);
-results/compression_prune_layout_teacher.json (``_teacher_flip`` with ``"flip": true``).
+compression_prune_layout.json. ``--recovery-teacher '{"temperature": 1, "alpha": 0.9}'``
+sets ``compress.prune.recovery.teacher`` (``null``: recovery on the labels alone; not
+given: the environment's, which for ``cifar10`` is the flip-averaged teacher); with a
+teacher the file is results/compression_prune_layout_teacher.json (``_teacher_flip``
+with ``"flip": true``).
 ``--recovery '{"final_epochs": 36}'`` updates ``compress.prune.recovery`` by that mapping
 (the file's name gets ``_final_epochs36``).
 
@@ -106,8 +108,11 @@ def student_without_teacher(project: Path, compress: CompressParams, runtime: Ru
     return accuracy(student.cpu().eval(), images.images, images.labels, splits["test"])
 
 
+KEEP = "the environment's"  # --recovery-teacher not given: conf's recovery.teacher
+
+
 def prune_layout(project: Path, env: str, conf: dict, layer_ratios: dict[str, float],
-                 teacher: dict | None = None, recovery: dict | None = None) -> None:
+                 teacher: dict | None | str = KEEP, recovery: dict | None = None) -> None:
     """Pruning alone with ``layer_ratios``, beside the fine-tuned model and the latest
     ``pruned`` version of ``project`` (see the module's docstring)."""
     images, splits, policy = _project_data(project)
@@ -124,8 +129,9 @@ def prune_layout(project: Path, env: str, conf: dict, layer_ratios: dict[str, fl
     compress = json.loads(json.dumps(conf["compress"]))
     compress["prune"]["structured"]["layer_ratios"] = layer_ratios
     compress["prune"]["recovery"].update(recovery or {})
-    if teacher is not None:
+    if teacher is not KEEP:
         compress["prune"]["recovery"]["teacher"] = teacher
+    used = compress["prune"]["recovery"]["teacher"]
     layout, _ = prune_model(finetuned, images, splits, policy, compress, conf["runtime"],
                             conf["evaluate"])
     models["pruned (layer_ratios)"] = layout
@@ -145,13 +151,14 @@ def prune_layout(project: Path, env: str, conf: dict, layer_ratios: dict[str, fl
             "latency_b32_p50_ms": round(timed[name][32]["median"], 4),
             "speedup_b32": round(base / timed[name][32]["median"], 3)}
         print(name, rows[name], flush=True)
-    recovered_by = "" if not teacher else "_teacher_flip" if teacher.get("flip") else "_teacher"
+    recovered_by = "" if not used else "_teacher_flip" if used.get("flip") else "_teacher"
     name = "compression_prune_layout" + recovered_by + "".join(
         f"_{key}{value}" for key, value in (recovery or {}).items())
     path = write_result(name, {
         "command": f"python -m benchmarks.compression --env {env} --layer-ratios "
                    f"'{json.dumps(layer_ratios)}'"
-                   + (f" --recovery-teacher '{json.dumps(teacher)}'" if teacher else "")
+                   + (f" --recovery-teacher '{json.dumps(teacher)}'" if teacher is not KEEP
+                      else "")
                    + (f" --recovery '{json.dumps(recovery)}'" if recovery else ""),
         "models": sources,
         "prune": compress["prune"], "test_images": len(test), "variants": rows,
@@ -190,8 +197,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--layer-ratios", type=json.loads, default=None,
                         help="prune only, with this compress.prune.structured.layer_ratios")
-    parser.add_argument("--recovery-teacher", type=json.loads, default=None,
-                        help="with --layer-ratios: compress.prune.recovery.teacher")
+    parser.add_argument("--recovery-teacher", type=json.loads, default=KEEP,
+                        help="with --layer-ratios: compress.prune.recovery.teacher ('null': "
+                             "recovery on the labels alone; default: the environment's)")
     parser.add_argument("--recovery", type=json.loads, default=None,
                         help="with --layer-ratios: compress.prune.recovery updated by this "
                              "mapping, e.g. '{\"final_epochs\": 36}'")
