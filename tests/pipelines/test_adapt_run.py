@@ -1,6 +1,8 @@
 """``kedro run --pipelines=adapt`` after a tiny fine-tune: the report, the figure and the
 adapted model reach the catalog and MLflow; the fine-tuned model's file stays as it was;
-bad parameters and a variant never made stop the run before it starts."""
+bad parameters and a variant never made stop the run before it starts; a variant
+trained on other images than the latest, or an empty test split, stops it with one
+sentence."""
 
 from __future__ import annotations
 
@@ -86,6 +88,13 @@ def test_adapt_after_a_tiny_finetune(project, tmp_path):
     assert list(report.method) == ["bn"] and list(report.corruption) == ["folder"]
     assert report.images.item() == 12
 
+    # shifted images of one class are a test stream too (ingest needs two to train)
+    (folder / "3").rename(tmp_path / "elsewhere")
+    project(["adapt"], {**TINY, "adapt": {**TINY["adapt"], "path": str(folder),
+                                          "methods": ["bn"], "batch_size": 4}})
+    report = pd.read_csv(_files(project.work, "data/08_reporting/adaptation_report.csv")[-1])
+    assert report.images.item() == 6
+
 
 def test_adapt_refuses_bad_parameters_and_absent_variants_before_it_starts(project):
     project(["ingest", "augment", "finetune"], TINY)
@@ -101,4 +110,23 @@ def test_adapt_refuses_bad_parameters_and_absent_variants_before_it_starts(proje
                        r"run `kedro run --pipelines=compress` first or set adapt.variant"):
         project(["adapt"], {**TINY, "adapt": {**TINY["adapt"], "variant": "pruned"}})
     assert len(_runs(project.work)) == runs  # no MLflow run was opened
+    assert not (project.work / "data/06_models/adapted_model.pt").exists()
+
+
+def test_adapt_refuses_a_model_of_other_images_and_an_empty_test_split(project):
+    project(["ingest", "augment", "finetune"], TINY)  # digits: 1 channel, 10 classes
+    # the images change after the model was trained: 3 channels now
+    project(["ingest"], {**TINY, "ingest": {**TINY["ingest"], "channels": 3}})
+    with pytest.raises(LifecycleError, match=r"^adapt.variant is 'finetuned' but the latest "
+                       r"finetuned_model takes 1 channel\(s\) and the images have 3: run "
+                       r"`kedro run --pipelines=finetune` again on these images"):
+        project(["adapt"], TINY)
+    assert _runs(project.work).iloc[-1]["status"] == "FAILED"
+    assert not (project.work / "data/06_models/adapted_model.pt").exists()
+
+    project(["ingest"], {**TINY, "ingest": {**TINY["ingest"],
+                                            "splits": {"test": 0, "val": 0.1}}})
+    with pytest.raises(LifecycleError, match=r"^The test split is empty \(ingest.splits.test "
+                       r"is 0\), so there is nothing to corrupt"):
+        project(["adapt"], TINY)
     assert not (project.work / "data/06_models/adapted_model.pt").exists()

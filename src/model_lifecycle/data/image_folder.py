@@ -38,8 +38,11 @@ class _Entry:
 def load_image_folder(root: str | Path, size_hw: tuple[int, int], *, channels: int = 3,
                       resize: str = "center_crop", on_bad_image: str = "error",
                       num_workers: int | None = None, max_pixels: int = MAX_PIXELS,
-                      in_memory_below: int = IN_MEMORY_BYTES) -> ImageSet:
+                      in_memory_below: int = IN_MEMORY_BYTES, min_classes: int = 2
+                      ) -> ImageSet:
     """Read every image under ``root``; class names are the folder names, sorted.
+    ``min_classes``: class folders it must hold (2 to train a classifier; 1 for shifted
+    test images of a model's classes, which may be of one class only).
 
     Decoded chunks are appended to a :class:`~model_lifecycle.data.store.PixelSink` as
     they arrive: more than ``in_memory_below`` bytes of pixels go to a file and come back
@@ -68,7 +71,7 @@ def load_image_folder(root: str | Path, size_hw: tuple[int, int], *, channels: i
     if failures:
         log.warning("Skipped %d unreadable file(s) under %s", len(failures), root)
     labels = np.array([entry.label for entry in entries], dtype=np.int64)[keep]
-    _check_classes(labels, class_names, root)
+    _check_classes(labels, class_names, root, min_classes)
     is_test = np.array([entry.is_test for entry in entries], dtype=bool)[keep]
     return ImageSet(
         images=images,
@@ -135,9 +138,10 @@ def _refuse_loose_images(folder: Path) -> None:
         )
 
 
-def _check_classes(labels: np.ndarray, class_names: tuple[str, ...], root: Path) -> None:
+def _check_classes(labels: np.ndarray, class_names: tuple[str, ...], root: Path,
+                   min_classes: int = 2) -> None:
     counts = np.bincount(labels, minlength=len(class_names))
-    if len(class_names) < 2:
+    if len(class_names) < min_classes:
         raise LifecycleError(
             f"{root} holds a single class ('{class_names[0]}'): a classifier needs at least "
             "two class folders."

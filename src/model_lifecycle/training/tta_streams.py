@@ -80,7 +80,7 @@ def folder_stream(path: str | Path, class_names: tuple[str, ...],
     channels, height, width = image_shape
     found = load_image_folder(path, (height, width), channels=channels, resize=resize,
                               on_bad_image=on_bad_image, num_workers=num_workers,
-                              max_pixels=max_pixels)
+                              max_pixels=max_pixels, min_classes=1)
     index = {name: i for i, name in enumerate(class_names)}
     unknown = [name for name in found.class_names if name not in index]
     if unknown:
