@@ -93,6 +93,12 @@ def test_bad_rows_get_an_error_and_nulls_in_strict_json(rgb_model):
     status, body = _invoke(rgb_model, {"dataframe_split": {"columns": ["pixels"], "data": [
         [[[[1, 2, 3], [4, 5, 6]], [[7, 8, 9]]]]]}})
     assert status == 200 and "equal lengths" in body["predictions"][0]["error"]
+    # a null in the image column: MLflow's server refuses the whole request (docs/serving.md)
+    # before the model sees it — a 400 in strict JSON, not a 500
+    status, body = _invoke(rgb_model, {"dataframe_split": {"columns": ["image", "pixels"],
+                                                           "data": [[good, None],
+                                                                    [None, [[[0, 0, 0]]]]]}})
+    assert status == 400 and "image" in body["message"]
 
 
 @pytest.mark.parametrize("columns, rows, sentence", [
