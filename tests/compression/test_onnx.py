@@ -176,6 +176,19 @@ def test_onnx_models_copy_and_pickle_without_their_session(trained_int8):
         assert torch.equal(twin(x), int8(x))
 
 
+def test_onnx_models_use_torchs_threads_unless_told(trained_int8):
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)  # what runtime.num_threads sets in a run
+            options = OnnxClassifier(trained_int8)._session.get_session_options()
+            assert options.intra_op_num_threads == threads
+        told = OnnxClassifier(trained_int8, threads=1)._session.get_session_options()
+        assert told.intra_op_num_threads == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_agreement_of_a_model_with_its_export_and_with_another(data, trained, trained_onnx):
     images = data[0]
     same = agreement(trained, OnnxClassifier(trained_onnx), images, TEST)

@@ -198,12 +198,14 @@ class OnnxClassifier(nn.Module):
     ``runtime`` is ``"onnxruntime"``; an INT8 file also gets ``quantization`` (its
     settings), the attribute that marks FX INT8 models as gradient-free. ``spec`` and
     ``layer_sizes`` come from the file (see :func:`export_onnx`) unless given.
+    ``threads``: ORT's intra-op threads; None (default) follows torch's thread count
+    (``runtime.num_threads`` in a run), as a PyTorch model in its place would.
     """
 
     runtime = "onnxruntime"
 
     def __init__(self, onnx_bytes: bytes, *, spec: dict[str, Any] | None = None,
-                 threads: int = 1) -> None:
+                 threads: int | None = None) -> None:
         super().__init__()
         self.onnx_bytes = bytes(onnx_bytes)
         self.threads = threads
@@ -212,7 +214,7 @@ class OnnxClassifier(nn.Module):
         self.layer_sizes = metadata.get(_SIZES)
         if metadata.get(_QUANTIZATION):
             self.quantization = metadata[_QUANTIZATION]
-        self._session = session(self.onnx_bytes, threads=threads)
+        self._session = session(self.onnx_bytes, threads=threads or torch.get_num_threads())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         images = x.detach().to("cpu", torch.float32).contiguous().numpy()
@@ -227,7 +229,8 @@ class OnnxClassifier(nn.Module):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._session = session(self.onnx_bytes, threads=self.threads)
+        self._session = session(self.onnx_bytes,
+                                threads=self.threads or torch.get_num_threads())
 
 
 def session(onnx_bytes: bytes, *, threads: int = 1) -> ort.InferenceSession:
