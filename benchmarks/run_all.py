@@ -28,6 +28,7 @@ BENCHMARKS = {
                                    "--seeds", "0"],
     "compression_cifar10": ["benchmarks.compression", "--env", "cifar10"],
     "int8_isa": ["benchmarks.int8_isa"],
+    "predict_batch": ["benchmarks.predict_batch"],
     "folder_ten_minutes": ["benchmarks.folder_ten_minutes"],
     "trust_digits": ["benchmarks.trust", "--env", "base"],
     "trust_cifar10": ["benchmarks.trust", "--env", "cifar10"],
@@ -140,7 +141,8 @@ def render() -> str:
          (_load("compression_prune_layout_teacher_final_epochs36"), _prune_layout),
          (_load("compression_prune_layout_teacher_flip"), _prune_layout),
          (_load("compression_distill_variant"), _distill_variant),
-         (_load("int8_isa"), _int8_isa), (_load("default_run"), _default_run),
+         (_load("int8_isa"), _int8_isa), (_load("predict_batch"), _predict_batch),
+         (_load("default_run"), _default_run),
          (_load("serving_load"), _serving),
          (_load("folder_ten_minutes"), _folder)] + [
         (_load(f"trust_{name}"), lambda r, d=title: _trust(r, d))
@@ -216,6 +218,20 @@ def _int8_isa(result: dict) -> list[str]:
             + f" | {ratios[setting]['ort_int8_vs_fx_int8']}× | "
               f"{ratios[setting]['ort_int8_vs_float']}× |")
     return lines + ["", f"Goal: {result['goal']}; {_machine(result)}.", ""]
+
+
+def _predict_batch(result: dict) -> list[str]:
+    table = result["images_per_second"]
+    sizes = list(next(iter(table.values())))
+    lines = ["## Evaluation throughput: images per forward pass", "",
+             f"`{result['command']}` — {result['what']}; `default` is the batch `predict` "
+             f"chooses on the CPU ({result['default_batch_on_cpu']}).", "",
+             "| variant | " + " | ".join(s if s == "default" else f"batch {s}" for s in sizes)
+             + " | default / 512 |", "|---|" + "---:|" * (len(sizes) + 1)]
+    for name, rates in table.items():
+        lines.append(f"| {name} | " + " | ".join(f"{rates[s]:,}" for s in sizes)
+                     + f" | {result['default_over_512'][name]}× |")
+    return lines + ["", f"{_machine(result)}.", ""]
 
 
 def _default_run(result: dict) -> list[str]:
