@@ -9,8 +9,9 @@ scratch project (run it first).
 
     python -m benchmarks.adaptation [--images 2000] [--sweep-images 1000]
 
-``--select-lr 0.001 0.003 … [--select-steps 1 2 …] [--select-optimizer adam sgd]``
-chooses TENT's learning rate (and updates per batch, and optimizer) instead: TENT alone
+``--select-lr 0.001 0.003 … [--select-steps 1 2 …] [--select-optimizer adam sgd]
+[--select-layers all encoder.stages.0,encoder.stages.1]`` chooses TENT's learning rate
+(and updates per batch, optimizer, and the layers it updates) instead: TENT alone
 at each setting on the same corruptions of a seeded sample of the *training* images
 (the test split is never looked at; results/adaptation_lr.json). The setting with the
 lowest mean error is the one to write into ``conf/cifar10/parameters_adapt.yml``.
@@ -61,6 +62,10 @@ def main() -> None:
                         choices=["adam", "sgd"],
                         help="with --select-lr: TENT optimizers to compare too "
                              "(default: the environment's adapt.optimizer)")
+    parser.add_argument("--select-layers", nargs="+", default=None,
+                        help="with --select-lr: adapt.layers settings to compare too, each "
+                             "`all` or comma-separated module names, e.g. "
+                             "encoder.stages.0,encoder.stages.1 (default: the environment's)")
     args = parser.parse_args()
     show_progress()
     torch.set_num_threads(args.threads)
@@ -138,19 +143,25 @@ def select_lr(model, images, train, params: AdaptParams, args) -> None:
     streams = list(corruption_streams(images.images, images.labels, train, params))
     steps = args.select_steps or [params.steps]
     optimizers = args.select_optimizer or [params.optimizer]
+    layer_sets = ([None if s == "all" else tuple(s.split(",")) for s in args.select_layers]
+                  if args.select_layers else [params.layers])
     rows, settings = {}, {}
-    for optimizer, lr, count in itertools.product(optimizers, args.select_lr, steps):
-        key = str(lr) if not (args.select_steps or args.select_optimizer) else ", ".join(
+    for optimizer, lr, count, layers in itertools.product(optimizers, args.select_lr, steps,
+                                                          layer_sets):
+        key = str(lr) if not (args.select_steps or args.select_optimizer
+                              or args.select_layers) else ", ".join(
             [*([optimizer] if args.select_optimizer else []), f"lr {lr}",
-             *([f"steps {count}"] if args.select_steps else [])])
+             *([f"steps {count}"] if args.select_steps else []),
+             *([f"layers {','.join(layers) if layers else 'all'}"]
+               if args.select_layers else [])])
         tent = params.model_copy(update={"lr": lr, "steps": count, "optimizer": optimizer,
-                                         "methods": ("bn", "tent")})
+                                         "layers": layers, "methods": ("bn", "tent")})
         report, _ = adaptation_sweep(model, streams, tent)
         means = report.groupby("method", sort=False).error_after.mean()
         rows[key] = {"bn": round(float(means["bn"]), 4),
                      "tent": round(float(means["tent"]), 4),
                      "none": round(float(report.error_before.mean()), 4)}
-        settings[key] = (lr, count, optimizer)
+        settings[key] = (lr, count, optimizer, layers)
         print(key, rows[key], flush=True)
     best = min(rows, key=lambda key: rows[key]["tent"])
     result = {
@@ -160,6 +171,8 @@ def select_lr(model, images, train, params: AdaptParams, args) -> None:
                       if args.select_steps else "")
                    + (" --select-optimizer " + " ".join(args.select_optimizer)
                       if args.select_optimizer else "")
+                   + (" --select-layers " + " ".join(args.select_layers)
+                      if args.select_layers else "")
                    + f" --images {args.images}",
         "what": f"TENT alone at each setting on {len(streams)} streams (the corruptions at "
                 f"severity {', '.join(map(str, params.severities))}) of "
@@ -170,6 +183,7 @@ def select_lr(model, images, train, params: AdaptParams, args) -> None:
         "best_lr": float(settings[best][0]),
         "best_steps": settings[best][1],
         "best_optimizer": settings[best][2],
+        "best_layers": list(settings[best][3]) if settings[best][3] else None,
     }
     print(f"wrote {write_result('adaptation_lr', result)}")
 

@@ -73,6 +73,23 @@ def test_tent_changes_only_the_normalization_scale_and_shift(make):
     assert not model.training and not tent.model.training
 
 
+def test_tent_on_named_layers_moves_only_their_norms_and_refuses_a_name_without_any():
+    model = tiny_net()  # norms "1" and "4"
+    tent = Tent(model, lr=1e-2, layers=("1",))
+    for seed in range(3):
+        tent(batch(seed))
+    same = states_equal(tent.model, model)
+    assert tent.parameter_names == ("1.weight", "1.bias")
+    assert not same["1.weight"] and not same["1.bias"]
+    assert all(same[name] for name in same if not name.startswith("1."))
+    # a module holding no normalization layer, or one the model lacks: one sentence
+    for name in ("0", "encoder.stages.0"):
+        with pytest.raises(LifecycleError, match=rf"^adapt.layers names '{name}', which "
+                           r"holds no normalization layer of this model: name modules "
+                           r"that hold some, e.g. 1, 4, or set adapt.layers: null"):
+            Tent(model, layers=(name,))
+
+
 def test_tent_reset_restores_the_model_and_the_optimizer():
     model = registry_net()
     tent = Tent(model, lr=1e-2)

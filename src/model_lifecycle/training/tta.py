@@ -136,13 +136,34 @@ class BatchNormAdaptation:
         self._started = False
 
 
+def _under(affine: dict[str, nn.Parameter], layers: tuple[str, ...]
+           ) -> dict[str, nn.Parameter]:
+    """The parameters of ``affine`` inside the modules named in ``layers`` (a module's
+    own name or any module below it); every name must reach at least one."""
+    def inside(name: str, layer: str) -> bool:
+        return name.startswith(f"{layer}.")
+
+    missing = [layer for layer in layers if not any(inside(n, layer) for n in affine)]
+    if missing:
+        owners = sorted({name.rsplit(".", 1)[0] for name in affine})
+        raise LifecycleError(
+            f"adapt.layers names {missing[0]!r}, which holds no normalization layer of "
+            f"this model: name modules that hold some, e.g. {', '.join(owners[:3])}, or "
+            "set adapt.layers: null to update them all.")
+    return {name: p for name, p in affine.items()
+            if any(inside(name, layer) for layer in layers)}
+
+
 class Tent:
     """TENT on a copy of ``model``: entropy minimisation of the normalization layers'
     scale and shift, one ``optimizer`` (``adam``: betas 0.9, 0.999; ``sgd``: momentum
-    0.9) step of learning rate ``lr`` per batch, ``steps`` times per batch."""
+    0.9) step of learning rate ``lr`` per batch, ``steps`` times per batch. ``layers``:
+    only the normalization layers inside these modules (names such as
+    ``encoder.stages.0``) are updated; None: all of them. The others still normalise
+    with each batch's statistics."""
 
     def __init__(self, model: nn.Module, *, lr: float = 1e-3, steps: int = 1,
-                 optimizer: str = "adam") -> None:
+                 optimizer: str = "adam", layers: tuple[str, ...] | None = None) -> None:
         if steps < 1:
             raise LifecycleError(f"TENT takes at least one step per batch, got {steps}.")
         self.model = copy.deepcopy(model)
@@ -151,6 +172,8 @@ class Tent:
         if not affine:
             raise LifecycleError("tent updates the scale and shift of normalization layers "
                                  "and this model has none: remove tent from adapt.methods.")
+        if layers is not None:
+            affine = _under(affine, layers)
         for parameter in affine.values():
             parameter.requires_grad_(True)
         self.parameter_names = tuple(affine)

@@ -44,6 +44,11 @@ class AdaptParams(StrictModel):
     """TENT's learning rate."""
     steps: int = Field(1, ge=1)
     """TENT updates per test batch (its predictions are those of the last forward pass)."""
+    layers: tuple[str, ...] | None = None
+    """TENT updates the scale and shift of the normalization layers inside these modules
+    only (e.g. `[encoder.stages.0, encoder.stages.1]`: the first blocks, where pixel-level
+    corruptions act); null: every normalization layer. A name that holds no
+    normalization layer of the model is refused."""
     episodic: bool = True
     """Reset the model (and TENT's optimizer) to the source model before each stream
     (each corruption × severity); false: adapt on across streams."""

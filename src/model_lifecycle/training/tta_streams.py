@@ -131,7 +131,7 @@ def adaptation_sweep(model: nn.Module, streams: Iterable[Stream], params: AdaptP
         adapters["bn"] = BatchNormAdaptation(source)
     if "tent" in params.methods:
         adapters["tent"] = Tent(source, lr=params.lr, steps=params.steps,
-                                optimizer=params.optimizer)
+                                optimizer=params.optimizer, layers=params.layers)
     rows, last = [], None
     for stream in streams:
         before, unadapted_seconds = run_stream(adapters["none"], stream, params.batch_size,
