@@ -483,8 +483,10 @@ def _adaptation(result: dict) -> list[str]:
                          f"{row['tent']['mean_error']:.2%} |")
     lines += ["", f"TENT's optimizer ({result['parameters']['optimizer']}, `adapt.optimizer` "
               f"of the environment), learning rate ({result['parameters']['lr']:g}, "
-              f"`adapt.lr`) and updates per batch ({result['parameters']['steps']}, "
-              "`adapt.steps`) were chosen without the test split:"]
+              f"`adapt.lr`), updates per batch ({result['parameters']['steps']}, "
+              "`adapt.steps`) and layers ("
+              + (", ".join(result["parameters"].get("layers") or []) or "every norm layer")
+              + ", `adapt.layers`) were chosen without the test split:"]
     chosen = _load("adaptation_lr")
     if chosen:
         lines += [f"`{chosen['command']}` — {chosen['what']}.", "",
