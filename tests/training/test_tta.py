@@ -88,6 +88,8 @@ def test_tent_on_named_layers_moves_only_their_norms_and_refuses_a_name_without_
                            r"holds no normalization layer of this model: name modules "
                            r"that hold some, e.g. 1, 4, or set adapt.layers: null"):
             Tent(model, layers=(name,))
+    with pytest.raises(LifecycleError, match=r"adapt.layers.*an empty list updates nothing"):
+        parse_params(AdaptParams, {"layers": []}, "adapt")
 
 
 def test_tent_reset_restores_the_model_and_the_optimizer():

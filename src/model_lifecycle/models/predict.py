@@ -10,7 +10,7 @@ import torch
 from model_lifecycle.errors import LifecycleError
 
 # Images per forward pass when none is given. On a CPU a batch whose activations stay in
-# the caches is faster than a large one: the CIFAR-10 float models ran 1.2-1.4x faster
+# the caches is faster than a large one: the CIFAR-10 float models ran 1.3-1.6x faster
 # at 128 than at 512 (benchmarks/predict_batch.py); an accelerator wants large batches.
 CPU_BATCH, ACCELERATOR_BATCH = 128, 512
 

@@ -94,6 +94,14 @@ class AdaptParams(StrictModel):
     def _known_severities(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         return RobustnessParams._known_severities(value)
 
+    @field_validator("layers")
+    @classmethod
+    def _some_layers(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and not value:
+            raise ValueError("an empty list updates nothing: name modules (e.g. "
+                             "[encoder.stages.0]) or set null to update every norm layer")
+        return value
+
     @field_validator("path")
     @classmethod
     def _a_folder(cls, value: str | None) -> str | None:
