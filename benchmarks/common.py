@@ -185,6 +185,18 @@ def latest_version(project: Path, relative: str, *, missing_ok: bool = False) ->
     return versions[-1]
 
 
+def load_latest(project: Path, dataset: str, env: str = "base") -> Any:
+    """The newest version of catalog entry ``dataset`` of the scratch ``project``, read
+    with the dataset class its catalog (``env`` over ``base``) names."""
+    from kedro.config import OmegaConfigLoader  # noqa: PLC0415
+    from kedro.io import AbstractDataset  # noqa: PLC0415
+
+    entry = OmegaConfigLoader(str(project / "conf"), base_env="base",
+                              default_run_env=env)["catalog"][dataset]
+    return AbstractDataset.from_config(
+        dataset, {**entry, "filepath": str(project / entry["filepath"])}).load()
+
+
 def conf_parameters(env: str = "base") -> dict[str, Any]:
     """Every parameter group of a conf/ environment, read by Kedro's own config loader
     (``base`` overridden by ``env``, as ``kedro run --env=<env>`` sees them)."""

@@ -20,13 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import DEFAULT_WORK, latest_version, write_result
-from model_lifecycle.io import ImageSetDataset, OnnxModelDataset, TorchModelDataset
+from benchmarks.common import DEFAULT_WORK, latest_version, load_latest, write_result
+from model_lifecycle.io import ImageSetDataset
 from model_lifecycle.models.predict import CPU_BATCH, predict
+from model_lifecycle.variants import variants
 
-MODELS = {"finetuned": "finetuned_model.pt", "pruned": "pruned_model.pt",
-          "quantized": "quantized_model.pt", "distilled": "distilled_model.pt",
-          "onnx_int8": "onnx_int8_model.onnx"}
 BATCHES = (32, 64, 128, 256, 512)
 
 
@@ -48,10 +46,10 @@ def main() -> None:
     indices = np.arange(len(pixels))
     sizes: list[int | None] = [*BATCHES, None]
     per_second = {}
-    for name, file in MODELS.items():
-        path = latest_version(project, f"data/06_models/{file}")
-        dataset = OnnxModelDataset if file.endswith(".onnx") else TorchModelDataset
-        model = dataset(filepath=str(path)).load()
+    for variant in variants():
+        if variant.evaluated_when:  # optional variants the compression run does not make
+            continue
+        name, model = variant.name, load_latest(project, variant.dataset, "cifar10")
         predict(model, pixels, indices[:256])  # warm-up: first-call allocations
         seconds: dict[int | None, list[float]] = {size: [] for size in sizes}
         for _ in range(args.rounds):
