@@ -214,7 +214,7 @@ class OnnxClassifier(nn.Module):
         self.layer_sizes = metadata.get(_SIZES)
         if metadata.get(_QUANTIZATION):
             self.quantization = metadata[_QUANTIZATION]
-        self._session = session(self.onnx_bytes, threads=threads or torch.get_num_threads())
+        self._session = self._open()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         images = x.detach().to("cpu", torch.float32).contiguous().numpy()
@@ -229,8 +229,10 @@ class OnnxClassifier(nn.Module):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._session = session(self.onnx_bytes,
-                                threads=self.threads or torch.get_num_threads())
+        self._session = self._open()
+
+    def _open(self) -> ort.InferenceSession:
+        return session(self.onnx_bytes, threads=self.threads or torch.get_num_threads())
 
 
 def session(onnx_bytes: bytes, *, threads: int = 1) -> ort.InferenceSession:
