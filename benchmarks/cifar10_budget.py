@@ -23,6 +23,7 @@ runs the project's part only, in its own scratch project, and writes
 ``cifar10_budget_<env>.json``.
 
     python -m benchmarks.cifar10_budget [--seeds 0 1 2] [--skip article knn] [--params k=v,…]
+                                        [--label name]
     python -m benchmarks.cifar10_budget --env vit_cifar10 --seeds 0
 """
 
@@ -110,6 +111,9 @@ def main() -> None:
     parser.add_argument("--params", default="",
                         help="extra kedro --params for every run, e.g. a shorter "
                              "finetune.budget_seconds=60 for a quick look")
+    parser.add_argument("--label", default="",
+                        help="writes cifar10_budget_<label>.json instead (a run with --params "
+                             "that must not replace the recipe's own result)")
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.params.split(",") if item)
     folder = cifar_jpeg_folder(args.archive, args.work)
@@ -151,9 +155,10 @@ def main() -> None:
                                             args.budget)
         print("article", results["article"], flush=True)
     name = "cifar10_budget" if not other else f"cifar10_budget_{args.env}"
+    name += f"_{args.label}" if args.label else ""
     previous = RESULTS / f"{name}.json"
     # parts skipped in this run keep their last measurement, dated
-    if previous.exists() and not other:
+    if previous.exists() and not other and not args.label:
         old = json.loads(previous.read_text())
         results = {k: {"measured_on": old["date"], **old[k]}
                    for k in ("article", "pretrained_encoder")
@@ -162,7 +167,8 @@ def main() -> None:
         "command": f"python -m benchmarks.cifar10_budget --seeds {' '.join(map(str, args.seeds))}"
                    + (f" --env {args.env}" if other else
                       f" --skip {' '.join(args.skip)}" if args.skip else "")
-                   + (f" --params {args.params}" if args.params else ""),
+                   + (f" --params {args.params}" if args.params else "")
+                   + (f" --label {args.label}" if args.label else ""),
         "recipe": f"conf/{args.env} (kedro run --env={args.env})",
         "train_images": int(len(data.labels) - len(splits["test"])),
         "test_images": int(len(splits["test"])), **results,

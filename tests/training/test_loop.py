@@ -11,6 +11,7 @@ from model_lifecycle.augment.config import SupervisedPolicy
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.models import build_model
 from model_lifecycle.models.adapt import apply_strategy
+from model_lifecycle.training import device as device_module
 from model_lifecycle.training.config import (
     FinetuneParams,
     OptimizerParams,
@@ -233,3 +234,58 @@ def test_finetune_checks_val_every_n_epochs_and_always_at_the_end(epochs, checke
                               RuntimeParams(), torch.device("cpu"))
     assert [epoch for epoch, _ in result.history["val_accuracy"]] == checked
     assert result.best_epoch in checked and 0 <= scores["val_accuracy"] <= 1
+
+
+def _dtypes_seen(cpu_bfloat16: bool) -> tuple[set[torch.dtype], torch.nn.Module]:
+    """The dtypes of the logits of every training step, and the trained model."""
+    seen: set[torch.dtype] = set()
+
+    def loss(model, views, labels):
+        logits = model(views[0])
+        seen.add(logits.dtype)
+        return F.cross_entropy(logits.float(), labels), {}
+
+    images, labels = _data()
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 3, 1, width=4)
+    stream = BatchStream(images, labels, np.arange(len(labels)), batch_size=16,
+                         augment=None, seed=1)
+    fit(model, loss, stream, epochs=1, optimizer=OptimizerParams(lr=0.05),
+        schedule=ScheduleParams(kind="constant"), cpu_bfloat16=cpu_bfloat16,
+        evaluate=lambda m, _epoch: seen.add(m(torch.zeros(2, 1, 8, 8)).dtype) or {})
+    return seen, model
+
+
+@pytest.fixture
+def bfloat16_cpu(monkeypatch):
+    """Pretend this CPU does (True) or does not (False) have bfloat16 instructions."""
+    def pretend(native: bool) -> None:
+        device_module.cpu_bfloat16.cache_clear()
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    yield pretend
+    device_module.cpu_bfloat16.cache_clear()
+
+
+def test_cpu_bfloat16_trains_in_bfloat16_and_keeps_float32_weights(bfloat16_cpu):
+    bfloat16_cpu(True)
+    seen, model = _dtypes_seen(cpu_bfloat16=True)
+    # training steps ran under autocast; the evaluation after the epoch did not
+    assert seen == {torch.bfloat16, torch.float32}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert {b.dtype for b in model.buffers() if b.is_floating_point()} == {torch.float32}
+
+
+def test_cpu_bfloat16_stays_float32_without_the_instructions(bfloat16_cpu, caplog):
+    bfloat16_cpu(False)
+    with caplog.at_level("WARNING"):
+        seen, _ = _dtypes_seen(cpu_bfloat16=True)
+    assert seen == {torch.float32}
+    assert "no bfloat16 instructions" in caplog.text and "stays in float32" in caplog.text
+
+
+def test_cpu_bfloat16_is_off_unless_asked(bfloat16_cpu):
+    bfloat16_cpu(True)
+    seen, _ = _dtypes_seen(cpu_bfloat16=False)
+    assert seen == {torch.float32}
+    assert RuntimeParams().cpu_bfloat16 is False

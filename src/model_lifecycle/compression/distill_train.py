@@ -119,6 +119,7 @@ def _train(student: Classifier, teacher: nn.Module, images: np.ndarray, labels: 
     return fit(student, loss_fn, stream, epochs=params.epochs, optimizer=params.optimizer,
                schedule=params.schedule, evaluate=evaluate, monitor="val_accuracy",
                device=device, mixed_precision=runtime.mixed_precision,
+               cpu_bfloat16=runtime.cpu_bfloat16,
                compile_model=runtime.compile, seed=runtime.seed, deadline=deadline, name=name)
 
 

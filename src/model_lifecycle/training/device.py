@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
 
 import torch
 import torch.distributed as dist
 
 from model_lifecycle.errors import LifecycleError
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -21,11 +25,36 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device("cuda", local_rank())
 
 
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """bfloat16 autocast on CUDA (no loss scaling needed); a no-op on the CPU."""
+def autocast(device: torch.device, enabled: bool, *,
+             cpu: bool = False) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast (no loss scaling needed) on CUDA when ``enabled``, on the CPU
+    when ``cpu`` and the CPU has bfloat16 instructions (:func:`cpu_bfloat16`); else a
+    no-op."""
     if device.type == "cuda" and enabled:
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cpu" and cpu and cpu_bfloat16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@functools.cache
+def cpu_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16: AMD Zen 4 and later,
+    Intel Cooper Lake; AMX: Intel Sapphire Rapids and later), where oneDNN's bfloat16
+    convolutions train 1.3-2.1x faster than float32 (benchmarks/cpu_bfloat16.py). Elsewhere
+    bfloat16 is emulated and slower than float32, so training stays in float32 and this
+    is said once. torch has no public query for these instruction sets; its own private
+    checks are used, and a torch without them counts as no."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    native = any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+    if native:
+        log.info("runtime.cpu_bfloat16: this CPU has bfloat16 instructions; training "
+                 "steps run under bfloat16 autocast (evaluation stays float32)")
+    else:
+        log.warning("runtime.cpu_bfloat16 is set but this CPU has no bfloat16 instructions "
+                    "(AVX512-BF16 or AMX), where bfloat16 is slower than float32: training "
+                    "stays in float32.")
+    return native
 
 
 def set_tf32(enabled: bool) -> None:

@@ -106,7 +106,8 @@ def meta_train(model: Classifier, images: np.ndarray, labels: np.ndarray,
                  schedule=ScheduleParams(kind="cosine", warmup_epochs=None,
                                          warmup_fraction=0.05),
                  evaluate=evaluate, monitor="val_accuracy" if evaluate else None,
-                 device=device, mixed_precision=runtime.mixed_precision, deadline=deadline,
+                 device=device, mixed_precision=runtime.mixed_precision,
+                 cpu_bfloat16=runtime.cpu_bfloat16, deadline=deadline,
                  seed=runtime.seed, name="fewshot meta-train")
     encoder.to(memory_format=torch.contiguous_format)
     scores = {"episodes": result.epochs_trained * len(stream),

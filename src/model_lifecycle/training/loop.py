@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -70,7 +71,8 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
         evaluate: Evaluate | None = None, monitor: str | None = None,
         patience: int | None = None, clip_grad_norm: float | None = None,
         ema_decay: float | None = None, device: torch.device | None = None,
-        mixed_precision: bool = True, compile_model: bool = False, eval_every: int = 1,
+        mixed_precision: bool = True, cpu_bfloat16: bool = False,
+        compile_model: bool = False, eval_every: int = 1,
         deadline: Deadline | None = None,
         checkpoint: Path | None = None, resume: bool = False,
         config: dict[str, Any] | None = None, seed: int = 0, name: str = "train"
@@ -85,6 +87,11 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
     the time left buys (the learning-rate schedule follows the new length).
     At the end the model holds the weights of its best epoch on ``monitor`` (the last
     epoch without one). ``resume`` continues from ``checkpoint`` when it exists.
+
+    ``mixed_precision``: the training steps run under bfloat16 autocast on CUDA;
+    ``cpu_bfloat16``: on the CPU too, where it has bfloat16 instructions (see
+    :func:`~model_lifecycle.training.device.cpu_bfloat16`). Weights, optimizer state and
+    evaluation stay float32.
 
     ``compile_model``: the training steps run through ``torch.compile`` of the model
     (sharing its weights; evaluation and the returned model stay eager), compiled on the
@@ -131,8 +138,9 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
         tic = time.perf_counter()
         torch.manual_seed(seed * 1009 + epoch)  # anything drawing from the global RNG
         steps = min(len(data), plan.total_steps - epoch * len(data))
-        epoch_metrics = _train_epoch(trained, loss_fn, data, epoch, steps, opt, lr_at, device,
-                                     mixed_precision, clip_grad_norm, average)
+        epoch_metrics = _train_epoch(trained, loss_fn, data, epoch, steps, opt, lr_at,
+                                     autocast(device, mixed_precision, cpu=cpu_bfloat16),
+                                     clip_grad_norm, average)
         if distributed:
             epoch_metrics = _agree(model, scored, epoch_metrics, device)
         seconds = time.perf_counter() - tic
@@ -259,7 +267,7 @@ def _timed_evaluation(evaluate: Evaluate | None, model: nn.Module, epoch: int,
 
 def _train_epoch(model: nn.Module, loss_fn: LossFn, data: BatchStream, epoch: int, steps: int,
                  opt: torch.optim.Optimizer, lr_at: Callable[[int], float],
-                 device: torch.device, mixed_precision: bool,
+                 precision: contextlib.AbstractContextManager,
                  clip_grad_norm: float | None, average: AveragedModel | None
                  ) -> dict[str, float]:
     """The first ``steps`` batches of one pass over ``data``; returns their mean training
@@ -271,7 +279,7 @@ def _train_epoch(model: nn.Module, loss_fn: LossFn, data: BatchStream, epoch: in
         lr = lr_at(epoch * len(data) + step_in_epoch)
         for group in opt.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
-        with autocast(device, mixed_precision):
+        with precision:
             loss, metrics = loss_fn(model, views, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
