@@ -104,9 +104,22 @@ def run_measured(cmd: list[str], *, cwd: Path, env: dict[str, str] | None = None
 
 
 def machine() -> dict[str, Any]:
+    from model_lifecycle.training.device import cpu_bfloat16  # noqa: PLC0415
+
     return {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__,
-            "processor": platform.processor() or platform.machine()}
+            "processor": platform.processor() or platform.machine(),
+            "cpu": _cpu_name(), "bfloat16_instructions": cpu_bfloat16()}
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (Linux), e.g. "AMD EPYC"; "" where it cannot be read."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in lines
+                 if line.startswith("model name")), "")
 
 
 def write_result(name: str, result: dict[str, Any]) -> Path:

@@ -23,7 +23,11 @@ BENCHMARKS = {
     "compression_digits": ["benchmarks.compression", "--env", "base"],
     "default_run": ["benchmarks.default_run"],
     "serving_load": ["benchmarks.serving_load"],
+    "cpu_bfloat16": ["benchmarks.cpu_bfloat16"],
     "cifar10_budget": ["benchmarks.cifar10_budget"],
+    "cifar10_budget_float32": ["benchmarks.cifar10_budget", "--seeds", "0", "--skip",
+                               "article", "knn", "--params", "runtime.cpu_bfloat16=false",
+                               "--label", "float32"],
     "cifar10_budget_vit_cifar10": ["benchmarks.cifar10_budget", "--env", "vit_cifar10",
                                    "--seeds", "0"],
     "compression_cifar10": ["benchmarks.compression", "--env", "cifar10"],
@@ -120,6 +124,7 @@ def render() -> str:
             lines.append(f"| project, seed {row['seed']} | {row['test_accuracy']:.2%} | "
                          f"{row['epochs']} | {row['train_seconds']} | {row['images_per_s']:,} |")
         lines.append(f"| project, median | **{project['median_test_accuracy']:.2%}** | | | |")
+        lines += _float32_rows(_load("cifar10_budget_float32"))
         if "article" in cifar:
             row = cifar["article"]
             dated = f" (measured {row['measured_on']})" if "measured_on" in row else ""
@@ -131,6 +136,8 @@ def render() -> str:
                          f"{knn['knn_accuracy']:.2%} | {knn['epochs']} | "
                          f"{knn['train_seconds']} | |")
         lines += ["", f"Goal: {cifar['goal']}; {_machine(cifar)}.", ""]
+    bfloat16 = _load("cpu_bfloat16")
+    lines += _cpu_bfloat16(bfloat16) if bfloat16 else []
     vit = _load("cifar10_budget_vit_cifar10")
     lines += _vit_budget(vit) if vit else []
     sections = [(_load("cifar10_gpu"), _gpu)] + [
@@ -167,6 +174,32 @@ def _adaptation_and_scale() -> list[str]:
     for result, render_section in shared:
         lines += render_section(result)
     return lines
+
+
+def _float32_rows(float32: dict | None) -> list[str]:
+    """The CIFAR-10 recipe's runs without bfloat16 (``cifar10_budget_float32``)."""
+    if not float32:
+        return []
+    return [f"| float32 training (`{float32['command'].split(' --params ')[1]}`, "
+            f"{float32['date']}), seed {row['seed']} | {row['test_accuracy']:.2%} | "
+            f"{row['epochs']} | {row['train_seconds']} | {row['images_per_s']:,} |"
+            for row in float32["project"]["runs"]]
+
+
+def _cpu_bfloat16(result: dict) -> list[str]:
+    lines = ["### Training in bfloat16 on the CPU (`runtime.cpu_bfloat16`)", "",
+             f"`{result['command']}` — the training loop on each environment's fine-tuning "
+             "model and batch size, random images of its shape, float32 and bfloat16 "
+             "autocast taking turns; median images/s over the rounds.", "",
+             "| environment | model | batch | float32 images/s | bfloat16 images/s | speed-up |",
+             "|---|---|---:|---:|---:|---:|"]
+    for env, row in result["environments"].items():
+        model = row["arch"] + "".join(f" {k}={v}" for k, v in row["arch_kwargs"].items())
+        lines.append(f"| {env} | {model}, {'×'.join(map(str, row['image']))} | "
+                     f"{row['batch_size']} | {row['images_per_s']['float32']:,} | "
+                     f"{row['images_per_s']['bfloat16']:,} | {row['speedup']:.2f}× |")
+    note = f" {result['note']}." if result.get("note") else ""
+    return lines + ["", f"{_machine(result)}.{note}", ""]
 
 
 def _gpu(gpu: dict) -> list[str]:
@@ -577,7 +610,11 @@ def _load(name: str) -> dict | None:
 
 def _machine(result: dict) -> str:
     m = result["machine"]
-    return (f"measured {result['date']} on {m['cpus']} CPU cores ({m['processor']}), "
+    cpu = m["processor"] if not m.get("cpu") else f"{m['cpu']}, {m['processor']}"
+    if m.get("bfloat16_instructions") is not None:
+        cpu += ", bfloat16 instructions" if m["bfloat16_instructions"] else \
+            ", no bfloat16 instructions"
+    return (f"measured {result['date']} on {m['cpus']} CPU cores ({cpu}), "
             f"Python {m['python']}, torch {m['torch']}")
 
 

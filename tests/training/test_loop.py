@@ -261,10 +261,12 @@ def bfloat16_cpu(monkeypatch):
     """Pretend this CPU does (True) or does not (False) have bfloat16 instructions."""
     def pretend(native: bool) -> None:
         device_module.cpu_bfloat16.cache_clear()
+        device_module._cpu_autocast.cache_clear()
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     yield pretend
     device_module.cpu_bfloat16.cache_clear()
+    device_module._cpu_autocast.cache_clear()
 
 
 def test_cpu_bfloat16_trains_in_bfloat16_and_keeps_float32_weights(bfloat16_cpu):

@@ -115,8 +115,8 @@ class RuntimeParams(StrictModel):
     """bfloat16 autocast for the training steps on a CPU with bfloat16 instructions
     (AVX512-BF16 or AMX; e.g. AMD Zen 4, Intel Sapphire Rapids): 1.3-2.1x more training
     images per second there (benchmarks/cpu_bfloat16.py); on other CPUs, where it would
-    be slower, training stays float32 and the log says so. Weights, optimizer state and
-    evaluation stay float32."""
+    only add conversions, training stays float32 and the log says so. Weights, optimizer
+    state and evaluation stay float32."""
     compile: bool = False
     """Train through `torch.compile` of the model (pretrain, finetune, prune recovery,
     distillation). The first step compiles (tens of seconds; later runs reuse

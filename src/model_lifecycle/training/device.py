@@ -32,7 +32,7 @@ def autocast(device: torch.device, enabled: bool, *,
     no-op."""
     if device.type == "cuda" and enabled:
         return torch.autocast("cuda", dtype=torch.bfloat16)
-    if device.type == "cpu" and cpu and cpu_bfloat16():
+    if device.type == "cpu" and cpu and _cpu_autocast():
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -41,20 +41,26 @@ def autocast(device: torch.device, enabled: bool, *,
 def cpu_bfloat16() -> bool:
     """Whether this CPU computes bfloat16 in hardware (AVX512-BF16: AMD Zen 4 and later,
     Intel Cooper Lake; AMX: Intel Sapphire Rapids and later), where oneDNN's bfloat16
-    convolutions train 1.3-2.1x faster than float32 (benchmarks/cpu_bfloat16.py). Elsewhere
-    bfloat16 is emulated and slower than float32, so training stays in float32 and this
-    is said once. torch has no public query for these instruction sets; its own private
-    checks are used, and a torch without them counts as no."""
+    convolutions train 1.3-2.1x faster than float32 (benchmarks/cpu_bfloat16.py);
+    elsewhere oneDNN emulates bfloat16 with float32 instructions, which adds conversions
+    instead of saving time. torch has no public query
+    for these instruction sets: its own private checks are used, and a torch without
+    them counts as no."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    native = any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
-    if native:
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+@functools.cache
+def _cpu_autocast() -> bool:
+    """Whether ``runtime.cpu_bfloat16`` takes effect here; said once per process."""
+    if cpu_bfloat16():
         log.info("runtime.cpu_bfloat16: this CPU has bfloat16 instructions; training "
                  "steps run under bfloat16 autocast (evaluation stays float32)")
-    else:
-        log.warning("runtime.cpu_bfloat16 is set but this CPU has no bfloat16 instructions "
-                    "(AVX512-BF16 or AMX), where bfloat16 is slower than float32: training "
-                    "stays in float32.")
-    return native
+        return True
+    log.warning("runtime.cpu_bfloat16 is set but this CPU has no bfloat16 instructions "
+                "(AVX512-BF16 or AMX), where bfloat16 would only add conversions: "
+                "training stays in float32.")
+    return False
 
 
 def set_tf32(enabled: bool) -> None:
