@@ -31,6 +31,16 @@ def test_nt_xent_matches_the_paper(n, temperature):
     assert ours == pytest.approx(nt_xent_reference(z1, z2, temperature), rel=1e-5)
 
 
+def test_nt_xent_keeps_float32_under_bfloat16_autocast():
+    # runtime.cpu_bfloat16 / mixed_precision train under autocast: the similarities
+    # must not be rounded to bfloat16 (their error, over the temperature, moves the loss)
+    torch.manual_seed(0)
+    z1, z2 = torch.randn(64, 128), torch.randn(64, 128)
+    expected = NTXentLoss(0.1)(z1, z2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert NTXentLoss(0.1)(z1, z2).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
 def test_nt_xent_is_symmetric_and_rewards_aligned_views():
     torch.manual_seed(0)
     z1, z2 = torch.randn(8, 16), torch.randn(8, 16)

@@ -47,8 +47,11 @@ class NTXentLoss(nn.Module):
             raise ValueError(f"expected two N×D batches, got {tuple(z1.shape)} and "
                              f"{tuple(z2.shape)}")
         n = len(z1)
-        z = F.normalize(torch.cat([z1, z2]).float(), dim=1)  # 2N×D
-        logits = z @ z.T / self.temperature  # 2N×2N cosine similarities
+        # in float32 under autocast too: bfloat16's 8-bit mantissa would blur the
+        # similarities (then divided by a small temperature) that tell the views apart
+        with torch.autocast(z1.device.type, enabled=False):
+            z = F.normalize(torch.cat([z1, z2]).float(), dim=1)  # 2N×D
+            logits = z @ z.T / self.temperature  # 2N×2N cosine similarities
         logits.fill_diagonal_(float("-inf"))  # a view is not its own negative
         targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
         return F.cross_entropy(logits, targets)
