@@ -108,11 +108,19 @@ def student_without_teacher(project: Path, compress: CompressParams, runtime: Ru
     return accuracy(student.cpu().eval(), images.images, images.labels, splits["test"])
 
 
-KEEP = "the environment's"  # --recovery-teacher not given: conf's recovery.teacher
+class _Keep:
+    """--recovery-teacher not given: conf's recovery.teacher. Not a string: argparse
+    would pass a string default through the option's ``type`` (json.loads)."""
+
+    def __repr__(self) -> str:
+        return "the environment's"
+
+
+KEEP = _Keep()
 
 
 def prune_layout(project: Path, env: str, conf: dict, layer_ratios: dict[str, float],
-                 teacher: dict | None | str = KEEP, recovery: dict | None = None) -> None:
+                 teacher: dict | None | _Keep = KEEP, recovery: dict | None = None) -> None:
     """Pruning alone with ``layer_ratios``, beside the fine-tuned model and the latest
     ``pruned`` version of ``project`` (see the module's docstring)."""
     images, splits, policy = _project_data(project)

@@ -132,7 +132,8 @@ def render() -> str:
                          f"{row['epochs']} | {row['train_seconds']} | |")
         if "pretrained_encoder" in cifar:
             knn = cifar["pretrained_encoder"]
-            lines.append(f"| SimCLR encoder, k-NN on val (no labels in training) | "
+            dated = f", measured {knn['measured_on']}" if "measured_on" in knn else ""
+            lines.append(f"| SimCLR encoder, k-NN on val (no labels in training{dated}) | "
                          f"{knn['knn_accuracy']:.2%} | {knn['epochs']} | "
                          f"{knn['train_seconds']} | |")
         lines += ["", f"Goal: {cifar['goal']}; {_machine(cifar)}.", ""]
@@ -180,7 +181,8 @@ def _float32_rows(float32: dict | None) -> list[str]:
     """The CIFAR-10 recipe's runs without bfloat16 (``cifar10_budget_float32``)."""
     if not float32:
         return []
-    return [f"| float32 training (`{float32['command'].split(' --params ')[1]}`, "
+    given = float32['command'].split(' --params ')[1].split(' --label')[0]
+    return [f"| float32 training (`--params {given}`, "
             f"{float32['date']}), seed {row['seed']} | {row['test_accuracy']:.2%} | "
             f"{row['epochs']} | {row['train_seconds']} | {row['images_per_s']:,} |"
             for row in float32["project"]["runs"]]
