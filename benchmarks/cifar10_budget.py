@@ -47,6 +47,7 @@ from benchmarks.common import (
     RESULTS,
     SHARED_CIFAR,
     cifar_jpeg_folder,
+    conf_parameters,
     kedro_run,
     latest_version,
     scratch_project,
@@ -170,6 +171,9 @@ def main() -> None:
                    + (f" --params {args.params}" if args.params else "")
                    + (f" --label {args.label}" if args.label else ""),
         "recipe": f"conf/{args.env} (kedro run --env={args.env})",
+        # what the runs trained in (float32 where the CPU lacks bfloat16 instructions)
+        "cpu_bfloat16": str(extra.get("runtime.cpu_bfloat16", conf_parameters(args.env)[
+            "runtime"].get("cpu_bfloat16", False))).lower() == "true",
         "train_images": int(len(data.labels) - len(splits["test"])),
         "test_images": int(len(splits["test"])), **results,
         "goal": "project >= 88% test accuracy in 10 minutes on 2 cores, each seed "

@@ -70,7 +70,8 @@ def main() -> None:
     with mock.patch.object(device_module, "_cpu_autocast", lambda: True):
         for env in ENVS:
             spec = case(env)
-            images_per_second(spec, spec["batch_size"] * 2, bfloat16=True)  # first-call costs
+            for bfloat16 in (False, True):  # first-call costs of each setting's kernels
+                images_per_second(spec, spec["batch_size"] * 2, bfloat16=bfloat16)
             seen: dict[str, list[float]] = {"float32": [], "bfloat16": []}
             for _ in range(args.rounds):
                 for name, values in seen.items():

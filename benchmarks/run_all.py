@@ -181,7 +181,7 @@ def _float32_rows(float32: dict | None) -> list[str]:
     """The CIFAR-10 recipe's runs without bfloat16 (``cifar10_budget_float32``)."""
     if not float32:
         return []
-    given = float32['command'].split(' --params ')[1].split(' --label')[0]
+    given = float32["command"].partition(" --params ")[2].split(" --label")[0]
     return [f"| float32 training (`--params {given}`, "
             f"{float32['date']}), seed {row['seed']} | {row['test_accuracy']:.2%} | "
             f"{row['epochs']} | {row['train_seconds']} | {row['images_per_s']:,} |"

@@ -173,6 +173,20 @@ def test_distillation_loss_matches_the_formula(n, t, alpha):
     torch.testing.assert_close(ours, _reference_kd(student, teacher, labels, t, alpha))
 
 
+def test_distillation_loss_of_bfloat16_logits_is_computed_in_float32_under_autocast():
+    # runtime.cpu_bfloat16: the models' logits come out in bfloat16 and CPU autocast
+    # would leave log_softmax there; the loss must be that of the same logits in float32
+    torch.manual_seed(0)
+    student = torch.randn(64, 10).to(torch.bfloat16)
+    teacher = (student.float() + 0.05 * torch.randn(64, 10)).to(torch.bfloat16)
+    labels = torch.randint(0, 10, (64,))
+    expected = _reference_kd(student.float(), teacher.float(), labels, 4.0, 0.9)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = distillation_loss(student, teacher, labels, temperature=4.0, alpha=0.9)
+    assert ours.dtype == torch.float32
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_unlabeled_rows_get_the_soft_term_only_and_the_teacher_gets_no_gradient():
     student = torch.randn(4, 3, requires_grad=True)
     teacher = torch.randn(4, 3, requires_grad=True)

@@ -291,3 +291,19 @@ def test_cpu_bfloat16_is_off_unless_asked(bfloat16_cpu):
     seen, _ = _dtypes_seen(cpu_bfloat16=False)
     assert seen == {torch.float32}
     assert RuntimeParams().cpu_bfloat16 is False
+
+
+@pytest.mark.parametrize("setting", [True, False])
+def test_finetune_trains_in_bfloat16_when_runtime_asks(bfloat16_cpu, setting):
+    bfloat16_cpu(True)
+    seen: set[torch.dtype] = set()
+    model = build_model("small_cnn", 3, 1, width=4)
+    model.head.register_forward_hook(lambda _m, _i, out: seen.add(out.dtype))
+    images, labels = _data()
+    splits = {"train_labeled": np.arange(64), "val": np.arange(64, 96), "test": np.arange(0)}
+    params = FinetuneParams(init="scratch", epochs=1, batch_size=16, checkpoint=None)
+    finetune(model, images, labels, splits, SupervisedPolicy(), params,
+             RuntimeParams(cpu_bfloat16=setting), torch.device("cpu"))
+    # training steps in bfloat16 only when asked; the val check always in float32
+    assert seen == ({torch.bfloat16, torch.float32} if setting else {torch.float32})
+    assert {p.dtype for p in model.parameters()} == {torch.float32}

@@ -22,6 +22,9 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor,
     """
     if temperature <= 0 or not 0 <= alpha <= 1:
         raise ValueError(f"need temperature > 0 and alpha in [0, 1], got {temperature}, {alpha}")
+    # float32 even under bfloat16 autocast, which on the CPU leaves log_softmax in the
+    # logits' bfloat16: the soft term compares two close distributions
+    student, teacher = student.float(), teacher.float()
     soft = F.kl_div(F.log_softmax(student / temperature, dim=1),
                     F.log_softmax(teacher.detach() / temperature, dim=1),
                     reduction="none", log_target=True).sum(1) * temperature**2

@@ -139,7 +139,7 @@ def _train(model: Classifier, images: np.ndarray, labels: np.ndarray,
                        epsilon=adversarial.epsilon, alpha=adversarial.alpha,
                        steps=adversarial.steps, generator=generator)
         logits = module(x)
-        loss = F.cross_entropy(logits, soft.to(logits.dtype),
+        loss = F.cross_entropy(logits.float(), soft,
                                label_smoothing=params.label_smoothing)
         return loss, {"accuracy": (logits.argmax(1) == targets).float().mean().item()}
 

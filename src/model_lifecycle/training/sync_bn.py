@@ -46,10 +46,12 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):  # noqa: SLF001 — torc
         channels = x.shape[1]
         shape = [1, channels] + [1] * (x.dim() - 2)
         # the same on every rank: DDP broadcasts rank 0's buffers before each forward pass
-        centre = (self.running_mean.detach().clone() if self.track_running_stats
-                  else x.new_zeros(channels))
-        shifted = x - centre.view(shape)
-        count = x.new_full((1,), x.numel() / channels)
+        # statistics in float32 whatever x is (bfloat16 under autocast would round the
+        # sums, and a count of 4,900 to 4,896)
+        centre = (self.running_mean.detach().float().clone() if self.track_running_stats
+                  else x.new_zeros(channels, dtype=torch.float32))
+        shifted = x.float() - centre.view(shape)
+        count = shifted.new_full((1,), x.numel() / channels)
         totals = all_reduce(torch.cat([shifted.sum(dims), (shifted * shifted).sum(dims),
                                        count]))
         total, squares, n = totals[:channels], totals[channels:-1], totals[-1]
