@@ -41,7 +41,7 @@ def autocast(device: torch.device, enabled: bool, *,
 def cpu_bfloat16() -> bool:
     """Whether this CPU computes bfloat16 in hardware (AVX512-BF16: AMD Zen 4 and later,
     Intel Cooper Lake; AMX: Intel Sapphire Rapids and later), where oneDNN's bfloat16
-    convolutions train 1.3-1.7x faster than float32 (benchmarks/cpu_bfloat16.py);
+    convolutions train 1.3-1.8x faster than float32 (benchmarks/cpu_bfloat16.py);
     elsewhere oneDNN emulates bfloat16 with float32 instructions, which adds conversions
     instead of saving time. torch has no public query
     for these instruction sets: its own private checks are used, and a torch without
