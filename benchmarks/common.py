@@ -113,13 +113,24 @@ def machine() -> dict[str, Any]:
 
 
 def _cpu_name() -> str:
-    """The CPU's model name (Linux), e.g. "AMD EPYC"; "" where it cannot be read."""
+    """The CPU's model name with its family and model numbers (Linux), e.g. "AMD EPYC
+    (family 26, model 2)": a virtual machine often names only the vendor, and the
+    numbers tell its generations apart (AMD family 25 is Zen 3/4, 26 is Zen 5); ""
+    where it cannot be read."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
         return ""
-    return next((line.split(":", 1)[1].strip() for line in lines
-                 if line.startswith("model name")), "")
+    fields: dict[str, str] = {}
+    for line in lines:
+        if not line.strip():
+            break  # the first processor's block is enough
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name", "")
+    if name and "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def write_result(name: str, result: dict[str, Any]) -> Path:
