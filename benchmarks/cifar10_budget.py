@@ -55,6 +55,8 @@ from benchmarks.common import (
 )
 from model_lifecycle.io import ImageSetDataset, NpzDataset
 from model_lifecycle.models import build_model
+from model_lifecycle.training.config import RuntimeParams
+from model_lifecycle.training.device import cpu_bfloat16
 
 
 class PilCifar(Dataset):
@@ -172,8 +174,9 @@ def main() -> None:
                    + (f" --label {args.label}" if args.label else ""),
         "recipe": f"conf/{args.env} (kedro run --env={args.env})",
         # what the runs trained in (float32 where the CPU lacks bfloat16 instructions)
-        "cpu_bfloat16": str(extra.get("runtime.cpu_bfloat16", conf_parameters(args.env)[
-            "runtime"].get("cpu_bfloat16", False))).lower() == "true",
+        "cpu_bfloat16": RuntimeParams(**conf_parameters(args.env)["runtime"] | {
+            key.split(".", 1)[1]: value for key, value in extra.items()
+            if key.startswith("runtime.")}).cpu_bfloat16 and cpu_bfloat16(),
         "train_images": int(len(data.labels) - len(splits["test"])),
         "test_images": int(len(splits["test"])), **results,
         "goal": "project >= 88% test accuracy in 10 minutes on 2 cores, each seed "

@@ -262,8 +262,11 @@ def bfloat16_cpu(monkeypatch):
     def pretend(native: bool) -> None:
         device_module.cpu_bfloat16.cache_clear()
         device_module._cpu_autocast.cache_clear()
-        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
-        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        # raising=False: a torch without these private checks runs the tests too
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native,
+                            raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False,
+                            raising=False)
     yield pretend
     device_module.cpu_bfloat16.cache_clear()
     device_module._cpu_autocast.cache_clear()
@@ -284,6 +287,16 @@ def test_cpu_bfloat16_stays_float32_without_the_instructions(bfloat16_cpu, caplo
         seen, _ = _dtypes_seen(cpu_bfloat16=True)
     assert seen == {torch.float32}
     assert "no bfloat16 instructions" in caplog.text and "stays in float32" in caplog.text
+
+
+def test_a_torch_without_the_private_cpu_checks_counts_as_no_bfloat16(monkeypatch):
+    device_module.cpu_bfloat16.cache_clear()
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.delattr(torch.cpu, name, raising=False)
+    try:
+        assert device_module.cpu_bfloat16() is False
+    finally:
+        device_module.cpu_bfloat16.cache_clear()
 
 
 def test_cpu_bfloat16_is_off_unless_asked(bfloat16_cpu):

@@ -105,9 +105,9 @@ def _train(student: Classifier, teacher: nn.Module, images: np.ndarray, labels: 
 
     def loss_fn(module: nn.Module, views: list[torch.Tensor], y: torch.Tensor):
         with torch.no_grad():
-            soft_targets = teacher(views[0])
+            soft_targets = teacher(views[0]).float()  # bfloat16 under CPU autocast
             if params.teacher_flip:  # the mirror image's logits, averaged in
-                soft_targets = (soft_targets + teacher(views[0].flip(3))) / 2
+                soft_targets = (soft_targets + teacher(views[0].flip(3)).float()) / 2
         logits = module(views[0])
         loss = distillation_loss(logits, soft_targets, y, temperature=params.temperature,
                                  alpha=params.alpha)

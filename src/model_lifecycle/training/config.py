@@ -113,10 +113,11 @@ class RuntimeParams(StrictModel):
     """bfloat16 autocast on CUDA (ignored on the CPU: see `cpu_bfloat16`)."""
     cpu_bfloat16: bool = False
     """bfloat16 autocast for the training steps on a CPU with bfloat16 instructions
-    (AVX512-BF16 or AMX; e.g. AMD Zen 4, Intel Sapphire Rapids): 1.3-1.8x more training
-    images per second there (benchmarks/cpu_bfloat16.py); on other CPUs, where it would
-    only add conversions, training stays float32 and the log says so. Weights, optimizer
-    state and evaluation stay float32."""
+    (AVX512-BF16 or AMX; e.g. AMD Zen 4 and 5, Intel Sapphire Rapids): 1.3-1.8x more
+    training images per second there (benchmarks/cpu_bfloat16.py); on other CPUs, where
+    it would only add conversions, training stays float32 and the log says so. Weights,
+    optimizer state, the losses, evaluation, test-time augmentation and quantization-
+    aware training stay float32."""
     compile: bool = False
     """Train through `torch.compile` of the model (pretrain, finetune, prune recovery,
     distillation). The first step compiles (tens of seconds; later runs reuse

@@ -46,8 +46,9 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):  # noqa: SLF001 — torc
         channels = x.shape[1]
         shape = [1, channels] + [1] * (x.dim() - 2)
         # the same on every rank: DDP broadcasts rank 0's buffers before each forward pass
-        # statistics in float32 whatever x is (bfloat16 under autocast would round the
-        # sums, and a count of 4,900 to 4,896)
+        # statistics in float32 whatever x is (bfloat16 under autocast): the count and,
+        # without running statistics, the centre would otherwise be bfloat16 (a count of
+        # 4,900 rounds to 4,896)
         centre = (self.running_mean.detach().float().clone() if self.track_running_stats
                   else x.new_zeros(channels, dtype=torch.float32))
         shifted = x.float() - centre.view(shape)
