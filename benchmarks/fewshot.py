@@ -11,6 +11,11 @@ and register, which the comparison does not read.
 
     python -m benchmarks.fewshot [--minutes 3]
     python -m benchmarks.fewshot --bounds
+    python -m benchmarks.fewshot --novel automobile cat dog horse truck --label alternate
+
+``--novel`` holds out other classes (default: the five animals other than the bird, so
+the base classes are vehicles and birds); ``--label`` writes
+``results/fewshot_<label>.json`` instead.
 
 ``--bounds`` trains nothing: the same episodes of the novel classes answered by the same
 head on raw pixels (scaled to unit length: the floor any encoder should beat) and on the
@@ -22,6 +27,7 @@ features know the classes); results/fewshot_bounds.json.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -77,6 +83,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--minutes", type=float, default=3.0,
                         help="training budget of each of pretrain, finetune, meta-train")
+    parser.add_argument("--novel", nargs="+", default=NOVEL,
+                        help="the held-out classes (fewshot.novel_classes)")
+    parser.add_argument("--label", default="",
+                        help="writes fewshot_<label>.json instead of fewshot.json")
     parser.add_argument("--bounds", action="store_true",
                         help="no training: the head on raw pixels and on an encoder that "
                              "saw all ten classes (see the module's docstring)")
@@ -84,7 +94,7 @@ def main() -> None:
     show_progress()
     params = conf_parameters("cifar10")
     budget = 60 * args.minutes
-    fewshot = {**params["fewshot"], "novel_classes": NOVEL,
+    fewshot = {**params["fewshot"], "novel_classes": args.novel,
                "meta_train": {**params["fewshot"]["meta_train"], "budget_seconds": budget}}
     pretrain = {**params["pretrain"], "budget_seconds": budget}
     finetune = {**params["finetune"], "budget_seconds": budget}
@@ -94,13 +104,13 @@ def main() -> None:
     data, source = read_images(cifar_jpeg_folder(args.archive, args.work),
                                params["ingest"], args.work)
     ingest = IngestParams(**{**params["ingest"], "path": source})
-    images, novel = hold_out_classes(data, NOVEL)  # what ingest_images does
+    images, novel = hold_out_classes(data, args.novel)  # what ingest_images does
     splits = make_splits(images, ingest.splits, labeled_fraction=ingest.labeled_fraction,
                          seed=ingest.seed)
     policy = resolve_policy(AugmentParams(**params["augment"]))
     ingest_seconds = time.perf_counter() - tic
     if args.bounds:
-        bounds(novel, fewshot, runtime, args.work)
+        bounds(novel, fewshot, runtime, args.work, args.label)
         return
 
     seconds = {}
@@ -126,11 +136,11 @@ def main() -> None:
     best = report.loc[report.groupby("shot")["accuracy"].idxmax()]
     result = {
         "goals": GOALS,
-        "command": f"nice -n 10 python -m benchmarks.fewshot --minutes {args.minutes:g}",
+        "command": " ".join(["python -m benchmarks.fewshot", *sys.argv[1:]]),
         "environment": "cifar10 (conf/cifar10/parameters_fewshot.yml and the recipe's "
                        "other groups), budgets from --minutes",
         "images": source,
-        "novel_classes": NOVEL,
+        "novel_classes": args.novel,
         "base_classes": list(images.class_names),
         "novel_images": len(novel),
         "base_split_sizes": {k: int(len(v)) for k, v in splits.items()
@@ -154,14 +164,12 @@ def main() -> None:
                                          "accuracy": round(r.accuracy, 4),
                                          "ci95": round(r.ci95, 4)}
                  for r in best.itertuples()},
-        "note": "run once under nice with other work sharing the 2 CPU cores: training "
-                "speeds, and so what each budget bought, are lower than on an idle machine",
     }
-    print(write_result("fewshot", result))
+    print(write_result("fewshot" + (f"_{args.label}" if args.label else ""), result))
     print(report.to_string(index=False))
 
 
-def bounds(novel, fewshot: dict, runtime: dict, work: Path) -> None:
+def bounds(novel, fewshot: dict, runtime: dict, work: Path, label: str) -> None:
     """The floor and the ceiling of the few-shot evaluation (see the module's docstring):
     the episodes ``evaluate_fewshot`` draws (same seed, way, shots and queries)."""
     project = work / "cifar10" / "project"
@@ -179,14 +187,14 @@ def bounds(novel, fewshot: dict, runtime: dict, work: Path) -> None:
                            episodes))
     for row in rows:
         print(row, flush=True)
-    print(write_result("fewshot_bounds", {
-        "command": "python -m benchmarks.fewshot --bounds",
+    print(write_result("fewshot_bounds" + (f"_{label}" if label else ""), {
+        "command": " ".join(["python -m benchmarks.fewshot", *sys.argv[1:]]),
         "what": "the few-shot evaluation's episodes of the novel classes answered by the "
                 "Prototypical Networks head on raw pixels (unit length) and on the encoder "
                 "of a model trained on all ten classes, the novel ones included (most of "
                 "these images were in its training split): a floor and an optimistic "
                 "ceiling, not few-shot results",
-        "novel_classes": NOVEL, "novel_images": len(novel),
+        "novel_classes": fewshot["novel_classes"], "novel_images": len(novel),
         "all_classes_model": str(model_file.relative_to(project)),
         "feature_norm": config.feature_norm,
         "report": [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}

@@ -173,3 +173,62 @@ def test_a_deadline_keeps_a_reserve_for_steps_slower_than_the_mean(monkeypatch):
     left_steps = plan.total_steps - 20
     assert left_steps < 100 - 2  # two steps' time and more are kept back …
     assert left_steps >= 95  # … but not much more: 1% of the time left
+
+
+def test_a_run_that_slows_down_still_ends_before_its_deadline(monkeypatch):
+    """Steps that grow slower epoch after epoch (a CPU that throttles, a machine that
+    gets busier): planned at the run's mean step, the last epoch overran the deadline;
+    planned at the slower of the mean and the latest epoch's, it ends inside it."""
+    from model_lifecycle.training import loop  # noqa: PLC0415
+    from model_lifecycle.training.config import OptimizerParams  # noqa: PLC0415
+    from model_lifecycle.training.data import BatchStream  # noqa: PLC0415
+
+    clock = {"now": 0.0, "steps": 0}
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: clock["now"])
+    images, labels, _ = _data(160)
+    model = build_model("small_cnn", 3, 1, width=2)
+    stream = BatchStream(images, labels, np.arange(160), batch_size=16, augment=None)
+
+    def slowing_loss(module, views, targets):  # 10 steps an epoch, each 2% slower
+        clock["now"] += 0.1 * 1.02 ** clock["steps"]
+        clock["steps"] += 1
+        return torch.nn.functional.cross_entropy(module(views[0]), targets), {}
+
+    result = loop.fit(model, slowing_loss, stream, epochs=100, optimizer=OptimizerParams(lr=0.1),
+                      schedule=ScheduleParams(kind="cosine", warmup_epochs=0),
+                      deadline=loop.Deadline(at=30.0))
+    assert result.epochs_trained < 100  # the deadline shortened the run …
+    assert 25.0 < clock["now"] <= 30.0  # … to end inside it, not far before
+
+
+def test_a_run_slowed_by_another_job_gets_its_steps_back(monkeypatch):
+    """One slow epoch (another job on the cores) shortens the schedule; when the steps
+    are fast again the run takes the time back and still ends inside the deadline, but
+    never trains past the steps first planned."""
+    from model_lifecycle.training import loop  # noqa: PLC0415
+    from model_lifecycle.training.config import OptimizerParams  # noqa: PLC0415
+    from model_lifecycle.training.data import BatchStream  # noqa: PLC0415
+
+    images, labels, _ = _data(160)
+    stream = BatchStream(images, labels, np.arange(160), batch_size=16, augment=None)
+
+    def run(epochs: float, deadline: float) -> tuple[FitResult, float]:
+        clock = {"now": 0.0, "steps": 0}
+        monkeypatch.setattr(loop.time, "perf_counter", lambda: clock["now"])
+
+        def loss(module, views, targets):  # the first epoch's 10 steps 1 s each, then 0.1 s
+            clock["now"] += 1.0 if clock["steps"] < 10 else 0.1
+            clock["steps"] += 1
+            return torch.nn.functional.cross_entropy(module(views[0]), targets), {}
+
+        result = loop.fit(build_model("small_cnn", 3, 1, width=2), loss, stream,
+                          epochs=epochs, optimizer=OptimizerParams(lr=0.1),
+                          schedule=ScheduleParams(kind="cosine", warmup_epochs=0),
+                          deadline=loop.Deadline(at=deadline))
+        return result, clock["now"]
+
+    result, ended = run(epochs=100, deadline=30.0)
+    assert 28.0 < ended <= 30.0  # 20 s of fast steps after the slow epoch, used
+    assert result.epochs_trained > 15
+    result, ended = run(epochs=12, deadline=30.0)  # 10 + 11 × 1 s: more time than steps
+    assert result.epochs_trained == 12 and ended == pytest.approx(21.0)

@@ -128,7 +128,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
         result, best_state, start_epoch = _resume(saved, checkpoint, model, opt, average)
         log.info("%s: resuming from %s after epoch %d", name, checkpoint, start_epoch)
 
-    seen_images, seen_seconds, steps_here = 0, 0.0, 0
+    seen_images, seen_seconds = 0, 0.0
     epoch = start_epoch - 1
     while (epoch := epoch + 1) < plan.passes:
         if patience is not None and epoch - result.best_epoch > patience and result.best_epoch >= 0:
@@ -145,11 +145,13 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
             epoch_metrics = _agree(model, scored, epoch_metrics, device)
         seconds = time.perf_counter() - tic
         seen_images += steps * data.batch_size
-        steps_here += steps
         result.epochs_trained = (epoch * len(data) + steps) / len(data)
         if deadline is not None:
+            # planned at this epoch's pace, not the run's mean: steps that keep
+            # slowing down (a throttling CPU) overran a plan at the mean, and one slow
+            # epoch (another job on the cores) held a plan at the mean short for good
             plan.keep(deadline, done=epoch * len(data) + steps,
-                      step_seconds=(seen_seconds + seconds) / steps_here,
+                      step_seconds=seconds / steps,
                       eval_seconds=(result.eval_seconds / result.evaluations
                                     if result.evaluations else deadline.eval_seconds),
                       eval_every=eval_every, name=name)
@@ -214,10 +216,15 @@ RESERVE_SHARE = 0.01  # … and 1% of the time left
 
 @dataclass
 class _Plan:
-    """A run's optimizer steps, which a deadline may shorten while it runs."""
+    """A run's optimizer steps, which a deadline may shorten while it runs (and lengthen
+    again, never past the steps first planned)."""
 
     total_steps: int
     steps_per_epoch: int
+    planned_steps: int = 0  # the cap: the steps the run was planned with
+
+    def __post_init__(self) -> None:
+        self.planned_steps = self.planned_steps or self.total_steps
 
     @property
     def passes(self) -> int:
@@ -225,22 +232,26 @@ class _Plan:
 
     def keep(self, deadline: Deadline, *, done: int, step_seconds: float,
              eval_seconds: float, eval_every: int, name: str) -> None:
-        """Shorten the run, ``done`` steps in, when its remaining steps (and the
-        evaluations among them and after them) would end after ``deadline.at``.
+        """Fit the run, ``done`` steps in, to ``deadline.at``: as many of the planned
+        steps as the time left buys for them and the evaluations among and after them.
 
-        Steps are planned at their mean time so far; the time left keeps a reserve of
-        two steps and 1% for steps that run slower than that mean (a run of hundreds of
-        tiny epochs overshot its 6-s budget by 3 ms without one)."""
+        Steps are planned at ``step_seconds`` (the caller's estimate); the time left
+        keeps a reserve of two steps and 1% for steps that run slower than that (a run
+        of hundreds of tiny epochs overshot its 6-s budget by 3 ms without one). A run
+        shortened by a slow stretch (another job on the cores) gets its steps back when
+        it speeds up again: a shortened schedule is never lengthened past the plan."""
         left = deadline.at - time.perf_counter() - eval_seconds  # the last evaluation
         left -= RESERVE_STEPS * step_seconds + RESERVE_SHARE * max(0.0, left)
         per_step = step_seconds + eval_seconds / (eval_every * self.steps_per_epoch)
         affordable = done + max(0, math.floor(left / per_step))
-        if affordable < self.total_steps:
-            log.info("%s: %.2f epochs fit before the deadline instead of %.2f: the "
-                     "schedule is shortened to end in time", name,
-                     affordable / self.steps_per_epoch,
-                     self.total_steps / self.steps_per_epoch)
-            self.total_steps = max(done, affordable)
+        fitted = max(done, min(affordable, self.planned_steps))
+        if fitted == self.total_steps:
+            return
+        log.info("%s: %.2f epochs fit before the deadline instead of %.2f: the schedule "
+                 "is %s to end in time", name, fitted / self.steps_per_epoch,
+                 self.total_steps / self.steps_per_epoch,
+                 "shortened" if fitted < self.total_steps else "lengthened again")
+        self.total_steps = fitted
 
 
 def _timed_evaluation(evaluate: Evaluate | None, model: nn.Module, epoch: int,
