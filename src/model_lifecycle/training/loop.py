@@ -7,6 +7,7 @@ import copy
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,23 +139,22 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
         tic = time.perf_counter()
         torch.manual_seed(seed * 1009 + epoch)  # anything drawing from the global RNG
         steps = min(len(data), plan.total_steps - epoch * len(data))
-        epoch_metrics = _train_epoch(trained, loss_fn, data, epoch, steps, opt, lr_at,
-                                     autocast(device, mixed_precision, cpu=cpu_bfloat16),
-                                     clip_grad_norm, average)
+        epoch_metrics, taken = _train_epoch(
+            trained, loss_fn, data, epoch, steps, opt, lr_at,
+            autocast(device, mixed_precision, cpu=cpu_bfloat16), clip_grad_norm, average,
+            stop_at=None if deadline is None or distributed else
+            deadline.at - _eval_estimate(result, deadline))
+        steps = plan.took(taken, of=steps, before=epoch * len(data), name=name)
         if distributed:
             epoch_metrics = _agree(model, scored, epoch_metrics, device)
         seconds = time.perf_counter() - tic
         seen_images += steps * data.batch_size
         result.epochs_trained = (epoch * len(data) + steps) / len(data)
         if deadline is not None:
-            # planned at this epoch's pace, not the run's mean: steps that keep
-            # slowing down (a throttling CPU) overran a plan at the mean, and one slow
-            # epoch (another job on the cores) held a plan at the mean short for good
-            plan.keep(deadline, done=epoch * len(data) + steps,
-                      step_seconds=seconds / steps,
-                      eval_seconds=(result.eval_seconds / result.evaluations
-                                    if result.evaluations else deadline.eval_seconds),
-                      eval_every=eval_every, name=name)
+            plan.after_epoch(deadline, seconds=seconds, steps=steps,
+                             done=epoch * len(data) + steps,
+                             eval_seconds=_eval_estimate(result, deadline),
+                             eval_every=eval_every, name=name)
         due = (epoch + 1) % eval_every == 0 or epoch + 1 == plan.passes
         eval_seconds = _timed_evaluation(evaluate if due else None, scored, epoch,
                                          epoch_metrics, result, distributed=distributed)
@@ -210,6 +210,7 @@ def _resume(saved: dict[str, Any], checkpoint: Path, model: nn.Module,
     return FitResult(**saved["result"]), saved["best_state"], saved["epoch"] + 1
 
 
+PACE_EPOCHS = 3  # a deadline plans the rest at the pace of this many latest epochs
 RESERVE_STEPS = 2  # what a deadline keeps back for slower steps: two steps' time …
 RESERVE_SHARE = 0.01  # … and 1% of the time left
 
@@ -222,9 +223,31 @@ class _Plan:
     total_steps: int
     steps_per_epoch: int
     planned_steps: int = 0  # the cap: the steps the run was planned with
+    recent: deque = field(default_factory=lambda: deque(maxlen=PACE_EPOCHS))
 
     def __post_init__(self) -> None:
         self.planned_steps = self.planned_steps or self.total_steps
+
+    def took(self, taken: int, *, of: int, before: int, name: str) -> int:
+        """``taken`` of the epoch's ``of`` steps, ``before`` steps in: fewer when the
+        deadline came mid-epoch, which then ends the run there. Returns ``taken``."""
+        if taken < of:
+            log.info("%s: the deadline came %d steps before the end of the schedule: "
+                     "stopped there", name, of - taken)
+            self.total_steps = self.planned_steps = before + taken
+        return taken
+
+    def after_epoch(self, deadline: Deadline, *, seconds: float, steps: int, done: int,
+                    eval_seconds: float, eval_every: int, name: str) -> None:
+        """:meth:`keep` at the pace of the latest epochs (``seconds`` for ``steps`` in
+        the one just trained), not the run's mean: steps that keep slowing down (a
+        throttling CPU) overran a plan at the mean, and one slow epoch (another job on
+        the cores) held it short for good; a few epochs, not one, so that an epoch's own
+        noise does not move the plan."""
+        self.recent.append((seconds, steps))
+        pace = sum(t for t, _ in self.recent) / sum(n for _, n in self.recent)
+        self.keep(deadline, done=done, step_seconds=pace, eval_seconds=eval_seconds,
+                  eval_every=eval_every, name=name)
 
     @property
     def passes(self) -> int:
@@ -254,6 +277,13 @@ class _Plan:
         self.total_steps = fitted
 
 
+def _eval_estimate(result: FitResult, deadline: Deadline) -> float:
+    """Seconds one evaluation is expected to take: the run's mean so far, else the
+    warm-up's."""
+    return (result.eval_seconds / result.evaluations if result.evaluations
+            else deadline.eval_seconds)
+
+
 def _timed_evaluation(evaluate: Evaluate | None, model: nn.Module, epoch: int,
                       metrics: dict[str, float], result: FitResult, *,
                       distributed: bool = False) -> float:
@@ -279,14 +309,22 @@ def _timed_evaluation(evaluate: Evaluate | None, model: nn.Module, epoch: int,
 def _train_epoch(model: nn.Module, loss_fn: LossFn, data: BatchStream, epoch: int, steps: int,
                  opt: torch.optim.Optimizer, lr_at: Callable[[int], float],
                  precision: contextlib.AbstractContextManager,
-                 clip_grad_norm: float | None, average: AveragedModel | None
-                 ) -> dict[str, float]:
-    """The first ``steps`` batches of one pass over ``data``; returns their mean training
-    metrics and the last lr."""
+                 clip_grad_norm: float | None, average: AveragedModel | None,
+                 stop_at: float | None = None) -> tuple[dict[str, float], int]:
+    """The first ``steps`` batches of one pass over ``data``, fewer when the next step,
+    as long as the last, would end after ``stop_at`` (a deadline's last resort: the plan
+    after each epoch keeps runs inside it, unless the last epoch runs slower than the
+    ones before). Returns the mean training metrics and the last lr, and the steps
+    taken."""
     _train_mode(model)
     totals: dict[str, float] = {}
-    lr = 0.0
+    lr, taken, tic, last_step = 0.0, 0, time.perf_counter(), 0.0
     for step_in_epoch, (views, labels) in enumerate(data.epoch(epoch)):
+        if stop_at is not None:  # would this step, as long as the last, end too late?
+            now = time.perf_counter()
+            last_step, tic = now - tic, now
+            if taken and now + last_step > stop_at:
+                break
         lr = lr_at(epoch * len(data) + step_in_epoch)
         for group in opt.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
@@ -301,9 +339,10 @@ def _train_epoch(model: nn.Module, loss_fn: LossFn, data: BatchStream, epoch: in
             average.update_parameters(model)
         for key, value in {"loss": loss.item(), **metrics}.items():
             totals[key] = totals.get(key, 0.0) + value
-        if step_in_epoch + 1 == steps:
+        taken += 1
+        if taken == steps:
             break
-    return {**{f"train_{k}": v / max(1, steps) for k, v in totals.items()}, "lr": lr}
+    return {**{f"train_{k}": v / max(1, taken) for k, v in totals.items()}, "lr": lr}, taken
 
 
 def _agree(model: nn.Module, scored: nn.Module, metrics: dict[str, float],
