@@ -45,6 +45,10 @@ BENCHMARKS = {
                              "small_cnn", "--seeds", "0", "1", "2"],
     "adaptation": ["benchmarks.adaptation", "--images", "10000", "--sweep-images", "2000"],
     "fewshot": ["benchmarks.fewshot", "--minutes", "4"],
+    "fewshot_animals_5min": ["benchmarks.fewshot", "--minutes", "5", "--label", "animals_5min"],
+    "fewshot_alternate_classes": ["benchmarks.fewshot", "--minutes", "5", "--novel",
+                                  "automobile", "cat", "dog", "horse", "truck", "--label",
+                                  "alternate_classes"],
     "distributed": ["benchmarks.distributed"],
     "memmap": ["benchmarks.memmap_ingest"],
     "tracking_server": ["benchmarks.tracking_server"],
@@ -169,7 +173,8 @@ def _adaptation_and_scale() -> list[str]:
         ("transfer", _transfer), ("lora", _lora), ("lora_cifar10_encoder", _lora),
         ("lora_vit_digits", _lora),
         ("adaptation", _adaptation),
-        ("fewshot", _fewshot), ("distributed", _distributed), ("memmap", _memmap),
+        ("fewshot", _fewshot), ("fewshot_animals_5min", _fewshot),
+        ("fewshot_alternate_classes", _fewshot), ("distributed", _distributed), ("memmap", _memmap),
         ("tracking_server", _tracking_server)) if _load(name)]
     lines = ["## Adaptation and scale", "", SHARED_CPU, ""] if shared else []
     for result, render_section in shared:
@@ -544,7 +549,7 @@ def _fewshot(result: dict) -> list[str]:
                      f"{row['ci95']:.2%} |")
     lines += ["", f"Goal: {result['goals']}; {_machine(result)}.", ""]
     bounds = _load("fewshot_bounds")
-    if bounds:
+    if bounds and result["benchmark"] == "fewshot":  # the bounds' split and date
         lines += [f"`{bounds['command']}` — {bounds['what']}.", "",
                   "| features | shot | accuracy | ± 95% |", "|---|---:|---:|---:|"]
         lines += [f"| {row['encoder']} | {row['shot']} | {row['accuracy']:.2%} | "
