@@ -49,6 +49,9 @@ BENCHMARKS = {
     "fewshot_alternate_classes": ["benchmarks.fewshot", "--minutes", "5", "--novel",
                                   "automobile", "cat", "dog", "horse", "truck", "--label",
                                   "alternate_classes"],
+    "fewshot_bounds_alternate_classes": ["benchmarks.fewshot", "--bounds", "--novel",
+                                         "automobile", "cat", "dog", "horse", "truck",
+                                         "--label", "alternate_classes"],
     "distributed": ["benchmarks.distributed"],
     "memmap": ["benchmarks.memmap_ingest"],
     "tracking_server": ["benchmarks.tracking_server"],
@@ -548,8 +551,9 @@ def _fewshot(result: dict) -> list[str]:
         lines.append(f"| {row['encoder']} | {row['shot']} | {row['accuracy']:.2%} | "
                      f"{row['ci95']:.2%} |")
     lines += ["", f"Goal: {result['goals']}; {_machine(result)}.", ""]
-    bounds = _load("fewshot_bounds")
-    if bounds and result["benchmark"] == "fewshot":  # the bounds' split and date
+    # the bounds of the same split (``--bounds`` with the same ``--label``)
+    bounds = _load(result["benchmark"].replace("fewshot", "fewshot_bounds", 1))
+    if bounds:
         lines += [f"`{bounds['command']}` — {bounds['what']}.", "",
                   "| features | shot | accuracy | ± 95% |", "|---|---:|---:|---:|"]
         lines += [f"| {row['encoder']} | {row['shot']} | {row['accuracy']:.2%} | "
