@@ -222,11 +222,11 @@ class _Plan:
 
     total_steps: int
     steps_per_epoch: int
-    planned_steps: int = 0  # the cap: the steps the run was planned with
+    planned_steps: int = field(init=False)  # the cap: the steps first planned
     recent: deque = field(default_factory=lambda: deque(maxlen=PACE_EPOCHS))
 
     def __post_init__(self) -> None:
-        self.planned_steps = self.planned_steps or self.total_steps
+        self.planned_steps = self.total_steps
 
     def took(self, taken: int, *, of: int, before: int, name: str) -> int:
         """``taken`` of the epoch's ``of`` steps, ``before`` steps in: fewer when the
