@@ -14,6 +14,7 @@ from model_lifecycle.data.config import SplitFractions
 from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.data.splits import make_splits
 from model_lifecycle.errors import LifecycleError
+from model_lifecycle.params import parse_params
 from model_lifecycle.pipelines.compress.nodes import (
     describe_finetuned,
     distill_model,
@@ -32,6 +33,7 @@ from model_lifecycle.pipelines.explain.nodes import explain_variants
 from model_lifecycle.pipelines.finetune.nodes import finetune_model
 from model_lifecycle.pipelines.ingest.nodes import ingest_images
 from model_lifecycle.pipelines.robust.nodes import train_robust_model
+from model_lifecycle.training.config import FinetuneParams
 
 RUNTIME = {"num_threads": 1}
 EVALUATE = {"latency": {"repeats": 3, "warmup": 0, "batch_sizes": [1, 4]},
@@ -236,6 +238,28 @@ def test_adversarial_fine_tuning_can_start_from_the_fine_tuned_model(data, finet
     with pytest.raises(LifecycleError, match="adversarial.init is 'finetuned' but no "
                        "finetuned_model exists"):
         train_robust_model(images, splits, policy, None, None, start, RUNTIME)
+
+
+def test_adversarial_run_can_learn_the_stem_the_recipe_whitens(data):
+    images, splits, policy = data
+    recipe = {"init": "scratch", "arch_kwargs": {"width": 8}, "epochs": 1, "batch_size": 16,
+              "checkpoint": None, "whiten_stem": True,
+              "adversarial": {"check_images": 8, "check_steps": 2}}
+
+    def stem_trains(params: dict) -> bool:
+        model, _ = train_robust_model(images, splits, policy, None, None, params, RUNTIME)
+        weight = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).weight
+        half = min(weight.shape[0] // 2, weight[0].numel())
+        # whitening filters come as a ± pair, which training would break
+        return not torch.equal(weight[:half], -weight[half:2 * half])
+
+    assert not stem_trains(recipe)  # the recipe's frozen whitening filters
+    assert stem_trains({**recipe, "adversarial": {**recipe["adversarial"],
+                                                  "whiten_stem": False}})
+    with pytest.raises(LifecycleError, match="whiten_stem: true would overwrite the "
+                       "fine-tuned model's first convolution"):
+        parse_params(FinetuneParams, {**recipe, "adversarial": {
+            "init": "finetuned", "whiten_stem": True}}, "finetune")
 
 
 def test_an_absent_input_is_optional_only_when_every_node_reading_it_says_so():

@@ -58,6 +58,8 @@ def test_adversarial_fine_tuning_raises_pgd_accuracy_over_standard_fine_tuning(d
      r"'evaluate.adversarial.epsilon' = 0 .*greater than 0"),
     (EvaluateParams, "evaluate", {"adversarial": {"epsilon": "8/0"}},
      r"'evaluate.adversarial.epsilon' = '8/0' .*a fraction such as 8/255"),
+    (EvaluateParams, "evaluate", {"adversarial": {"epsilon": "8/255/2"}},
+     r"'evaluate.adversarial.epsilon' = '8/255/2' .*a fraction such as 8/255"),
     (FinetuneParams, "finetune", {"adversarial": {"epsilon": 2}},
      r"'finetune.adversarial.epsilon' = 2 .*less than or equal to 1"),
     (EvaluateParams, "evaluate", {"robustness": {"corruptions": ["fog"]}},
@@ -79,3 +81,6 @@ def test_attack_sizes_read_as_papers_write_them():
                                                            "alpha": "2 / 255"}}, "evaluate")
     assert config.adversarial.epsilon == pytest.approx(8 / 255)
     assert config.adversarial.alpha == pytest.approx(2 / 255)
+    config = parse_params(EvaluateParams, {"adversarial": {"epsilon": "7/255",
+                                                           "alpha": "8.75/255"}}, "evaluate")
+    assert config.adversarial.alpha == pytest.approx(1.25 * 7 / 255)

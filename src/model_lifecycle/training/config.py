@@ -196,6 +196,19 @@ class AdversarialTrainingParams(AttackParams):
     lr: float | None = Field(None, gt=0)
     """Peak learning rate of the adversarial run; null: `finetune.optimizer.lr`. A run
     from the fine-tuned model usually wants a smaller one."""
+    whiten_stem: bool | None = None
+    """Whether the adversarial run's first convolution starts as frozen patch-whitening
+    filters; null: `finetune.whiten_stem`. Whitening scales the data's weakest patch
+    directions up (by 1 / sqrt(variance)), which are the ones a small L∞ perturbation
+    reaches most easily; a learned stem can turn them down."""
+
+    @model_validator(mode="after")
+    def _whitening_needs_a_fresh_stem(self) -> AdversarialTrainingParams:
+        if self.whiten_stem and self.init == "finetuned":
+            raise ValueError("finetune.adversarial.whiten_stem: true would overwrite the "
+                             "fine-tuned model's first convolution: use it with init: "
+                             "recipe, or set it to null")
+        return self
 
 
 class LoraParams(StrictModel):

@@ -25,13 +25,15 @@ def train_robust_model(images: ImageSet, splits: dict[str, np.ndarray],
     one epoch). ``finetune.adversarial.budget_seconds``, when set, replaces the recipe's
     time budget (adversarial steps cost more); ``adversarial.init: finetuned`` starts from
     ``finetuned_model`` instead of ``finetune.init``, ``adversarial.lr`` replaces the
-    recipe's peak learning rate."""
+    recipe's peak learning rate and ``adversarial.whiten_stem`` its ``whiten_stem``."""
     robust = {**params, "eval_every": 1}
     adversarial = params.get("adversarial") or {}
     if adversarial.get("budget_seconds") is not None:
         robust["budget_seconds"] = adversarial["budget_seconds"]
     if adversarial.get("lr") is not None:
         robust["optimizer"] = {**params.get("optimizer", {}), "lr": adversarial["lr"]}
+    if adversarial.get("whiten_stem") is not None:
+        robust["whiten_stem"] = adversarial["whiten_stem"]
     if params.get("checkpoint"):  # its own checkpoint: the fine-tune's stays resumable
         robust["checkpoint"] = str(Path(params["checkpoint"]).with_name("robust.pt"))
     start = None
