@@ -215,29 +215,39 @@ def _cpu_bfloat16(result: dict) -> list[str]:
 def _gpu(gpu: dict) -> list[str]:
     """Measured on a GPU machine (make bench-gpu), not by make bench."""
     target = gpu["target"]
-    median = (f"median of {gpu['seeds']} seeds: {gpu['median_test_accuracy']:.2%} in "
+    selected = gpu.get("selected")
+    chosen = ("best by val accuracy: " + ", ".join(f"`{k}={v}`" for k, v in selected.items())
+              + "; " if selected else "")
+    median = (f"{chosen}median of {gpu['seeds']} seeds: {gpu['median_test_accuracy']:.2%} in "
               f"{gpu['median_train_seconds']} s; " if "median_test_accuracy" in gpu else "")
     lines = [f"## CIFAR-10 on one GPU ({gpu['gpu']})", "",
              f"`{gpu['command']}` — target: {target['test_accuracy']:.0%} test accuracy in "
              f"at most {target['train_seconds']:g} s of training with `{gpu['recipe']}` "
              f"({median}{'met' if gpu['target_met'] else 'not met'}).", "",
-             "| run | environment | epochs | test accuracy (TTA) | training time | images/s |",
-             "|---|---|---:|---:|---:|---:|"]
+             "| run | environment | epochs | val accuracy | test accuracy (TTA) | "
+             "training time | images/s |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     names = {"gpu_recipe_compiling": "the GPU recipe, first run (compiles)",
              "gpu_recipe": "the GPU recipe (compiled steps cached)",
              "cpu_recipe": "the CPU recipe on the GPU"}
     for key, row in gpu["runs"].items():
-        if key.startswith("gpu_recipe_seed"):
+        settings = ", ".join(f"`{k}={v}`" for k, v in row.get("params", {}).items()
+                             if k != "runtime.seed" and not key.startswith("cpu"))
+        if key.startswith(("screen", "selected")):
+            seed = row.get("params", {}).get("runtime.seed")
+            name = f"{settings or 'as configured'}, seed {seed}"
+        elif key.startswith("gpu_recipe_seed"):
             name = f"the GPU recipe, seed {key.removeprefix('gpu_recipe_seed')}"
         elif key.startswith("gpu_recipe_epochs"):
             name = f"the GPU recipe at {key.removeprefix('gpu_recipe_epochs')} epochs"
         else:
             name = names.get(key, key)
         if "error" in row:
-            lines.append(f"| {name} | `{row['env']}` | | failed: {row['error']} | | |")
+            lines.append(f"| {name} | `{row['env']}` | | | failed: {row['error']} | | |")
             continue
         lines.append(f"| {name} | `{row['env']}` | {row['epochs']} | "
-                     f"{row['test_accuracy']:.2%} | {row['train_seconds']} s | "
+                     f"{row['val_accuracy']:.2%} | {row['test_accuracy']:.2%} | "
+                     f"{row['train_seconds']} s | "
                      f"{row['images_per_s']:,} |")
     return [*lines, "", f"{_machine(gpu)}.", ""]
 
