@@ -228,13 +228,12 @@ def _gpu(gpu: dict) -> list[str]:
              "training time | images/s |",
              "|---|---|---:|---:|---:|---:|---:|"]
     names = {"gpu_recipe_compiling": "the GPU recipe, first run (compiles)",
-             "gpu_recipe": "the GPU recipe (compiled steps cached)",
              "cpu_recipe": "the CPU recipe on the GPU"}
     for key, row in gpu["runs"].items():
-        settings = ", ".join(f"`{k}={v}`" for k, v in row.get("params", {}).items()
-                             if k != "runtime.seed" and not key.startswith("cpu"))
         if key.startswith(("screen", "selected")):
-            seed = row.get("params", {}).get("runtime.seed")
+            params = dict(row["params"])
+            seed = params.pop("runtime.seed")
+            settings = ", ".join(f"`{k}={v}`" for k, v in params.items())
             name = f"{settings or 'as configured'}, seed {seed}"
         elif key.startswith("gpu_recipe_seed"):
             name = f"the GPU recipe, seed {key.removeprefix('gpu_recipe_seed')}"
