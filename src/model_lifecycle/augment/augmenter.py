@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torchvision.transforms import v2
 
 from model_lifecycle.augment import ops
 from model_lifecycle.augment.auto import auto_augment
@@ -90,6 +89,10 @@ class LabelMixer:
     """
 
     def __init__(self, policy: SupervisedPolicy, num_classes: int) -> None:
+        # imported here: torchvision costs a second to import, and a distributed rank
+        # (a fresh process) that mixes no labels need not pay it
+        from torchvision.transforms import v2  # noqa: PLC0415
+
         self.num_classes = num_classes
         self.mix_p = policy.mix_p
         mixers = []

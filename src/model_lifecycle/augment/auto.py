@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2 import functional as TF
 
 from model_lifecycle.augment import ops
 
@@ -124,7 +123,10 @@ def _auto_contrast(x: torch.Tensor, _value: torch.Tensor) -> torch.Tensor:
 
 
 def _equalize(x: torch.Tensor, _value: torch.Tensor) -> torch.Tensor:
-    # torchvision's equalize is batched (one histogram per image and channel).
+    # torchvision's equalize is batched (one histogram per image and channel); imported
+    # here, as in augmenter.py, so that a process that never equalizes skips torchvision
+    from torchvision.transforms.v2 import functional as TF  # noqa: N812, PLC0415
+
     as_uint8 = (x * 255).round().to(torch.uint8)
     return TF.equalize(as_uint8).to(x.dtype) / 255
 

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from model_lifecycle.models.classifier import Classifier
 from model_lifecycle.models.predict import predict
@@ -45,6 +42,12 @@ def probe_head(model: Classifier, images: np.ndarray, labels: np.ndarray,
                                                              replace=False))
     features = predict(model.encoder, images, indices).numpy().astype(np.float64)
     targets = np.asarray(labels)[indices]
+    # imported here: scikit-learn takes most of a second to import, and every
+    # distributed rank imports this module through training.finetune without fitting
+    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
+    from sklearn.pipeline import make_pipeline  # noqa: PLC0415
+    from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
+
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
     probe.fit(features, targets)
     scaler, regression = probe[0], probe[1]
