@@ -52,6 +52,9 @@ def test_the_plan_fills_what_the_warm_up_leaves():
     assert plan.epochs == pytest.approx(MARGIN * left * 1000 / 40_000)
     # what the planned run then costs ends inside the budget
     assert plan.warmup_seconds + 2.0 + plan.epochs * 40_000 / 1000 <= 600
+    # an estimate: the run may train more epochs when it turns out faster
+    params, deadline = plan.apply(FinetuneParams(budget_seconds=600), start=10.0)
+    assert params.epochs == plan.epochs and deadline.at == 610.0 and deadline.extend
 
 
 def test_evaluations_are_planned_for_too():
@@ -206,8 +209,10 @@ def test_a_run_that_slows_down_still_ends_before_its_deadline(monkeypatch):
 
 def test_a_run_slowed_by_another_job_gets_its_steps_back(monkeypatch):
     """One slow epoch (another job on the cores) shortens the schedule; when the steps
-    are fast again the run takes the time back and still ends inside the deadline, but
-    never trains past the steps first planned."""
+    are fast again the run takes the time back and still ends inside the deadline. Past
+    the steps first planned only when the deadline may extend them (a budget's plan,
+    measured on a warm-up that another job may have slowed): then the run fills the
+    time."""
     from model_lifecycle.training import loop  # noqa: PLC0415
     from model_lifecycle.training.config import OptimizerParams  # noqa: PLC0415
     from model_lifecycle.training.data import BatchStream  # noqa: PLC0415
@@ -215,7 +220,7 @@ def test_a_run_slowed_by_another_job_gets_its_steps_back(monkeypatch):
     images, labels, _ = _data(160)
     stream = BatchStream(images, labels, np.arange(160), batch_size=16, augment=None)
 
-    def run(epochs: float, deadline: float) -> tuple[FitResult, float]:
+    def run(epochs: float, deadline: float, extend: bool = False) -> tuple[FitResult, float]:
         clock = {"now": 0.0, "steps": 0}
         monkeypatch.setattr(loop.time, "perf_counter", lambda: clock["now"])
 
@@ -227,7 +232,7 @@ def test_a_run_slowed_by_another_job_gets_its_steps_back(monkeypatch):
         result = loop.fit(build_model("small_cnn", 3, 1, width=2), loss, stream,
                           epochs=epochs, optimizer=OptimizerParams(lr=0.1),
                           schedule=ScheduleParams(kind="cosine", warmup_epochs=0),
-                          deadline=loop.Deadline(at=deadline))
+                          deadline=loop.Deadline(at=deadline, extend=extend))
         return result, clock["now"]
 
     result, ended = run(epochs=100, deadline=30.0)
@@ -235,3 +240,6 @@ def test_a_run_slowed_by_another_job_gets_its_steps_back(monkeypatch):
     assert result.epochs_trained > 15
     result, ended = run(epochs=12, deadline=30.0)  # 10 + 11 × 1 s: more time than steps
     assert result.epochs_trained == 12 and ended == pytest.approx(21.0)
+    result, ended = run(epochs=12, deadline=30.0, extend=True)  # … which it then uses
+    assert result.epochs_trained > 18 and 28.0 < ended <= 30.0
+    assert result.history["lr"][-1][1] < 0.1 * 0.1  # the longer schedule's end, annealed

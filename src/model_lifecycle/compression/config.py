@@ -145,7 +145,8 @@ class DistillParams(StrictModel):
     """Passes over the student's training images; fractional: the last stops part-way."""
     budget_seconds: float | None = Field(None, gt=0)
     """Seconds of training (warm-up included): the epoch count is set from a measured
-    warm-up; `epochs` is then ignored."""
+    warm-up and re-planned after every epoch at the pace the run keeps; `epochs` is then
+    ignored."""
     batch_size: int = Field(128, ge=2)
     """Images per batch."""
     optimizer: OptimizerParams = OptimizerParams(lr=0.05, weight_decay=5e-4)

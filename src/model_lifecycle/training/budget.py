@@ -51,9 +51,12 @@ class BudgetPlan:
 
     def apply(self, params: P, start: float) -> tuple[P, Deadline]:
         """``params`` (a stage's, with ``budget_seconds``) with the planned epochs, and the
-        deadline ``fit`` keeps: ``budget_seconds`` after ``start``."""
+        deadline ``fit`` keeps: ``budget_seconds`` after ``start``. The epochs are an
+        estimate from the warm-up, so the deadline may extend them: a warm-up slowed by
+        another job would otherwise leave the rest of the budget unused."""
         return (params.model_copy(update={"epochs": self.epochs}),
-                Deadline(at=start + params.budget_seconds, eval_seconds=self.eval_seconds))
+                Deadline(at=start + params.budget_seconds, eval_seconds=self.eval_seconds,
+                         extend=True))
 
 
 def plan_epochs(budget_seconds: float, train_images: int, trial: Trial, *, key: str,

@@ -148,7 +148,8 @@ class PretrainParams(StrictModel):
     """Passes over the training images; fractional: the last pass stops part-way."""
     budget_seconds: float | None = Field(None, gt=0)
     """Seconds of training (warm-up included): the epoch count is set from a measured
-    warm-up so that the schedule ends inside them; `epochs` is then ignored."""
+    warm-up so that the schedule ends inside them, and re-planned after every epoch at
+    the pace the run keeps (shorter or longer); `epochs` is then ignored."""
     batch_size: int = Field(256, ge=2)
     """Images per batch (two views each)."""
     optimizer: OptimizerParams = OptimizerParams(lr=0.3, weight_decay=1e-4)
@@ -266,7 +267,8 @@ class FinetuneParams(StrictModel):
     """Passes over train_labeled; fractional: the last pass stops part-way."""
     budget_seconds: float | None = Field(None, gt=0)
     """Seconds of training (warm-up and val checks included): the epoch count is set from
-    a measured warm-up so that the schedule ends inside them; `epochs` is then ignored."""
+    a measured warm-up so that the schedule ends inside them, and re-planned after every
+    epoch at the pace the run keeps (shorter or longer); `epochs` is then ignored."""
     batch_size: int = Field(64, ge=2)
     """Images per batch."""
     optimizer: OptimizerParams = OptimizerParams(lr=0.05, weight_decay=5e-4)

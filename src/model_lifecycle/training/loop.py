@@ -52,11 +52,15 @@ class FitResult:
 
 @dataclass(frozen=True)
 class Deadline:
-    """When training must be over (a ``time.perf_counter()`` value), and what one
-    evaluation is expected to cost until one has been measured."""
+    """When training must be over (a ``time.perf_counter()`` value), what one
+    evaluation is expected to cost until one has been measured, and whether the
+    schedule may grow past the epochs first planned (``extend``: they were planned from a
+    measured warm-up, an estimate that the run may beat; otherwise they are the epochs
+    asked for, the most the run trains)."""
 
     at: float
     eval_seconds: float = 0.0
+    extend: bool = False
 
 
 def epoch_count(epochs: float, steps_per_epoch: int) -> tuple[int, int]:
@@ -218,11 +222,11 @@ RESERVE_SHARE = 0.01  # … and 1% of the time left
 @dataclass
 class _Plan:
     """A run's optimizer steps, which a deadline may shorten while it runs (and lengthen
-    again, never past the steps first planned)."""
+    again: past the steps first planned only when the deadline may ``extend`` them)."""
 
     total_steps: int
     steps_per_epoch: int
-    planned_steps: int = field(init=False)  # the cap: the steps first planned
+    planned_steps: int = field(init=False)  # the steps first planned (the cap, unless extended)
     recent: deque = field(default_factory=lambda: deque(maxlen=PACE_EPOCHS))
 
     def __post_init__(self) -> None:
@@ -262,18 +266,22 @@ class _Plan:
         keeps a reserve of two steps and 1% for steps that run slower than that (a run
         of hundreds of tiny epochs overshot its 6-s budget by 3 ms without one). A run
         shortened by a slow stretch (another job on the cores) gets its steps back when
-        it speeds up again: a shortened schedule is never lengthened past the plan."""
+        it speeds up again. Past the plan only with ``deadline.extend``: a budget's
+        warm-up that ran slow (a job sharing the cores for those seconds) planned too few
+        epochs, and the run then fills the budget at the pace it keeps."""
         left = deadline.at - time.perf_counter() - eval_seconds  # the last evaluation
         left -= RESERVE_STEPS * step_seconds + RESERVE_SHARE * max(0.0, left)
         per_step = step_seconds + eval_seconds / (eval_every * self.steps_per_epoch)
         affordable = done + max(0, math.floor(left / per_step))
-        fitted = max(done, min(affordable, self.planned_steps))
+        fitted = max(done, affordable if deadline.extend
+                     else min(affordable, self.planned_steps))
         if fitted == self.total_steps:
             return
         log.info("%s: %.2f epochs fit before the deadline instead of %.2f: the schedule "
-                 "is %s to end in time", name, fitted / self.steps_per_epoch,
+                 "is %s", name, fitted / self.steps_per_epoch,
                  self.total_steps / self.steps_per_epoch,
-                 "shortened" if fitted < self.total_steps else "lengthened again")
+                 "shortened to end in time" if fitted < self.total_steps
+                 else "lengthened to fill the time")
         self.total_steps = fitted
 
 
