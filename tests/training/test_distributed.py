@@ -151,6 +151,19 @@ def test_ranks_import_neither_kedro_nor_mlflow_and_share_the_cores(monkeypatch):
         assert not seen["kedro_session"] and not seen["mlflow"] and seen["run_id"] is None
 
 
+def test_a_rank_imports_neither_torchvision_nor_scikit_learn_to_fine_tune():
+    """What a rank (a fresh process) imports to fine-tune without label mixing: each of
+    these libraries costs about a second per rank, paid at every launch."""
+    code = ("import sys, model_lifecycle.training.distributed_worker, "
+            "model_lifecycle.training.finetune, model_lifecycle.models.registry\n"
+            "print(sorted(m for m in ('torchvision', 'sklearn', 'kedro', 'mlflow') "
+            "if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert result.stdout.strip() == "[]"
+
+
 # --- inside kedro run ----------------------------------------------------------------------
 
 def _versions(work: Path) -> list[Path]:
