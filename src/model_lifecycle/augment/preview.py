@@ -15,6 +15,7 @@ from model_lifecycle.augment.augmenter import BatchAugmenter  # noqa: E402
 from model_lifecycle.augment.config import PreviewParams, policy_from_artifact  # noqa: E402
 from model_lifecycle.data.imageset import ImageSet  # noqa: E402
 from model_lifecycle.errors import LifecycleError  # noqa: E402
+from model_lifecycle.mosaic import tile  # noqa: E402
 
 
 def preview_grid(data: ImageSet, indices: np.ndarray, policy: dict[str, Any],
@@ -42,27 +43,19 @@ GAP_SHARE = 8  # one white pixel between tiles per this many pixels of image
 
 
 def _mosaic_figure(columns: list[tuple[str, torch.Tensor]]) -> plt.Figure:
-    """The columns' images tiled into one picture, drawn in one axes with the column
-    titles above it: a grid of one axes per image costs matplotlib about 1.5 s per
-    preview (an axes' ticks and fonts each), paid in every ``augment`` run."""
-    batches = [batch.clamp(0, 1).expand(-1, 3, -1, -1) for _, batch in columns]
-    rows, cols = len(batches[0]), len(batches)
-    height = max(b.shape[2] for b in batches)
-    width = max(b.shape[3] for b in batches)
-    gap = max(1, height // GAP_SHARE)
-    canvas = np.ones((rows * (height + gap) - gap, cols * (width + gap) - gap, 3),
-                     dtype=np.float32)
-    for c, batch in enumerate(batches):
-        left = c * (width + gap)
-        for r in range(rows):
-            top = r * (height + gap)
-            image = batch[r].permute(1, 2, 0).numpy()
-            canvas[top:top + image.shape[0], left:left + image.shape[1]] = image
-    fig = plt.figure(figsize=(1.1 * cols, 1.1 * rows + 0.4))
-    axes = fig.add_axes((0.0, 0.0, 1.0, 1.1 * rows / (1.1 * rows + 0.4)))
+    """The columns' images tiled into one picture (:func:`~model_lifecycle.mosaic.tile`),
+    drawn in one axes with the column titles above it."""
+    batches = [batch.clamp(0, 1).expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy()
+               for _, batch in columns]
+    rows = [[batch[r] for batch in batches] for r in range(len(batches[0]))]
+    width = max(batch.shape[2] for batch in batches)
+    gap = max(1, max(batch.shape[1] for batch in batches) // GAP_SHARE)
+    canvas, _, pitch_x = tile(rows, gap)
+    fig = plt.figure(figsize=(1.1 * len(columns), 1.1 * len(rows) + 0.4))
+    axes = fig.add_axes((0.0, 0.0, 1.0, 1.1 * len(rows) / (1.1 * len(rows) + 0.4)))
     axes.imshow(canvas, interpolation="nearest")
     axes.set_axis_off()
     for c, (title, _) in enumerate(columns):
-        axes.text(c * (width + gap) + width / 2, -gap, title, fontsize=7,
+        axes.text(c * pitch_x + width / 2, -gap, title, fontsize=7,
                   ha="center", va="bottom")
     return fig

@@ -50,6 +50,7 @@ from scipy.stats import rankdata
 from torch import nn
 
 from model_lifecycle.errors import LifecycleError
+from model_lifecycle.mosaic import tile
 
 METHODS = ("integrated_gradients", "saliency", "grad_cam", "occlusion")
 GRADIENT_FREE = ("occlusion",)
@@ -321,17 +322,15 @@ def explanation_figure(images: torch.Tensor, maps: dict[str, torch.Tensor],
     rows, cols = len(images), 1 + len(maps)
     height, width = images.shape[-2:]
     gap = max(1, round(0.12 * max(height, width)))
-    pitch_y, pitch_x = height + gap, width + gap
-    mosaic = np.ones((rows * pitch_y - gap, cols * pitch_x - gap, 3))
     pictures = images.detach().float().cpu().clamp(0, 1).permute(0, 2, 3, 1).numpy()
     jet = colormaps["jet"]
+    panels = []
     for r, picture in enumerate(pictures):
         gray = np.repeat(picture.mean(-1, keepdims=True), 3, axis=-1)
-        panels = [np.repeat(picture, 3, axis=-1) if picture.shape[-1] == 1 else picture]
-        panels += [0.5 * jet(_normalised(batch[r]))[..., :3] + 0.5 * gray
-                   for batch in maps.values()]
-        for c, panel in enumerate(panels):
-            mosaic[r * pitch_y:r * pitch_y + height, c * pitch_x:c * pitch_x + width] = panel
+        panels.append([np.repeat(picture, 3, axis=-1) if picture.shape[-1] == 1 else picture])
+        panels[-1] += [0.5 * jet(_normalised(batch[r]))[..., :3] + 0.5 * gray
+                       for batch in maps.values()]
+    mosaic, pitch_y, pitch_x = tile(panels, gap)
     # inches: 1.6 a panel, 1.2 on the left for the class labels, 0.9 on top for the title
     # and the column names, 0.1 below
     fig_w, fig_h = 1.6 * cols + 1.2, 1.6 * rows + 1.0
