@@ -80,8 +80,10 @@ OPTIONAL_INPUTS.setdefault("finetuned_model", []).append(
 # is skipped with a logged reason) and needs one only to start meta-training from it
 for _dataset, _init in (("pretrained_encoder", "pretrained"), ("finetuned_model", "finetuned")):
     OPTIONAL_INPUTS.setdefault(_dataset, []).append(
-        ("fewshot", lambda p, init=_init: p.meta_train.init == init,
-         "or set fewshot.meta_train.init: scratch"))
+        ("fewshot", lambda p, init=_init: "meta_trained" in p.encoders
+         and p.meta_train.init == init, "or set fewshot.meta_train.init: scratch"))
+# The node that meta-trains the `meta_trained` encoder of `fewshot` (namespaced or not).
+META_TRAIN_NODE = "meta_train_encoder"
 
 
 class PreflightHook:
@@ -107,6 +109,8 @@ class PreflightHook:
                     context={"reads_files": reads in pipeline.all_outputs()})
         if "finetune" in groups:
             _check_lora_targets(groups, pipeline)
+        if "fewshot" in groups and "meta_trained" not in groups["fewshot"].encoders:
+            _skip_meta_training(pipeline, catalog)
         if "runtime" in groups and groups["runtime"].device == "cuda":
             # imports torch: only for a run that asks for a GPU
             from model_lifecycle.training.device import resolve_device  # noqa: PLC0415
@@ -128,6 +132,17 @@ class PreflightHook:
             otherwise += needed_by
         if missing:
             raise LifecycleError(_missing_sentence(missing, otherwise))
+
+
+def _skip_meta_training(pipeline: Pipeline, catalog: DataCatalog) -> None:
+    """``fewshot.encoders`` does not list ``meta_trained``: the meta-training node, which
+    reads the same parameters, returns at once without an encoder, and its outputs are
+    in-memory for this run, so no ``fewshot_encoder`` version is written and no
+    meta-training metric logged. (Kedro has no conditional nodes and saves no None.)"""
+    for node in pipeline.nodes:
+        if node.name.rpartition(".")[2] == META_TRAIN_NODE:
+            for name in node.outputs:
+                catalog[name] = MemoryDataset()
 
 
 def _every_reader_ruled(pipeline: Pipeline, dataset: str, rules: list[Rule]) -> bool:

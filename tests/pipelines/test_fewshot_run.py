@@ -149,3 +149,31 @@ def test_fewshot_without_a_hold_out_says_how_to_set_one(project):
     with pytest.raises(LifecycleError, match=r"^fewshot.novel_classes is empty: list the "
                        r"classes to hold out"):
         project(["fewshot"], {"ingest": {"image_size": 8}})
+
+
+def test_meta_training_runs_only_when_its_encoder_is_compared(project, monkeypatch, caplog):
+    """Without `meta_trained` in fewshot.encoders nothing is meta-trained: no call, no
+    fewshot_encoder version, no meta-training metric, and meta_train.init: pretrained
+    needs no pretrained encoder."""
+    from model_lifecycle.pipelines.fewshot import nodes as fewshot_nodes  # noqa: PLC0415
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("meta-training ran although meta_trained is not compared")
+
+    monkeypatch.setattr(fewshot_nodes, "meta_train", refuse)
+    params = {**TINY, "fewshot": {
+        **FEWSHOT, "episodes": 10, "shots": [1], "encoders": ["scratch"],
+        "meta_train": {**FEWSHOT["meta_train"], "init": "pretrained"}}}
+    project(["ingest", "augment"], params)
+    with caplog.at_level(logging.INFO):
+        project(["fewshot"], params)
+    [report_file] = _versions(project.work, "data/08_reporting/fewshot_report.csv")
+    assert pd.read_csv(report_file)["encoder"].tolist() == ["scratch"]
+    assert not _versions(project.work, "data/06_models/fewshot_encoder.pt")
+    assert "meta-training skipped: fewshot.encoders (scratch) does not list meta_trained" \
+        in caplog.text
+    run = _runs(project.work).iloc[-1]
+    assert run["status"] == "FINISHED"
+    assert not [c for c in run.index if c.startswith("metrics.fewshot.meta_train")
+                and pd.notna(run[c])]
+    assert run["metrics.fewshot.scratch.3way_1shot.accuracy"] > 0

@@ -67,8 +67,8 @@ class FewshotParams(StrictModel):
     encoders: tuple[Encoder, ...] = ENCODERS
     """Encoders compared: `pretrained` (SimCLR, pretrained_encoder), `supervised` (the
     encoder of finetuned_model, trained on the base classes), `scratch` (fewshot.arch,
-    random weights) and `meta_trained` (fewshot.meta_train). A missing optional one is
-    skipped with a logged reason."""
+    random weights) and `meta_trained` (fewshot.meta_train; meta-training runs only when
+    it is listed). A missing optional one is skipped with a logged reason."""
     feature_norm: Literal["none", "l2"] = "none"
     """Features as the encoder gives them (`none`, as Snell et al.) or scaled to unit
     length (`l2`) before prototypes and distances."""

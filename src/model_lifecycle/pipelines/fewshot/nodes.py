@@ -33,6 +33,11 @@ from model_lifecycle.training.setup import history_for_mlflow, prepare_runtime
 
 log = logging.getLogger(__name__)
 
+# What meta_train_encoder returns in place of an encoder when fewshot.encoders does not
+# list meta_trained: Kedro saves no None, and the run's hook (PreflightHook) has made the
+# node's outputs in-memory for that run, so nothing is versioned or logged.
+NOT_META_TRAINED = "not meta-trained: fewshot.encoders does not list meta_trained"
+
 PRODUCERS = {"pretrained": ("pretrained_encoder", "pretrain"),
              "finetuned": ("finetuned_model", "finetune"),
              "supervised": ("finetuned_model", "finetune")}
@@ -46,10 +51,15 @@ def meta_train_encoder(images: ImageSet, splits: dict[str, np.ndarray], novel: I
     """Meta-train an encoder on episodes of the base classes (``fewshot.meta_train``),
     from ``fewshot.meta_train.init``; returns it and its metric history. The novel
     images are only checked here (can they fill the evaluation's episodes?), before any
-    training."""
+    training. When ``fewshot.encoders`` does not list ``meta_trained`` nothing is
+    trained: returns :data:`NOT_META_TRAINED` and no history."""
     config = parse_params(FewshotParams, params, "fewshot")
     run = parse_params(RuntimeParams, runtime, "runtime")
     check_novel(novel, config)
+    if "meta_trained" not in config.encoders:
+        log.info("fewshot: meta-training skipped: fewshot.encoders (%s) does not list "
+                 "meta_trained", ", ".join(config.encoders))
+        return NOT_META_TRAINED, {}
     device = prepare_runtime(run)
     init = config.meta_train.init
     if init == "scratch":
