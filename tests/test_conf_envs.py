@@ -64,7 +64,6 @@ def cifar_archive(cifar_dir: Path, tmp_path: Path) -> Path:
     return archive
 
 
-@pytest.mark.timing  # a 10-second fine-tuning budget
 def test_the_cifar10_environment_runs_end_to_end_on_a_tiny_archive(cifar_archive, tmp_path,
                                                                    monkeypatch):
     work = scratch_project(tmp_path / "work")
@@ -75,7 +74,8 @@ def test_the_cifar10_environment_runs_end_to_end_on_a_tiny_archive(cifar_archive
             # SimCLR for one epoch (its budget is tests/training/test_budget.py's)
             "pretrain": {"budget_seconds": None, "epochs": 1, "batch_size": 16,
                          "hidden_dim": 16, "projection_dim": 8},
-            "finetune": {"budget_seconds": 10, "batch_size": 16},
+            # a budget sets the epochs (how well it keeps time is test_budget.py's)
+            "finetune": {"budget_seconds": 3, "batch_size": 16},
             "compress": {"prune": {"recovery": {"epochs_per_step": 1, "final_epochs": 1,
                                                 "batch_size": 16},
                                    "structured": {"steps": 1}},
@@ -99,7 +99,7 @@ def test_the_cifar10_environment_runs_end_to_end_on_a_tiny_archive(cifar_archive
     # the budget, not the conf's `epochs: 1`, set the epochs (how well it keeps time is
     # tests/training/test_budget.py's business)
     assert result["metrics.finetune.epochs"] != 1.0
-    assert 0 < result["metrics.finetune.train_seconds"] < 10 * 2
+    assert 0 < result["metrics.finetune.train_seconds"] < 3 * 2
     assert result["metrics.pruned.macs_reduction"] >= 2.0
     client = mlflow.MlflowClient()
     versions = client.search_model_versions("name='model-lifecycle'")
