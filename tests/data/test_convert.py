@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model_lifecycle.data.convert import MAX_PIXELS, ImageDecodeError, decode_file, to_array
+from model_lifecycle.data.convert import (
+    MAX_PIXELS,
+    PILLOW_LIMIT,
+    ImageDecodeError,
+    decode_file,
+    to_array,
+)
 from tests.conftest import bomb_png, make_image
 
 
@@ -76,9 +82,10 @@ def test_a_decompression_bomb_is_refused_from_its_header(tmp_path):
     path = tmp_path / "bomb.png"
     path.write_bytes(bomb_png(20_000, 20_000))
     assert path.stat().st_size < 1000
-    with pytest.raises(ImageDecodeError, match=r"^more than 178,956,970 pixels \(Pillow "
-                                               r"refuses it as a decompression bomb\), over "
-                                               r"the limit of 89,478,485"):
+    with pytest.raises(ImageDecodeError, match=r"^more than 178,956,970 pixels, which "
+                                               r"Pillow refuses to decode as a possible "
+                                               r"decompression bomb whatever "
+                                               r"ingest.max_pixels says: resize the image$"):
         decode_file(path, (8, 8), 1)
     path.write_bytes(bomb_png(10_000, 10_000))  # between the two: the parameter's own words
     with pytest.raises(ImageDecodeError, match=r"^10000×10000 = 100,000,000 pixels, more "
@@ -95,5 +102,46 @@ def test_a_decompression_bomb_is_refused_from_its_header(tmp_path):
 def test_pillows_hard_limit_stays_whatever_the_parameter(tmp_path):
     path = tmp_path / "bigger.png"
     path.write_bytes(bomb_png(60_000, 60_000))
-    with pytest.raises(ImageDecodeError, match=r"Pillow refuses it as a decompression bomb"):
+    with pytest.raises(ImageDecodeError, match=r"Pillow refuses to decode as a possible "
+                                               r"decompression bomb"):
         decode_file(path, (8, 8), 1, max_pixels=10**12)
+
+
+def test_the_parameter_cannot_promise_more_than_pillow_decodes():
+    from model_lifecycle.data.config import IngestParams  # noqa: PLC0415
+    from model_lifecycle.errors import LifecycleError  # noqa: PLC0415
+    from model_lifecycle.params import parse_params  # noqa: PLC0415
+
+    assert parse_params(IngestParams, {"max_pixels": 178_956_970}, "ingest").max_pixels \
+        == PILLOW_LIMIT == 178_956_970
+    with pytest.raises(LifecycleError, match=r"ingest.max_pixels.*300000000.*178956970"):
+        parse_params(IngestParams, {"max_pixels": 300_000_000}, "ingest")
+
+
+@pytest.mark.parametrize(("orientation", "stored_as"), [
+    (2, Image.Transpose.FLIP_LEFT_RIGHT), (3, Image.Transpose.ROTATE_180),
+    (6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270)])
+def test_a_photo_stored_sideways_is_decoded_upright(tmp_path, orientation, stored_as):
+    """A camera stores the sensor's pixels turned and an EXIF orientation tag saying how
+    to show them; viewers (and so whoever sorted the photos) see them upright, and so
+    must training."""
+    upright = np.zeros((40, 24), dtype=np.uint8)
+    upright[:8, :8] = 255  # a white square in the top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"photo{orientation}.jpg"
+    Image.fromarray(upright).transpose(stored_as).save(path, quality=95, exif=exif)
+    decoded = decode_file(path, (40, 24), 1, resize="stretch")[0]
+    assert decoded[1:7, 1:7].mean() > 200 and decoded[12:].mean() < 30, orientation
+
+
+def test_one_scale_for_every_sixteen_bit_file_and_floats_from_zero_to_one():
+    dark = np.full((3, 3), 200, dtype=np.int32)
+    as_i = to_array(Image.fromarray(dark, mode="I"), (3, 3), 1)
+    as_i16 = to_array(Image.fromarray(dark.astype(np.uint16)), (3, 3), 1)
+    assert as_i.max() == as_i16.max() == 1  # 200 of 65535, whatever the container
+    ramp = np.linspace(0, 1, 9, dtype=np.float32).reshape(3, 3)
+    assert to_array(Image.fromarray(ramp, mode="F"), (3, 3), 1).ravel().tolist() == \
+        np.round(ramp * 255).astype(np.uint8).ravel().tolist()
+    wide = np.full((3, 3), 300.0, dtype=np.float32)
+    assert to_array(Image.fromarray(wide, mode="F"), (3, 3), 1).min() == 255

@@ -62,21 +62,90 @@ def test_truncated_jpeg_names_the_file(image_tree):
         load_image_folder(image_tree, (8, 8))
 
 
-def test_non_image_file_names_the_file(image_tree):
-    (image_tree / "dog" / "notes.txt").write_text("hello")
-    with pytest.raises(LifecycleError, match=r"dog/notes.txt \(not an image file"):
+def test_an_image_format_it_cannot_read_names_the_file(image_tree):
+    make_image("RGB", (4, 4), 0).save(image_tree / "dog" / "clip.gif")
+    with pytest.raises(LifecycleError, match=r"dog/clip.gif \(not an image file"):
         load_image_folder(image_tree, (8, 8))
+
+
+def test_files_that_are_never_images_are_left_out_with_a_log_line(image_tree, caplog):
+    """What operating systems and people leave in photo folders stops nothing."""
+    for name in ("Thumbs.db", "desktop.ini", "README.txt", "labels.csv"):
+        (image_tree / "dog" / name).write_text("not an image")
+    (image_tree / "cat" / ".DS_Store").write_text("hidden")
+    with caplog.at_level("INFO"):
+        data = load_image_folder(image_tree, (8, 8))
+    assert len(data) == 30 and not data.skipped
+    assert "Left out 4 file(s) that are not images" in caplog.text
 
 
 def test_skip_counts_and_reports_bad_files(image_tree):
     (image_tree / "cat" / "04.png").write_bytes(b"garbage")
-    (image_tree / "dog" / "notes.txt").write_text("hello")
+    (image_tree / "dog" / "photo").write_text("no extension: maybe an image, not readable")
     (image_tree / ".DS_Store").write_text("hidden files are ignored")
     data = load_image_folder(image_tree, (8, 8), on_bad_image="skip")
-    assert len(data) == 29  # 04.png replaced by garbage, notes.txt never an image
+    assert len(data) == 29  # 04.png replaced by garbage, photo never an image
     assert len(data.skipped) == 2
     assert any("cat/04.png" in item for item in data.skipped)
     assert np.bincount(data.labels).tolist() == [9, 10, 10]
+
+
+def test_images_in_sub_folders_belong_to_their_class_folder(image_tree, caplog):
+    (image_tree / "fox" / "2019" / "june").mkdir(parents=True)
+    for i in range(3):
+        make_image("RGB", (9, 9), 50 + i).save(image_tree / "fox" / "2019" / "june" / f"{i}.png")
+    # a class whose images all sit one level down is a class, not an empty folder
+    (image_tree / "owl" / "batch1").mkdir(parents=True)
+    make_image("RGB", (9, 9), 60).save(image_tree / "owl" / "batch1" / "o.png")
+    with caplog.at_level("INFO"):
+        data = load_image_folder(image_tree, (8, 8))
+    assert data.class_names == (*CLASSES, "owl")
+    assert np.bincount(data.labels).tolist() == [10, 10, 13, 1]
+    assert "4 image file(s) in sub-folders of class folders" in caplog.text
+
+
+def test_a_data_set_one_folder_too_deep_says_where_to_point(image_tree, tmp_path):
+    root = tmp_path / "unzipped"
+    root.mkdir()
+    image_tree.rename(root / "images")
+    with pytest.raises(LifecycleError, match=r"unzipped holds one folder, images, which holds "
+                       r"the folders cat, dog, fox: if those are your classes, point "
+                       r"ingest.path at .*unzipped/images\.$"):
+        load_image_folder(root, (8, 8))
+
+
+def test_a_validation_folder_joins_the_training_images(image_tree, tmp_path):
+    root = tmp_path / "split"
+    root.mkdir()
+    image_tree.rename(root / "train")
+    for split in ("valid", "test"):
+        for name in CLASSES:
+            (root / split / name).mkdir(parents=True)
+            make_image("RGB", (9, 9), 7).save(root / split / name / f"{split}.png")
+    data = load_image_folder(root, (8, 8))
+    assert len(data) == 36
+    assert data.source_test.sum() == 3  # only test/ is the source's test split
+
+
+def test_class_names_match_whatever_their_unicode_form(image_tree, tmp_path):
+    root = tmp_path / "split"
+    root.mkdir()
+    (root / "train").mkdir()
+    for name, target in (("cafe\u0301", "train"), ("tea", "train")):  # decomposed é
+        (root / target / name).mkdir()
+        make_image("RGB", (9, 9), 1).save(root / target / name / "a.png")
+    (root / "test" / "caf\u00e9").mkdir(parents=True)  # composed é
+    make_image("RGB", (9, 9), 2).save(root / "test" / "caf\u00e9" / "b.png")
+    data = load_image_folder(root, (8, 8))
+    assert data.class_names == ("caf\u00e9", "tea")
+    assert data.labels[data.source_test].tolist() == [0]
+
+
+def test_a_link_to_nothing_is_a_bad_image_not_a_silent_gap(image_tree):
+    (image_tree / "dog" / "gone.png").symlink_to(image_tree / "nowhere.png")
+    with pytest.raises(LifecycleError, match=r"dog/gone.png"):
+        load_image_folder(image_tree, (8, 8))
+    assert len(load_image_folder(image_tree, (8, 8), on_bad_image="skip").skipped) == 1
 
 
 @pytest.mark.parametrize(
@@ -86,7 +155,7 @@ def test_skip_counts_and_reports_bad_files(image_tree):
         (lambda root: (root / "only").mkdir() or make_image("RGB", (4, 4), 0).save(
             root / "only" / "a.png"), r"single class \('only'\)"),
         (lambda root: [(root / n).mkdir() for n in ("a", "b")] and make_image(
-            "RGB", (4, 4), 0).save(root / "a" / "x.png"), r"Class folder .*/b is empty"),
+            "RGB", (4, 4), 0).save(root / "a" / "x.png"), r"Class folder .*/b holds no image"),
         (lambda root: [(root / n).mkdir() for n in ("a", "b")] and make_image(
             "RGB", (4, 4), 0).save(root / "loose.png"), r"loose.png is not inside a class folder"),
     ],

@@ -111,7 +111,8 @@ def load_cifar10(path: str | Path, size_hw: tuple[int, int], *, channels: int = 
             raise LifecycleError(
                 f"No CIFAR-10 training batch (data_batch_1 … data_batch_5) found in {path}: "
                 "point ingest.path at the extracted cifar-10-batches-py/ folder or at "
-                "cifar-10-python.tar.gz."
+                "cifar-10-python.tar.gz (an archive of an image folder: extract it and "
+                "point ingest.path at the folder)."
             )
         images = sink.finish()
     class_names = _class_names(*meta) if meta else DEFAULT_CLASS_NAMES

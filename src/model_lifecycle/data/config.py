@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from model_lifecycle.data.convert import MAX_PIXELS
+from model_lifecycle.data.convert import MAX_PIXELS, PILLOW_LIMIT
 from model_lifecycle.params import StrictModel
 
 Source = Literal["digits", "image_folder", "cifar10", "auto"]
@@ -46,10 +46,11 @@ class IngestParams(StrictModel):
     """Seed of the stratified splits."""
     on_bad_image: Literal["error", "skip"] = "error"
     """`error` (stop, naming the file) or `skip` (counted in the dataset report)."""
-    max_pixels: int = Field(MAX_PIXELS, ge=1)
+    max_pixels: int = Field(MAX_PIXELS, ge=1, le=PILLOW_LIMIT)
     """Largest image (width × height) decoded by ingest, inference and the served model;
     larger files are refused from their header (decompression bombs). Default: Pillow's
-    own limit."""
+    own warning threshold; at most twice that (178,956,970), which Pillow refuses
+    outright."""
     num_workers: int | None = Field(None, ge=1)
     """Decoding processes for image folders; null: all cores."""
 

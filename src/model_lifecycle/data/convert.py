@@ -17,12 +17,19 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".
 # of ``ingest.max_pixels``, the largest image (width × height) ingest, inference and
 # serving decode.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+# What Pillow refuses outright whatever the caller allows: the most ingest.max_pixels may be.
+PILLOW_LIMIT = 2 * Image.MAX_IMAGE_PIXELS
+_ORIENTATION = 0x0112  # the EXIF tag
 Resize = Literal["center_crop", "stretch"]
 
 # Transparent pixels become black: the same value whatever colour the file
 # happened to store under alpha = 0.
 _BACKGROUND = (0, 0, 0, 255)
-_HIGH_BIT_DEPTH = {"I;16": 257.0, "I;16B": 257.0, "I;16L": 257.0, "I;16N": 257.0}
+# 16-bit modes to 8 bits (65535 → 255). Mode "I" (32-bit integers: 16-bit TIFFs and, in
+# older Pillow, 16-bit PNGs) is taken as 16-bit too: one scale for every file, so that a
+# dark image is not brightened because its own maximum is small.
+_HIGH_BIT_DEPTH = {"I;16": 257.0, "I;16B": 257.0, "I;16L": 257.0, "I;16N": 257.0,
+                   "I": 257.0}
 
 
 class ImageDecodeError(Exception):
@@ -32,7 +39,8 @@ class ImageDecodeError(Exception):
 def decode_file(path: str | Path | IO[bytes], size_hw: tuple[int, int], channels: int,
                 resize: Resize = "center_crop", *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read ``path`` (a file name or an open binary file) and return it as uint8
-    ``channels``×H×W.
+    ``channels``×H×W, upright as a viewer shows it (its EXIF orientation applied: phone
+    and camera photos are often stored sideways with a tag saying so).
 
     Raises:
         ImageDecodeError: the file is truncated, corrupt, not an image, or larger than
@@ -50,14 +58,16 @@ def decode_file(path: str | Path | IO[bytes], size_hw: tuple[int, int], channels
                 # much faster for large photos, lossless for already small ones.
                 image.draft("L" if channels == 1 else "RGB", (size_hw[1], size_hw[0]))
             image.load()
+            if image.getexif().get(_ORIENTATION, 1) != 1:
+                image = ImageOps.exif_transpose(image)
             return to_array(image, size_hw, channels, resize)
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image PIL can read") from None
     except Image.DecompressionBombError:  # Pillow's own check, before the header is ours
         raise ImageDecodeError(
-            f"more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels (Pillow refuses it as a "
-            f"decompression bomb), over the limit of {max_pixels:,} (ingest.max_pixels): "
-            "resize the image") from None
+            f"more than {PILLOW_LIMIT:,} pixels, which Pillow refuses to decode as a "
+            "possible decompression bomb whatever ingest.max_pixels says: resize the "
+            "image") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(str(exc) or type(exc).__name__) from None
 
@@ -94,10 +104,14 @@ def _to_8bit(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, _BACKGROUND)
         return Image.alpha_composite(background, rgba).convert("RGB")
-    if image.mode in _HIGH_BIT_DEPTH or image.mode in ("I", "F"):
-        values = np.asarray(image, dtype=np.float32)
-        scale = _HIGH_BIT_DEPTH.get(image.mode) or (257.0 if values.max() > 255 else 1.0)
-        return Image.fromarray(np.clip(values / scale, 0, 255).round().astype(np.uint8))
+    if image.mode in _HIGH_BIT_DEPTH:
+        values = np.asarray(image, dtype=np.float32) / _HIGH_BIT_DEPTH[image.mode]
+        return Image.fromarray(np.clip(values, 0, 255).round().astype(np.uint8))
+    if image.mode == "F":  # floating point: 0–1 (the usual convention), else 0–255
+        values = np.nan_to_num(np.asarray(image, dtype=np.float32))
+        if values.min() >= 0 and values.max() <= 1:
+            values = values * 255
+        return Image.fromarray(np.clip(values, 0, 255).round().astype(np.uint8))
     return image
 
 

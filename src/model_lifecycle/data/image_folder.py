@@ -1,4 +1,6 @@
-"""Images in class folders: ``<root>/<class>/<image>`` or ``<root>/{train,test}/<class>/<image>``.
+"""Images in class folders: ``<root>/<class>/<image>`` or
+``<root>/{train,val,test}/<class>/<image>`` (images in sub-folders of a class folder
+belong to that class).
 
 Decoding runs in worker processes, a chunk of files each, and every image lands
 in one preallocated uint8 array (a memory-mapped file for a set larger than
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import unicodedata
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -83,44 +86,113 @@ def load_image_folder(root: str | Path, size_hw: tuple[int, int], *, channels: i
     )
 
 
+# Split folders of a <root>/<split>/<class>/<image> layout. A validation folder (under
+# any of its usual names) joins the training images: ingest draws its own val split
+# (ingest.splits.val) from them.
+TRAIN, TEST, VALIDATION = "train", "test", ("val", "valid", "validation")
+# Files that are never images, whatever folder they sit in: left out with one log line
+# instead of stopping the run (an image format ingest cannot read is still an error).
+_NOT_IMAGES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini"})
+_NOT_IMAGE_SUFFIXES = frozenset({".txt", ".md", ".rst", ".json", ".csv", ".tsv", ".xml",
+                                 ".yml", ".yaml", ".ini", ".db", ".log", ".html", ".pdf",
+                                 ".zip", ".py", ".sh", ".lnk", ".url"})
+
+
 def _scan(root: Path) -> tuple[list[_Entry], tuple[str, ...], bool]:
     if not root.is_dir():
         raise LifecycleError(
             f"ingest.path {root} is not a folder: point it at a folder laid out as "
             "<root>/<class>/<image> or <root>/train|test/<class>/<image>."
         )
-    subdirs = {p.name: p for p in _visible(root) if p.is_dir()}
-    # <root>/train[/test]/<class>/<image>: a folder holding only "train" (and "test")
-    # is a split layout, never a data set with classes named "train" and "test".
-    split_layout = "train" in subdirs and set(subdirs) <= {"train", "test"}
-    has_test = split_layout and "test" in subdirs
-    parts = [(subdirs["train"], False)] if split_layout else [(root, False)]
-    if has_test:
-        parts.append((subdirs["test"], True))
-    train_dir = parts[0][0]
-    class_names = tuple(sorted(p.name for p in _visible(train_dir) if p.is_dir()))
+    subdirs = {_name(p): p for p in _visible(root) if p.is_dir()}
+    # <root>/train[/val][/test]/<class>/<image>: a folder holding only split folders is a
+    # split layout, never a data set with classes named "train" and "test".
+    split_layout = TRAIN in subdirs and set(subdirs) <= {TRAIN, TEST, *VALIDATION}
+    has_test = split_layout and TEST in subdirs
+    parts = ([(subdirs[name], name == TEST) for name in sorted(subdirs)] if split_layout
+             else [(root, False)])
+    train_dir = subdirs[TRAIN] if split_layout else root
+    class_dirs = {_name(p): p for p in _visible(train_dir) if p.is_dir()}
+    class_names = tuple(sorted(class_dirs))
     if not class_names:
         raise LifecycleError(
             f"{train_dir} holds no class folders: lay images out as "
             f"{train_dir}/<class>/<image> (at least two classes)."
         )
+    if len(class_names) == 1:
+        _refuse_a_wrapping_folder(root, class_dirs[class_names[0]])
     index = {name: i for i, name in enumerate(class_names)}
     entries: list[_Entry] = []
+    ignored: list[Path] = []
+    nested = 0
     for part, is_test in parts:
         _refuse_loose_images(part)
+        if part is not train_dir and part.name in VALIDATION:
+            log.info("%s: its images join the training images (ingest draws the val "
+                     "split, ingest.splits.val)", part)
         for class_dir in sorted(p for p in _visible(part) if p.is_dir()):
-            if class_dir.name not in index:
+            if _name(class_dir) not in index:
                 raise LifecycleError(
-                    f"Test class folder {class_dir} has no matching folder in {train_dir}: "
+                    f"Class folder {class_dir} has no matching folder in {train_dir}: "
                     "rename it to one of the training classes or add training images for it."
                 )
-            files = sorted(p for p in _visible(class_dir) if p.is_file())
+            files, skipped = _files_under(class_dir)
+            ignored += skipped
+            nested += sum(f.parent != class_dir for f in files)
             if not files and not is_test:
                 raise LifecycleError(
-                    f"Class folder {class_dir} is empty: add images to it or remove it."
+                    f"Class folder {class_dir} holds no image files: add images to it or "
+                    "remove it."
                 )
-            entries += [_Entry(f, index[class_dir.name], is_test) for f in files]
+            entries += [_Entry(f, index[_name(class_dir)], is_test) for f in files]
+    if nested:
+        log.info("%d image file(s) in sub-folders of class folders under %s: each labelled "
+                 "with its class folder", nested, root)
+    if ignored:
+        log.info("Left out %d file(s) that are not images under %s, e.g. %s", len(ignored),
+                 root, ignored[0])
     return entries, class_names, has_test
+
+
+def _name(folder: Path) -> str:
+    """A folder's name as a class name: Unicode NFC, so that a name written decomposed
+    (as macOS archives do) and one written composed are one class."""
+    return unicodedata.normalize("NFC", folder.name)
+
+
+def _files_under(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Every file under ``folder`` (sub-folders too, symbolic links followed, hidden
+    entries skipped), in name order, and those of them left out as not images. A link to
+    nothing is kept: it fails to decode, which names it."""
+    files, ignored, seen = [], [], set()
+    for current, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(current)
+        if real in seen:  # a link back up the tree
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            path = Path(current, name)
+            if name.startswith("."):
+                continue
+            if name.lower() in _NOT_IMAGES or path.suffix.lower() in _NOT_IMAGE_SUFFIXES:
+                ignored.append(path)
+            else:
+                files.append(path)
+    return sorted(files), ignored
+
+
+def _refuse_a_wrapping_folder(root: Path, only: Path) -> None:
+    """One class folder that itself holds only folders is, most likely, the data set one
+    level down (an archive unpacked into a folder of its own)."""
+    inner = [p for p in _visible(only) if p.is_dir()]
+    if len(inner) >= 2 and not any(p.is_file() for p in _visible(only)):
+        raise LifecycleError(
+            f"{root} holds one folder, {only.name}, which holds the folders "
+            f"{', '.join(sorted(p.name for p in inner)[:5])}: if those are your classes, "
+            f"point ingest.path at {only}."
+        )
 
 
 def _visible(folder: Path) -> list[Path]:

@@ -40,7 +40,9 @@ def ingest_images(params: dict[str, Any], fewshot: dict[str, Any] | None = None
     holdout = parse_params(FewshotParams, fewshot, "fewshot")
     images = load_source(config)
     log.info("Read %d images of %d classes from %s, shape %s", len(images),
-             len(images.class_names), config.source, images.image_shape)
+             len(images.class_names),
+             f"{config.path} ({images.source})" if config.path else images.source,
+             images.image_shape)
     images, novel = hold_out_classes(images, holdout.novel_classes)
     if len(novel.class_names):
         # episodes that cannot be filled are refused now, not after hours of training
