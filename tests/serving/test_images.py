@@ -53,3 +53,14 @@ def test_pixel_arrays_equal_their_png():
 def test_unusable_input_says_why(bad, reason):
     with pytest.raises(ImageDecodeError, match=reason):
         to_model_input(bad, (8, 8), 3)
+
+
+def test_inference_reads_every_file_under_the_folder_but_hidden_ones_and_non_images(tmp_path):
+    from model_lifecycle.serving.predict import files_to_predict  # noqa: PLC0415
+
+    for relative in ("a.png", "sub/b.jpg", "sub/deeper/c", ".hidden/d.png", "e/.f.png",
+                     "Thumbs.db", "sub/notes.txt"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes(b"x")
+    assert [p.relative_to(tmp_path).as_posix() for p in files_to_predict(tmp_path)] == [
+        "a.png", "sub/b.jpg", "sub/deeper/c"]  # a file without a suffix may be an image

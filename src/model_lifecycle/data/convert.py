@@ -32,6 +32,20 @@ _HIGH_BIT_DEPTH = {"I;16": 257.0, "I;16B": 257.0, "I;16L": 257.0, "I;16N": 257.0
                    "I": 257.0}
 
 
+# Files that are never images, whatever folder they sit in (what operating systems and
+# people leave next to photos): left out of a folder's images with a log line instead of
+# failing as bad images. An image format that cannot be read is still a bad image.
+_NOT_IMAGES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini"})
+_NOT_IMAGE_SUFFIXES = frozenset({".txt", ".md", ".rst", ".json", ".csv", ".tsv", ".xml",
+                                 ".yml", ".yaml", ".ini", ".db", ".log", ".html", ".pdf",
+                                 ".zip", ".py", ".sh", ".lnk", ".url"})
+
+
+def never_an_image(path: Path) -> bool:
+    """Whether ``path`` names a file that is never an image (by its name alone)."""
+    return path.name.lower() in _NOT_IMAGES or path.suffix.lower() in _NOT_IMAGE_SUFFIXES
+
+
 class ImageDecodeError(Exception):
     """The file is not a readable image (its reason is the message)."""
 

@@ -20,7 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from model_lifecycle.data.convert import IMAGE_SUFFIXES, MAX_PIXELS, decode_files
+from model_lifecycle.data.convert import (
+    IMAGE_SUFFIXES,
+    MAX_PIXELS,
+    decode_files,
+    never_an_image,
+)
 from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.data.store import IN_MEMORY_BYTES, PixelSink
 from model_lifecycle.errors import LifecycleError
@@ -90,12 +95,6 @@ def load_image_folder(root: str | Path, size_hw: tuple[int, int], *, channels: i
 # any of its usual names) joins the training images: ingest draws its own val split
 # (ingest.splits.val) from them.
 TRAIN, TEST, VALIDATION = "train", "test", ("val", "valid", "validation")
-# Files that are never images, whatever folder they sit in: left out with one log line
-# instead of stopping the run (an image format ingest cannot read is still an error).
-_NOT_IMAGES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini"})
-_NOT_IMAGE_SUFFIXES = frozenset({".txt", ".md", ".rst", ".json", ".csv", ".tsv", ".xml",
-                                 ".yml", ".yaml", ".ini", ".db", ".log", ".html", ".pdf",
-                                 ".zip", ".py", ".sh", ".lnk", ".url"})
 
 
 def _scan(root: Path) -> tuple[list[_Entry], tuple[str, ...], bool]:
@@ -176,7 +175,7 @@ def _files_under(folder: Path) -> tuple[list[Path], list[Path]]:
             path = Path(current, name)
             if name.startswith("."):
                 continue
-            if name.lower() in _NOT_IMAGES or path.suffix.lower() in _NOT_IMAGE_SUFFIXES:
+            if never_an_image(path):
                 ignored.append(path)
             else:
                 files.append(path)

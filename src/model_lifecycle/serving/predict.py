@@ -8,6 +8,7 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from model_lifecycle.data.convert import never_an_image
 from model_lifecycle.errors import LifecycleError
 
 
@@ -26,7 +27,8 @@ def load_registered(name: str, alias: str) -> tuple[mlflow.pyfunc.PyFuncModel, s
 
 
 def files_to_predict(folder: Path | None) -> list[Path]:
-    """Every file under ``folder`` (recursively, hidden ones skipped), in name order."""
+    """Every file under ``folder`` (recursively, hidden ones and those that are never
+    images skipped), in name order."""
     if folder is None:
         raise LifecycleError("inference.input_dir is not set: run `kedro run "
                              "--pipelines=inference --params=inference.input_dir=<folder>`.")
@@ -34,7 +36,8 @@ def files_to_predict(folder: Path | None) -> list[Path]:
         raise LifecycleError(f"inference.input_dir '{folder}' is not a folder: give the "
                              f"folder that holds the images to predict.")
     files = sorted(path for path in folder.rglob("*") if path.is_file()
-                   and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+                   and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+                   and not never_an_image(path))
     if not files:
         raise LifecycleError(f"inference.input_dir '{folder}' holds no files: put the "
                              f"images to predict in it.")
