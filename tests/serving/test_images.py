@@ -41,7 +41,10 @@ def test_pixel_arrays_equal_their_png():
 @pytest.mark.parametrize("bad, reason", [
     (b"not an image", "not an image"),
     (np.zeros((4, 4, 2), np.uint8), "H×W or H×W×C"),
-    (np.full((4, 4), 300), "uint8 values"),
+    (np.full((4, 4), 300), "whole numbers 0-255, got values from 300 to 300"),
+    (np.full((4, 4), 0.5), "fractions"),
+    ([[1.0, float("nan")]], "NaN or infinite"),
+    ("data:image/png;base64,@@@", "not base64"),
     (None, "no image"),
     (b"", "empty image"),
     ([[1, 2], [3]], "equal lengths"),  # ragged: numpy refuses it

@@ -93,12 +93,27 @@ def test_bad_rows_get_an_error_and_nulls_in_strict_json(rgb_model):
     status, body = _invoke(rgb_model, {"dataframe_split": {"columns": ["pixels"], "data": [
         [[[[1, 2, 3], [4, 5, 6]], [[7, 8, 9]]]]]}})
     assert status == 200 and "equal lengths" in body["predictions"][0]["error"]
-    # a null in the image column: MLflow's server refuses the whole request (docs/serving.md)
-    # before the model sees it — a 400 in strict JSON, not a 500
-    status, body = _invoke(rgb_model, {"dataframe_split": {"columns": ["image", "pixels"],
-                                                           "data": [[good, None],
-                                                                    [None, [[[0, 0, 0]]]]]}})
-    assert status == 400 and "image" in body["message"]
+    # rows of both columns, nulls, floats, H×W arrays, a number and a row giving both:
+    # each row answered or given its own error (MLflow's server converts no value first)
+    gray = [[0, 255], [255, 0]]
+    rows = [[good, None], [None, gray], [None, [[0.5, 1.0], [0.0, 0.0]]], [None, None],
+            [7, None], [good, gray], [None, [[0.0, 255.0], [255.0, 0.0]]]]
+    answers = []
+    for start in range(0, len(rows), MAX_ROWS):
+        status, body = _invoke(rgb_model, {"dataframe_split": {
+            "columns": ["image", "pixels"], "data": rows[start:start + MAX_ROWS]}})
+        assert status == 200
+        answers += body["predictions"]
+    assert [a["error"] is None for a in answers] == [True, True, False, False, False, False,
+                                                       True]
+    assert answers[1] == answers[6]  # whole-number floats are the integers they hold
+    assert "fractions" in answers[2]["error"] and "no image" in answers[3]["error"]
+    assert answers[5]["error"] == "both an 'image' and a 'pixels' value: give one per row"
+    # base64 in MLflow's `inputs` and `instances` forms, and as a data URL, as in a split
+    for request in ({"inputs": [{"image": good}]}, {"instances": [{"image": good}]},
+                    {"dataframe_records": [{"image": f"data:image/png;base64,{good}"}]}):
+        status, body = _invoke(rgb_model, request)
+        assert status == 200 and body["predictions"] == [first], request
 
 
 @pytest.mark.parametrize("columns, rows, sentence", [

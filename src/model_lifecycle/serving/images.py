@@ -3,7 +3,10 @@ the uint8 C×H×W the model was trained on, with the ingest pipeline's own conve
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
+import re
 from typing import Any
 
 import numpy as np
@@ -24,8 +27,9 @@ def to_model_input(image: Any, size_hw: tuple[int, int], channels: int,
                    ) -> np.ndarray:
     """One image as uint8 ``channels``×H×W, converted exactly as ``ingest`` converts files.
 
-    ``image`` is the bytes of an image file (PNG, JPEG, … any format PIL reads) or a
-    uint8 array H×W (grayscale) or H×W×C (C = 1, 3 or 4), as PIL and numpy lay it out.
+    ``image`` is the bytes of an image file (PNG, JPEG, … any format PIL reads), their
+    base64 (text or bytes, as JSON requests carry them; a ``data:`` URL too), or a uint8
+    array H×W (grayscale) or H×W×C (C = 1, 3 or 4), as PIL and numpy lay it out.
 
     Raises:
         ImageDecodeError: the bytes are not a readable image, or the array's shape or
@@ -34,10 +38,15 @@ def to_model_input(image: Any, size_hw: tuple[int, int], channels: int,
     if image is None:
         raise ImageDecodeError("no image: give each row an 'image' (file bytes) or a "
                                "'pixels' (uint8 array) value")
+    if isinstance(image, str):
+        image = _from_base64(image.encode("ascii", "replace"))
     if isinstance(image, bytes | bytearray | memoryview):
-        if not len(image):
+        data = bytes(image)
+        if not data:
             raise ImageDecodeError("an empty image: the 'image' value holds no bytes")
-        return decode_file(io.BytesIO(bytes(image)), size_hw, channels, resize,
+        if _BASE64.fullmatch(data):  # no image file is all base64 characters
+            data = _from_base64(data)
+        return decode_file(io.BytesIO(data), size_hw, channels, resize,
                            max_pixels=max_pixels)
     array = _array(image)
     if array.ndim >= 2:
@@ -48,21 +57,53 @@ def to_model_input(image: Any, size_hw: tuple[int, int], channels: int,
         raise ImageDecodeError(_RAGGED)
     if array.dtype.kind in "SU":
         raise ImageDecodeError("text where an image was expected: send 'image' as the base64 "
-                               "of the file's bytes in a dataframe_split or dataframe_records "
-                               "request, or 'pixels' as nested lists of 0-255 values")
+                               "of one file's bytes, or 'pixels' as nested lists of 0-255 "
+                               "values")
     if array.size == 0:
         raise ImageDecodeError(f"an empty pixel array (shape {array.shape})")
-    if array.dtype != np.uint8:
-        if not np.issubdtype(array.dtype, np.integer) or array.min() < 0 or array.max() > 255:
-            raise ImageDecodeError(f"pixel arrays must hold uint8 values 0-255, got "
-                                   f"{array.dtype} values")
-        array = array.astype(np.uint8)
+    array = _uint8(array)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise ImageDecodeError(f"a pixel array must be H×W or H×W×C with C = 1, 3 or 4, "
                                f"got shape {array.shape}")
     return to_array(Image.fromarray(array), size_hw, channels, resize)
+
+
+def _uint8(array: np.ndarray) -> np.ndarray:
+    """``array`` as uint8, if its values are whole numbers 0-255 (of any numeric type)."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind not in "iuf":
+        problem = "values that are not numbers"
+    elif array.dtype.kind == "f" and not np.isfinite(array).all():
+        problem = "NaN or infinite values"
+    elif array.dtype.kind == "f" and (array != np.round(array)).any():
+        problem = "fractions (scale 0-1 values by 255 and round them)"
+    elif array.min() < 0 or array.max() > 255:
+        problem = f"values from {array.min():g} to {array.max():g}"
+    else:
+        return array.astype(np.uint8)
+    raise ImageDecodeError(f"pixel values must be whole numbers 0-255, got {problem}")
+
+
+# What base64 text consists of (either alphabet, padding, line breaks); no image file does.
+_BASE64 = re.compile(rb"[A-Za-z0-9+/_\-=\s]+")
+_DATA_URL = re.compile(rb"^data:[\w.+-]+/[\w.+-]+;base64,")
+
+
+def _from_base64(text: bytes) -> bytes:
+    """The bytes a base64 text encodes (standard or URL-safe alphabet, padding optional,
+    line breaks and a ``data:image/...;base64,`` prefix allowed)."""
+    body = b"".join(_DATA_URL.sub(b"", text.strip()).split())
+    if not body:
+        raise ImageDecodeError("an empty image: the 'image' value holds no bytes")
+    try:
+        return base64.b64decode(body + b"=" * (-len(body) % 4), altchars=b"-_"
+                                if b"-" in body or b"_" in body else None, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageDecodeError("'image' text that is not base64: send the base64 of the "
+                               "image file's bytes") from None
 
 
 _RAGGED = ("a pixel array must be nested lists of numbers 0-255 of equal lengths (rows of "

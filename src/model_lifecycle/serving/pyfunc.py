@@ -20,14 +20,19 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.types.schema import Array, ColSpec, Map, Schema
+from mlflow.types.schema import AnyType, ColSpec, Map, Schema
 
 # A request is a table with one image per row, in either column:
-#   image:  the bytes of an image file (PNG, JPEG, …); base64 in a JSON request
-#   pixels: a uint8 array H×W×C (C = 1, 3 or 4), as nested lists in a JSON request
+#   image:  the bytes of an image file (PNG, JPEG, …); base64 text in a JSON request
+#   pixels: a uint8 array H×W or H×W×C (C = 1, 3 or 4), as nested lists in a JSON request
+# Both columns are typed "any": with "binary" and an array of longs MLflow's server decodes
+# and converts every value before the model sees it, so one null, float or H×W row (or a
+# base64 string in an `inputs` / `instances` request) failed the whole request with
+# MLflow's own message; the model checks each row itself and answers a bad one with its
+# `error`.
 SIGNATURE = ModelSignature(
-    inputs=Schema([ColSpec("binary", "image", required=False),
-                   ColSpec(Array(Array(Array("long"))), "pixels", required=False)]),
+    inputs=Schema([ColSpec(AnyType(), "image", required=False),
+                   ColSpec(AnyType(), "pixels", required=False)]),
     outputs=Schema([ColSpec("string", "class"), ColSpec("double", "confidence"),
                     ColSpec(Map("double"), "probabilities"),
                     ColSpec("string", "error", required=False)]),
@@ -100,6 +105,8 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         arrays, errors = [], {}
         for i, image in enumerate(_images(model_input)):
             try:
+                if isinstance(image, ImageDecodeError):
+                    raise image
                 arrays.append(to_model_input(image, tuple(prep["size_hw"]), prep["channels"],
                                              prep["resize"], **limit))
             except ImageDecodeError as exc:
@@ -138,6 +145,8 @@ def _check_request(table: pd.DataFrame, max_rows: int | None) -> None:
     """Refuse a table no row of which can be answered, or one too long to answer."""
     if not any(column in table.columns for column in COLUMNS):
         # MLflow drops the columns the signature does not name before predict is called
+        # (and with them the rows, when no column is left: an empty `dataframe_records`
+        # list and a table of unknown columns look alike, and both get this sentence)
         raise RequestRefused(
             "The request has neither an 'image' column (the base64 of an image file's bytes) "
             "nor a 'pixels' column (uint8 arrays H×W×C): this model reads those two columns "
@@ -150,13 +159,20 @@ def _check_request(table: pd.DataFrame, max_rows: int | None) -> None:
 
 
 def _images(table: pd.DataFrame) -> list[Any]:
-    """The image of each row: its ``image`` bytes, else its ``pixels``."""
+    """The image of each row: its ``image`` (file bytes, or their base64), else its
+    ``pixels``; a row that gives both is an error of its own."""
+    from model_lifecycle.data.convert import ImageDecodeError  # noqa: PLC0415
+
     def cell(row: pd.Series, column: str) -> Any:
         value = row.get(column)
         return None if value is None or (np.isscalar(value) and pd.isna(value)) else value
 
-    images = []
+    images: list[Any] = []
     for _, row in table.iterrows():
-        image = cell(row, "image")
-        images.append(image if image is not None else cell(row, "pixels"))
+        image, pixels = cell(row, "image"), cell(row, "pixels")
+        if image is not None and pixels is not None:
+            images.append(ImageDecodeError("both an 'image' and a 'pixels' value: give one "
+                                           "per row"))
+        else:
+            images.append(image if image is not None else pixels)
     return images
