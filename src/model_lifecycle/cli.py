@@ -1,4 +1,5 @@
-"""``kedro run`` with bad input reported as one sentence instead of a traceback.
+"""``kedro run`` with bad input reported as one sentence instead of a traceback, and
+``--params`` that takes lists.
 
 Kedro loads this module's ``cli`` group and lets it override its own commands.
 """
@@ -6,9 +7,11 @@ Kedro loads this module's ``cli`` group and lets it override its own commands.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import click
 from kedro.framework.cli.project import run as kedro_run
+from omegaconf import OmegaConf
 
 from model_lifecycle.errors import LifecycleError
 
@@ -24,6 +27,59 @@ def _one_sentence(callback):
     return wrapper
 
 
+def split_params(ctx: click.Context | None, param: click.Parameter | None, value: Any) -> Any:
+    """``--params "a.b=[1,2,3],c=x"`` as ``{"a": {"b": [1, 2, 3]}, "c": "x"}``.
+
+    Kedro's own parser splits the text at every comma, so a list value
+    (``fewshot.novel_classes=[cat,dog]``, ``ingest.image_size=[24,32]``) could not be
+    given on the command line (kedro-org/kedro#2552, open). This one splits only at
+    commas outside brackets, braces and quotes; each ``key=value`` then goes to
+    OmegaConf's dot-list parser, as Kedro's does, so everything else reads the same.
+    """
+    if not isinstance(value, str):  # a dict from `kedro run --config`, or nothing
+        return value
+    dot_list = []
+    for item in _top_level_items(value):
+        key, equals, val = item.partition("=")
+        if not equals or not key.strip():
+            raise click.BadParameter(
+                f"'{item}' is not key=value: give --params as "
+                "\"key=value,other.key=[a,b]\"", ctx=ctx, param=param)
+        dot_list.append(f"{key.strip()}={val.strip()}")
+    return OmegaConf.to_container(OmegaConf.from_dotlist(dot_list))
+
+
+def _top_level_items(text: str) -> list[str]:
+    """``text`` split at the commas that are outside brackets, braces and quotes."""
+    items, current, depth, quote = [], [], 0, ""
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        elif char == "," and depth == 0:
+            items.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    items.append("".join(current))
+    return [item.strip() for item in items if item.strip()]
+
+
+def _with_list_params(option: click.Parameter) -> click.Parameter:
+    if option.name != "params":
+        return option
+    copied = click.Option(option.opts, type=option.type, default=option.default,
+                          help=f"{option.help} Lists in brackets: key=[a,b].",
+                          callback=split_params)
+    copied.name = option.name
+    return copied
+
+
 @click.group(name="model-lifecycle")
 def cli() -> None:
     """Project commands."""
@@ -31,7 +87,7 @@ def cli() -> None:
 
 cli.add_command(click.Command(
     name="run",
-    params=kedro_run.params,
+    params=[_with_list_params(p) for p in kedro_run.params],
     callback=_one_sentence(kedro_run.callback),
     help=kedro_run.help,
     short_help=kedro_run.short_help,

@@ -262,3 +262,26 @@ def test_cli_prints_one_sentence_not_a_traceback(tmp_path):
     assert f"Error: ingest.path {tmp_path / 'missing'} is not a folder" in output
     assert "Traceback" not in output
     assert _runs(work)["status"].tolist() == ["FAILED"]
+
+
+def test_cli_params_take_lists_as_the_docs_write_them(tmp_path):
+    """`--params "fewshot.novel_classes=[8,9],ingest.image_size=[6,8]"`: Kedro's own
+    parser splits at every comma; the project's `kedro run` keeps brackets whole."""
+    work = scratch_project(tmp_path / "cli")
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--pipelines=ingest", "--params",
+         "ingest.image_size=[6,8], fewshot.novel_classes=[8,9],fewshot.way=2"],
+        cwd=work, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, (result.stderr + result.stdout)[-2000:]
+    [images] = _versions(work, "data/03_primary/images.npz")
+    [novel] = _versions(work, "data/03_primary/novel_images.npz")
+    assert ImageSetDataset(filepath=str(images)).load().image_shape == (1, 6, 8)
+    assert ImageSetDataset(filepath=str(novel)).load().class_names == ("8", "9")
+    # a bad item is still one sentence
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--pipelines=ingest", "--params",
+         "ingest.image_size=[6,8],oops"], cwd=work, capture_output=True, text=True,
+        timeout=300, check=False)
+    assert result.returncode != 0 and "'oops' is not key=value" in result.stderr
+    assert "Traceback" not in result.stderr
