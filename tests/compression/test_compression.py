@@ -112,8 +112,11 @@ def test_taylor_pruning_calls_recovery_at_each_milestone():
     assert seen == [0, 1, 2] and report["macs_reduction"] >= 1.5
 
 
-def test_unstructured_pruning_zeroes_weights_permanently():
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])  # as training leaves it
+def test_unstructured_pruning_zeroes_weights_permanently(layout):
     model = _trained_like("small_cnn")
+    if layout == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
     pruned, report = prune_unstructured(model, amount=0.6)
     assert report["sparsity"] == pytest.approx(0.6, abs=0.01)
     assert not any(name.endswith("_orig") for name, _ in pruned.named_parameters())

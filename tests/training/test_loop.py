@@ -39,7 +39,7 @@ def _loss(model, views, labels):
 
 
 def _train(epochs, *, checkpoint=None, resume=False, evaluate=None, monitor=None,
-           patience=None, model=None, ema_decay=None, loss=_loss):
+           patience=None, model=None, ema_decay=None, loss=_loss, config=None):
     images, labels = _data()
     torch.manual_seed(0)
     model = model or build_model("small_cnn", 3, 1, width=4)
@@ -48,7 +48,7 @@ def _train(epochs, *, checkpoint=None, resume=False, evaluate=None, monitor=None
     result = fit(model, loss, stream, epochs=epochs, optimizer=OptimizerParams(lr=0.05),
                  schedule=ScheduleParams(kind="cosine", warmup_epochs=1),
                  checkpoint=checkpoint, resume=resume, evaluate=evaluate, monitor=monitor,
-                 patience=patience, seed=3, ema_decay=ema_decay)
+                 patience=patience, seed=3, ema_decay=ema_decay, config=config)
     return model, result
 
 
@@ -81,6 +81,26 @@ def test_resume_from_another_models_checkpoint_names_the_file(tmp_path):
         _train(2, checkpoint=checkpoint, resume=True,
                model=build_model("small_cnn", 3, 1, width=6))
     assert checkpoint.read_bytes() == before  # the old run's checkpoint is kept
+
+
+def test_resume_with_other_settings_is_refused_naming_them(tmp_path):
+    checkpoint = tmp_path / "ckpt.pt"
+    written = {"epochs": 300, "optimizer": {"lr": 0.05, "momentum": 0.9}, "resume": False,
+               "budget_seconds": None, "adversarial": {"epsilon": 0.03}}
+    _train(1, checkpoint=checkpoint, config=written)
+    changed = {**written, "epochs": 5, "optimizer": {"lr": 0.5, "momentum": 0.9},
+               "resume": True}
+    with pytest.raises(LifecycleError, match=r"ckpt\.pt was written with other settings "
+                       r"\(train\.epochs 300 → 5, train\.optimizer\.lr 0\.05 → 0\.5\): "
+                       r"resume with the settings it was written with, delete it, or set "
+                       r"resume: false\.$"):
+        _train(2, checkpoint=checkpoint, resume=True, config=changed)
+    # the switch itself, another stage's settings, and a budget's re-planned epochs may differ
+    _train(2, checkpoint=checkpoint, resume=True,
+           config={**written, "resume": True, "adversarial": {"epsilon": 0.1}})
+    budget = {**written, "budget_seconds": 60}
+    _train(1, checkpoint=checkpoint, config=budget)
+    _train(2, checkpoint=checkpoint, resume=True, config={**budget, "epochs": 7.5})
 
 
 def test_the_loop_learns_and_logs_one_value_per_epoch():

@@ -133,7 +133,9 @@ def prune_unstructured(model: Classifier, *, amount: float) -> tuple[Classifier,
     every convolution and linear layer) set to zero, masks made permanent."""
     if not 0 < amount < 1:
         raise ValueError(f"amount must be in (0, 1), got {amount}")
-    pruned = copy.deepcopy(model)
+    # torch's global pruning flattens each weight with .view(-1), which a channels-last
+    # convolution weight (how training leaves them) refuses
+    pruned = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     targets = [(m, "weight") for m in pruned.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     torch_prune.global_unstructured(targets, pruning_method=torch_prune.L1Unstructured,
                                     amount=amount)

@@ -130,6 +130,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
     scored = model if average is None else average.module  # what evaluation sees
     result, best_state, start_epoch = FitResult(), None, 0
     if resume and checkpoint is not None and (saved := load_checkpoint(checkpoint)):
+        _refuse_other_settings(saved.get("config") or {}, config or {}, checkpoint, name)
         result, best_state, start_epoch = _resume(saved, checkpoint, model, opt, average)
         log.info("%s: resuming from %s after epoch %d", name, checkpoint, start_epoch)
 
@@ -194,6 +195,40 @@ def _training_module(model: nn.Module, device: torch.device, *, distributed: boo
     trained = model if not distributed else DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
     return compiled(trained) if compile_model else trained
+
+
+# Settings a resumed run may change: the switch itself, another stage's settings kept in
+# the same group (finetune.adversarial: the robust pipeline's), and the epochs a time
+# budget plans anew in every run.
+_RESUMABLE = ("resume", "adversarial")
+
+
+def _refuse_other_settings(saved: dict[str, Any], current: dict[str, Any], checkpoint: Path,
+                           name: str) -> None:
+    """Refuse to continue a checkpoint written with other training settings (learning
+    rate, epochs, architecture …): the run would silently be half one, half the other."""
+    if not saved or not current:
+        return  # a checkpoint of a version that did not record them, or a caller without
+    skip = {*_RESUMABLE, *(("epochs",) if current.get("budget_seconds") else ())}
+    old, new = _flat(saved), _flat(current)
+    changed = [f"{name}.{key} {old.get(key)!r} → {new.get(key)!r}"
+               for key in sorted(old.keys() | new.keys())
+               if key.split(".")[0] not in skip and old.get(key) != new.get(key)]
+    if changed:
+        raise LifecycleError(
+            f"Checkpoint {checkpoint} was written with other settings ("
+            f"{', '.join(changed[:4])}{', …' if len(changed) > 4 else ''}): resume with "
+            "the settings it was written with, delete it, or set resume: false.")
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _resume(saved: dict[str, Any], checkpoint: Path, model: nn.Module,
