@@ -65,9 +65,32 @@ def test_torchvision_weights_errors(tmp_path):
     model = build_model("small_cnn", 10, 3)
     with pytest.raises(LifecycleError, match="is not a file"):
         load_torchvision_weights(model, tmp_path / "none.pth")
-    (tmp_path / "w.pth").write_bytes(b"junk")
-    with pytest.raises(LifecycleError, match="not a torchvision weights file"):
-        load_torchvision_weights(model, tmp_path / "w.pth")
     torch.save({"x": torch.zeros(1)}, tmp_path / "ok.pth")
     with pytest.raises(LifecycleError, match="No torchvision weights map to architecture"):
         load_torchvision_weights(model, tmp_path / "ok.pth")
+    resnet = build_model("resnet18_small", 10, 1)
+    (tmp_path / "w.pth").write_bytes(b"junk")
+    with pytest.raises(LifecycleError, match=r"not a torchvision weights file \(.*\): save "
+                       r"the weights of torchvision's resnet18 with torch.save"):
+        load_torchvision_weights(resnet, tmp_path / "w.pth")
+    torch.save(torch.zeros(3), tmp_path / "tensor.pth")
+    with pytest.raises(LifecycleError, match=r"holds a Tensor, not a state_dict"):
+        load_torchvision_weights(resnet, tmp_path / "tensor.pth")
+
+
+def test_weights_of_another_network_are_refused_not_mixed_in(tmp_path):
+    """resnet34 shares most names with resnet18: taking what fits would mix two networks."""
+    torch.save(torchvision.models.resnet34(weights=None).state_dict(), tmp_path / "r34.pth")
+    model = build_model("resnet18_small", 10, 3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(LifecycleError, match=r"r34.pth do not fit 'resnet18_small' \(e\.g\. "
+                       r"layer1\.2\..*\): give the weights file of torchvision's resnet18\.$"):
+        load_torchvision_weights(model, tmp_path / "r34.pth")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # a training script's {"state_dict": ...} wrapper is unwrapped
+    torch.manual_seed(0)
+    weights = torchvision.models.resnet18(weights=None).state_dict()
+    torch.save({"state_dict": weights, "epoch": 3}, tmp_path / "wrapped.pth")
+    load_torchvision_weights(model, tmp_path / "wrapped.pth")
+    torch.testing.assert_close(model.encoder.state_dict()["stages.1.0.conv1.weight"],
+                               weights["layer1.0.conv1.weight"])

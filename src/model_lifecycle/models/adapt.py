@@ -60,25 +60,44 @@ def load_torchvision_weights(model: Classifier, path: str | Path) -> dict[str, i
     if not path.is_file():
         raise LifecycleError(f"finetune.weights_path {path} is not a file: point it at a "
                              "torchvision .pth weights file on this machine.")
+    arch = model.spec["arch"]
+    rename = _RENAMES.get(arch)
+    if rename is None:
+        raise LifecycleError(f"No torchvision weights map to architecture "
+                             f"'{arch}': use resnet18_small or "
+                             "mobilenet_v3_small, or finetune.init: pretrained | scratch.")
+    source = _SOURCES[arch]
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure: not a weights file
-        raise LifecycleError(f"{path} is not a torchvision weights file ({exc}).") from None
-    rename = _RENAMES.get(model.spec["arch"])
-    if rename is None:
-        raise LifecycleError(f"No torchvision weights map to architecture "
-                             f"'{model.spec['arch']}': use resnet18_small or "
-                             "mobilenet_v3_small, or finetune.init: pretrained | scratch.")
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise LifecycleError(
+            f"{path} is not a torchvision weights file ({reason}): save the weights of "
+            f"torchvision's {source} with torch.save(model.state_dict(), path).") from None
+    if isinstance(weights, dict) and isinstance(weights.get("state_dict"), dict):
+        weights = weights["state_dict"]  # the wrapper training scripts often save
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor)
+                                                for v in weights.values()):
+        raise LifecycleError(
+            f"{path} holds a {type(weights).__name__}, not a state_dict of tensors: save "
+            f"torchvision's {source} with torch.save(model.state_dict(), path).")
     own = model.encoder.state_dict()
-    loaded = 0
+    loaded, alien = 0, []
     for key, tensor in weights.items():
         target = rename(key)
-        if target in own and own[target].shape == tensor.shape:
+        if target is None:
+            continue  # the classifier head, which the model replaces
+        if target not in own or (own[target].shape != tensor.shape
+                                 and not target.startswith(_STEM)):
+            alien.append(key)  # another network's layer: mixing it in would be silent
+        elif own[target].shape == tensor.shape:
             own[target] = tensor
             loaded += 1
-    if loaded == 0:
-        raise LifecycleError(f"None of the tensors in {path} fit '{model.spec['arch']}': "
-                             "is it the weights file of the matching torchvision model?")
+    if alien or loaded == 0:
+        example = f" (e.g. {alien[0]})" if alien else ""
+        raise LifecycleError(
+            f"The tensors in {path} do not fit '{arch}'{example}: give the weights file of "
+            f"torchvision's {source}.")
     model.encoder.load_state_dict(own)
     return {"loaded_tensors": loaded, "encoder_tensors": len(own)}
 
@@ -99,3 +118,7 @@ def _mobilenet_key(key: str) -> str | None:
 
 
 _RENAMES = {"resnet18_small": _resnet_key, "mobilenet_v3_small": _mobilenet_key}
+# The torchvision model whose weights each architecture takes.
+_SOURCES = {"resnet18_small": "resnet18", "mobilenet_v3_small": "mobilenet_v3_small"}
+# The stem, adapted to small images and any channel count: its tensors may differ.
+_STEM = "stages.0."
