@@ -131,7 +131,7 @@ class PreflightHook:
             missing.append(name)
             otherwise += needed_by
         if missing:
-            raise LifecycleError(_missing_sentence(missing, otherwise))
+            raise LifecycleError(_missing_sentence(missing, otherwise, catalog))
 
 
 def _skip_meta_training(pipeline: Pipeline, catalog: DataCatalog) -> None:
@@ -214,10 +214,9 @@ def _check_namespace(namespace: str, groups: Any, overrides: frozenset[str]) -> 
                 f"'{namespace}' are {', '.join(allowed)}.")
 
 
-def _missing_sentence(missing: list[str], otherwise: list[str]) -> str:
-    producers = [_producer(name) for name in missing]
+def _missing_sentence(missing: list[str], otherwise: list[str], catalog: DataCatalog) -> str:
     order = [*LIFECYCLE, *OPTIONAL, *BEYOND, "__default__"]
-    command = ",".join(sorted(set(producers), key=order.index))
+    command = ",".join(sorted(_producers(missing, catalog), key=order.index))
     names = ", ".join(f"'{name}'" for name in missing)
     alternatives = "".join(f" {text}" for text in otherwise)
     if len(missing) == 1:
@@ -226,6 +225,41 @@ def _missing_sentence(missing: list[str], otherwise: list[str]) -> str:
     return (f"Inputs {names} have never been produced: run "
             f"`kedro run --pipelines={command}` first, which produces them all"
             f"{alternatives}.")
+
+
+def _producers(missing: list[str], catalog: DataCatalog) -> set[str]:
+    """The pipelines that produce ``missing`` and, in turn, whatever of their own inputs
+    does not exist either: one command that runs (``compress`` on a fresh clone needs
+    ``finetune``, which needs ``pretrain``'s encoder, and so on back to ``ingest``)."""
+    chosen: set[str] = set()
+    produced: set[str] = set()  # by the command named, which runs before this pipeline
+    queue = list(missing)
+    while queue:
+        name = _producer(queue.pop())
+        if name in chosen:
+            continue
+        chosen.add(name)
+        if name == "__default__":
+            continue
+        stage = importlib.import_module(f"model_lifecycle.pipelines.{name}").create_pipeline()
+        produced |= stage.all_outputs()
+        queue += [dataset for dataset in sorted(stage.inputs())
+                  if not dataset.startswith("params:") and dataset != "parameters"
+                  and dataset not in produced and not catalog.exists(dataset)
+                  and _needed(dataset, stage, catalog)]
+    return chosen
+
+
+def _needed(dataset: str, stage: Pipeline, catalog: DataCatalog) -> bool:
+    """Whether ``stage`` needs ``dataset`` under this run's parameters: not when the
+    rules of OPTIONAL_INPUTS for the groups it reads all say it can do without."""
+    rules = [rule for rule in OPTIONAL_INPUTS.get(dataset, [])
+             if f"params:{rule[0]}" in stage.inputs()]
+    if not rules:
+        return True
+    groups = {group: parse_params(PARAMETER_MODELS[group], catalog.load(f"params:{group}"),
+                                  group) for group, _needed, _instead in rules}
+    return any(needed(groups[group]) for group, needed, _instead in rules)
 
 
 def _producer(dataset: str) -> str:
