@@ -59,3 +59,27 @@ def test_a_run_that_reads_no_files_needs_no_path():
     with pytest.raises(LifecycleError, match="set ingest.path"):
         parse_params(IngestParams, {"source": "auto"}, "ingest",
                      context={"reads_files": True})
+
+
+def test_the_sentence_names_the_file_that_sets_the_key(tmp_path, monkeypatch):
+    """A key an environment sets is named in that environment's file, not in base's."""
+    (tmp_path / "conf" / "base").mkdir(parents=True)
+    (tmp_path / "conf" / "local").mkdir()
+    (tmp_path / "conf" / "gpu").mkdir()
+    (tmp_path / "conf" / "base" / "parameters_finetune.yml").write_text(
+        "finetune:\n  epochs: 3\n  optimizer: {lr: 0.1}\n")
+    (tmp_path / "conf" / "local" / "parameters.yml").write_text(
+        "finetune:\n  optimizer: {lrr: 0.1}\n")
+    (tmp_path / "conf" / "gpu" / "parameters.yml").write_text("finetune:\n  epochs: ten\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(LifecycleError, match=r"^Unknown parameter 'finetune.optimizer.lrr' in "
+                                             r"conf/local/parameters.yml: "):
+        parse_params(FinetuneParams, {"optimizer": {"lrr": 0.1}}, "finetune")
+    # pydantic's union branch (`epochs.int`) is no key; the run's environment is searched
+    with pytest.raises(LifecycleError, match=r"^Invalid parameter 'finetune.epochs' = 'ten' in "
+                                             r"conf/gpu/parameters.yml: "):
+        parse_params(FinetuneParams, {"epochs": "ten"}, "finetune", env="gpu")
+    with pytest.raises(LifecycleError, match=r"^Parameter group .finetune. in conf/local/"
+                                             r"parameters.yml is 3, not keys and "
+                                             r"values: write it as a mapping"):
+        parse_params(FinetuneParams, 3, "finetune")

@@ -106,7 +106,8 @@ class PreflightHook:
                 reads = f"{group.rpartition('.')[0]}.images" if "." in group else "images"
                 groups[group] = parse_params(
                     model, catalog.load(name), group, overrides=overrides,
-                    context={"reads_files": reads in pipeline.all_outputs()})
+                    context={"reads_files": reads in pipeline.all_outputs()},
+                    env=run_params.get("env"))
         if "finetune" in groups:
             _check_lora_targets(groups, pipeline)
         if "fewshot" in groups and "meta_trained" not in groups["fewshot"].encoders:

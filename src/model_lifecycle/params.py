@@ -6,9 +6,12 @@ instead of being ignored.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from model_lifecycle.errors import LifecycleError
@@ -24,21 +27,27 @@ class StrictModel(BaseModel):
 
 def parse_params(model: type[M], raw: Mapping[str, Any] | M | None, group: str, *,
                  overrides: frozenset[str] = frozenset(),
-                 context: dict[str, Any] | None = None) -> M:
+                 context: dict[str, Any] | None = None, env: str | None = None) -> M:
     """Validate ``raw`` (the dict Kedro hands to ``params:<group>``) into ``model``.
 
     The first problem becomes one sentence naming the full key, e.g.
     ``Unknown parameter 'ingest.splitz' in parameters_ingest.yml: ...``; a key among
     ``overrides`` (dotted keys given with ``kedro run --params``) is said to come from
     the command line instead. ``context`` reaches the models' validators (e.g.
-    ``reads_files``: whether the run reads the source at all).
+    ``reads_files``: whether the run reads the source at all). ``env``: the run's Kedro
+    environment (default ``local``), whose files the sentence may name.
     """
     if isinstance(raw, model):
         return raw
+    if raw is not None and not isinstance(raw, Mapping):
+        where = (_where_set(group.split("."), env)
+                 or f"parameters_{group.partition('.')[0]}.yml")
+        raise LifecycleError(f"Parameter group '{group}' in {where} is {raw!r}, not keys "
+                             "and values: write it as a mapping (e.g. `epochs: 3` under it).")
     try:
         return model.model_validate(dict(raw or {}), context=context)
     except ValidationError as exc:
-        raise LifecycleError(_sentence(model, exc, group, overrides)) from None
+        raise LifecycleError(_sentence(model, exc, group, overrides, env)) from None
 
 
 def dotted_keys(tree: Mapping[str, Any], prefix: str = "") -> frozenset[str]:
@@ -55,14 +64,16 @@ def dotted_keys(tree: Mapping[str, Any], prefix: str = "") -> frozenset[str]:
 
 
 def _sentence(model: type[BaseModel], exc: ValidationError, group: str,
-              overrides: frozenset[str]) -> str:
+              overrides: frozenset[str], env: str | None) -> str:
     error = exc.errors()[0]
-    loc = [str(part) for part in error["loc"]]
+    # pydantic names the branch of a union it tried (`epochs.int`): not a key
+    loc = [str(part) for part in error["loc"] if not _TYPE_TAG.search(str(part))]
     key = ".".join([group, *loc])
     given = [".".join([group, *loc[:i]]) for i in range(len(loc), 0, -1)]
     # source.ingest lives in parameters_source.yml
     where = ("the command line (kedro run --params)" if any(k in overrides for k in given)
-             else f"parameters_{group.split('.', maxsplit=1)[0]}.yml")
+             else _where_set([*group.split("."), *loc], env)
+             or f"parameters_{group.split('.', maxsplit=1)[0]}.yml")
     if error["type"] == "extra_forbidden":
         allowed = ", ".join(_fields_at(model, loc[:-1]))
         return (
@@ -75,6 +86,36 @@ def _sentence(model: type[BaseModel], exc: ValidationError, group: str,
     value = error.get("input")
     shown = "" if isinstance(value, Mapping) else f" = {value!r}"  # a group: its rule says
     return f"Invalid parameter '{key}'{shown} in {where}: {message}."
+
+
+_TYPE_TAG = re.compile(r"^(int|float|str|bool|bytes|none|dict|list|tuple|set)$|\[|^function-"
+                       r"|^(lax|strict|constrained|json-or-python|is-instance|literal)")
+
+
+def _where_set(path: list[str], env: str | None) -> str | None:
+    """The parameters file of ``conf/base`` or ``conf/<env>`` (from the project folder,
+    where Kedro runs) that sets the longest part of ``path``, the environment's before
+    ``base``'s; None when none does (a caller outside a project)."""
+    conf = Path.cwd() / "conf"
+    if not conf.is_dir():
+        return None
+    best: tuple[int, bool, str] | None = None
+    files = [file for folder in ("base", env or "local")
+             for file in sorted((conf / folder).rglob("parameters*.y*ml"))]
+    for file in files:
+        try:
+            node = yaml.safe_load(file.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        depth = 0
+        for part in path:
+            if not isinstance(node, Mapping) or part not in node:
+                break
+            node, depth = node[part], depth + 1
+        candidate = (depth, file.parent.name != "base", file.relative_to(conf.parent).as_posix())
+        if depth and (best is None or candidate[:2] > best[:2]):
+            best = candidate
+    return best[2] if best else None
 
 
 def _fields_at(model: type[BaseModel], path: list[str]) -> list[str]:

@@ -121,8 +121,8 @@ def test_unstructured_pruning_takes_its_own_group():
 
 
 def test_a_pruning_group_that_does_not_apply_is_refused():
-    with pytest.raises(LifecycleError, match=r"^Invalid parameter 'compress.prune' in "
-                                             r"parameters_compress.yml: compress.prune."
+    with pytest.raises(LifecycleError, match=r"^Invalid parameter 'compress.prune' in conf/"
+                                             r"base/parameters_compress.yml: compress.prune."
                                              r"structured does not apply to method "
                                              r"'unstructured': set it to null"):
         parse_params(CompressParams,

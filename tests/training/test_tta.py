@@ -301,7 +301,8 @@ def test_models_without_the_layers_a_method_needs_are_refused():
 
 
 @pytest.mark.parametrize(("raw", "message"), [
-    ({"batch_size": 0}, r"Invalid parameter 'adapt.batch_size' = 0 in parameters_adapt.yml"),
+    ({"batch_size": 0},
+     r"Invalid parameter 'adapt.batch_size' = 0 in conf/base/parameters_adapt.yml"),
     ({"corruptions": ["fog"]}, r"Invalid parameter 'adapt.corruptions' = \['fog'\] .*: "
                                r"unknown corruption 'fog': choose among gaussian_noise"),
     ({"severities": [0]}, r"'adapt.severities' .*: severities are 1 to 5"),

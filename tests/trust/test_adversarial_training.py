@@ -52,7 +52,8 @@ def test_adversarial_fine_tuning_raises_pgd_accuracy_over_standard_fine_tuning(d
 
 @pytest.mark.parametrize(("model", "group", "raw", "message"), [
     (EvaluateParams, "evaluate", {"adversarial": {"epsilon": 1.5}},
-     r"Invalid parameter 'evaluate.adversarial.epsilon' = 1.5 in parameters_evaluate.yml: "
+     r"Invalid parameter 'evaluate.adversarial.epsilon' = 1.5 in "
+     r"conf/base/parameters_evaluate.yml: "
      r"Input should be less than or equal to 1"),
     (EvaluateParams, "evaluate", {"adversarial": {"epsilon": 0}},
      r"'evaluate.adversarial.epsilon' = 0 .*greater than 0"),
