@@ -7,10 +7,13 @@ Kedro loads this module's ``cli`` group and lets it override its own commands.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 from kedro.framework.cli.project import run as kedro_run
+from kedro.framework.project import settings
 from omegaconf import OmegaConf
 
 from model_lifecycle.errors import LifecycleError
@@ -20,11 +23,55 @@ def _one_sentence(callback):
     @functools.wraps(callback)
     def wrapper(*args, **kwargs):
         try:
+            _check_env(kwargs.get("env"), kwargs.get("conf_source"))
+            _check_pipelines([*(kwargs.get("pipelines") or ()), kwargs.get("pipeline")])
             return callback(*args, **kwargs)
         except LifecycleError as exc:
             raise click.ClickException(str(exc)) from None
+        except yaml.YAMLError as exc:  # Kedro's config loader: a file that is not YAML
+            raise click.ClickException(
+                f"{str(exc).strip().splitlines()[0].rstrip('.')}: fix the YAML of that file."
+            ) from None
+        except ValueError as exc:
+            if str(exc).startswith("Pipeline does not contain"):  # --nodes, --from-nodes …
+                raise click.ClickException(
+                    f"{str(exc).rstrip('.')}: `kedro registry describe <pipeline>` lists "
+                    "its nodes.") from None
+            raise
+        except KeyboardInterrupt:
+            _end_runs("KILLED")  # else MLflow's exit handler records it as FINISHED
+            raise
 
     return wrapper
+
+
+def _check_env(env: str | None, conf_source: Any) -> None:
+    """An environment with no folder under conf/ is a typo: Kedro would run on base
+    alone, and kedro-mlflow fall back to a local file store."""
+    conf = Path(conf_source) if isinstance(conf_source, str) and conf_source else \
+        Path.cwd() / settings.CONF_SOURCE
+    if env and conf.is_dir() and not (conf / env).is_dir():
+        known = sorted(p.name for p in conf.iterdir() if p.is_dir())
+        raise LifecycleError(f"Unknown environment '{env}': the environments are "
+                             f"{', '.join(known)} (folders under {conf}).")
+
+
+def _check_pipelines(names: list[str | None]) -> None:
+    from model_lifecycle import pipelines  # noqa: PLC0415
+
+    known = sorted(p.name for p in Path(pipelines.__file__).parent.iterdir()
+                   if (p / "pipeline.py").is_file())
+    for name in filter(None, names):
+        if name != "__default__" and name not in known:
+            raise LifecycleError(f"Unknown pipeline '{name}': the pipelines are "
+                                 f"{', '.join(known)} and __default__.")
+
+
+def _end_runs(status: str) -> None:
+    import mlflow  # noqa: PLC0415 - only when a run was interrupted
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run(status=status)
 
 
 def split_params(ctx: click.Context | None, param: click.Parameter | None, value: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -293,3 +294,53 @@ def test_cli_params_take_lists_as_the_docs_write_them(tmp_path):
         split_params(None, None, "ingest.image_size=[6,8],oops")
     assert split_params(None, None, "a=[1,2],b.c='x,y',d={e: [3]}") == {
         "a": [1, 2], "b": {"c": "x,y"}, "d": {"e": [3]}}
+
+
+@pytest.mark.parametrize(("args", "sentence"), [
+    (["--env=nosuch"], r"^Error: Unknown environment 'nosuch': the environments are base, "),
+    (["--pipelines=ingest,finetun"], r"^Error: Unknown pipeline 'finetun': the pipelines are "
+                                     r"adapt, augment, "),
+])
+def test_cli_typos_in_env_and_pipeline_names_are_one_sentence(args, sentence):
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from model_lifecycle.cli import cli  # noqa: PLC0415
+
+    result = CliRunner().invoke(cli, ["run", *args])
+    assert result.exit_code == 1
+    assert re.search(sentence, result.output), result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_interrupted_run_is_marked_killed_not_finished(tmp_path):
+    """Ctrl-C: MLflow's exit handler would end the open run as FINISHED."""
+    from model_lifecycle.cli import _one_sentence  # noqa: PLC0415
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    def run_interrupted(**_kwargs):
+        mlflow.start_run()
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _one_sentence(run_interrupted)()
+    assert mlflow.active_run() is None
+    assert mlflow.search_runs(search_all_experiments=True)["status"].tolist() == ["KILLED"]
+
+
+def test_cli_bad_yaml_and_node_names_are_one_sentence(tmp_path):
+    work = scratch_project(tmp_path / "cli")
+
+    def kedro_run(*args: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "kedro", "run", *args], cwd=work,
+                                capture_output=True, text=True, timeout=300, check=False)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        return result.stderr.strip().splitlines()[-1]
+
+    assert kedro_run("--pipelines=ingest", "--from-nodes=nosuch") == (
+        "Error: Pipeline does not contain nodes named ['nosuch']: `kedro registry describe "
+        "<pipeline>` lists its nodes.")
+    (work / "conf" / "local" / "parameters.yml").write_text("finetune:\n  epochs: [3\n")
+    assert kedro_run("--pipelines=ingest").endswith(
+        "conf/local/parameters.yml, unable to read line 2, position 0: fix the YAML of that "
+        "file.")
