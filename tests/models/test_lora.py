@@ -104,6 +104,17 @@ def test_the_merged_model_is_a_plain_classifier_with_the_same_outputs(arch):
     twin.load_state_dict(merged.state_dict())  # strict: the architecture it started as
 
 
+def test_default_targets_leave_out_depthwise_convolutions_and_train():
+    """peft adapts a grouped convolution only when the rank divides its groups."""
+    model = build_model("mobilenet_v3_small", 3, 1)
+    targets = default_targets(model)
+    grouped = [n for n, m in model.named_modules()
+               if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    assert grouped and targets and not set(grouped) & set(targets)
+    add_lora(model, rank=4, alpha=8)
+    model(torch.rand(2, 1, 16, 16)).sum().backward()
+
+
 def test_default_targets_per_family():
     assert default_targets(_model("vit")) == ["self_attention", "mlp.0", "mlp.3"]
     cnn = _model("small_cnn")
@@ -159,6 +170,8 @@ def test_a_run_without_lora_writes_an_adapter_without_tensors(tmp_path):
     ("small_cnn", "mlp.0", r"'mlp.0' matches no .* of 'small_cnn': use module names such as "
                            r"encoder.stages.0.0.0"),
     ("small_cnn", "stages", r"'stages' matches no"),  # containers are no layer to adapt
+    ("small_cnn", "0", r"'0' also matches encoder.stages.0, a Sequential that LoRA cannot "
+                       r"adapt: name the layers inside it, e.g. encoder.stages.0.0.0"),
     ("vit", "out_proj", r"matches encoder.stages.1.self_attention.out_proj, which its "
                         r"attention layer uses without calling it: target the attention "
                         r"layer \('self_attention'\)"),

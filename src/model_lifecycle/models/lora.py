@@ -35,11 +35,13 @@ _VIT_TARGETS = ["self_attention", "mlp.0", "mlp.3"]
 def default_targets(model: Classifier) -> list[str]:
     """The targets when ``finetune.lora.target_modules`` is null: a transformer's
     attention and MLP linears (``self_attention``, ``mlp.0``, ``mlp.3``), else every
-    convolution of the encoder (by its full name)."""
+    ungrouped convolution of the encoder (by its full name)."""
     if any(isinstance(m, nn.MultiheadAttention) for m in model.encoder.modules()):
         return list(_VIT_TARGETS)
+    # grouped (depthwise) convolutions are left out: peft adapts one only when the rank
+    # divides its groups, which differ from layer to layer (mobilenet_v3_small: 16 … 576)
     return [f"encoder.{name}" for name, module in model.encoder.named_modules()
-            if isinstance(module, nn.Conv2d)]
+            if isinstance(module, nn.Conv2d) and module.groups == 1]
 
 
 def matched_modules(model: Classifier, patterns: Sequence[str]) -> dict[str, list[str]]:
@@ -70,6 +72,12 @@ def matched_modules(model: Classifier, patterns: Sequence[str]) -> dict[str, lis
                 f"finetune.lora.target_modules pattern '{pattern}' matches {inside[0]}, which "
                 "its attention layer uses without calling it: target the attention layer "
                 f"('{inside[0].rpartition('.')[0].rpartition('.')[2]}') instead.")
+        containers = [name for name in names if name not in adaptable]
+        if containers:
+            raise LifecycleError(
+                f"finetune.lora.target_modules pattern '{pattern}' also matches "
+                f"{containers[0]}, a {type(encoder[containers[0]]).__name__} that LoRA cannot "
+                f"adapt: name the layers inside it, e.g. {adaptable[0]}.")
         found[pattern] = adaptable
     return found
 
