@@ -110,6 +110,9 @@ class PreflightHook:
                     env=run_params.get("env"))
         if "finetune" in groups:
             _check_lora_targets(groups, pipeline)
+        if ("compress" in groups and "finetune" in groups
+                and "finetuned_model" in pipeline.all_outputs()):
+            _check_structured_pruning(groups)
         if "fewshot" in groups and "meta_trained" not in groups["fewshot"].encoders:
             _skip_meta_training(pipeline, catalog)
         if "runtime" in groups and groups["runtime"].device == "cuda":
@@ -133,6 +136,31 @@ class PreflightHook:
             otherwise += needed_by
         if missing:
             raise LifecycleError(_missing_sentence(missing, otherwise, catalog))
+
+
+def _check_structured_pruning(groups: dict[str, Any]) -> None:
+    """Structured pruning of a transformer is refused by the pruning node; in a run that
+    trains the model first, refuse it here, before hours of (pre)training."""
+    prune, finetune = groups["compress"].prune, groups["finetune"]
+    if prune.method != "structured":
+        return
+    source = groups.get("pretrain") if finetune.init == "pretrained" else finetune
+    if source is None:
+        return
+    import torch  # noqa: PLC0415 - a run that trains imports it anyway
+    from torch import nn  # noqa: PLC0415
+
+    from model_lifecycle.models.registry import build_model  # noqa: PLC0415
+
+    try:
+        with torch.device("meta"):
+            model = build_model(source.arch, 2, 3, **source.arch_kwargs)
+    except LifecycleError:
+        return  # an architecture the images decide: the node checks
+    if any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
+        raise LifecycleError(
+            f"compress.prune.method is structured, which cannot shrink the attention layers "
+            f"of '{source.arch}': set compress.prune.method: unstructured for a transformer.")
 
 
 def _skip_meta_training(pipeline: Pipeline, catalog: DataCatalog) -> None:

@@ -75,6 +75,12 @@ def test_bad_lora_targets_and_structured_pruning_of_a_vit_stop_before_training(p
     assert not (project.work / "data" / "03_primary").exists() or \
         not any((project.work / "data" / "03_primary").rglob("*.npz"))  # nothing ran
     structured = {**LORA, "compress": TINY["compress"]}
+    # in a run that would train first, before anything runs
+    with pytest.raises(LifecycleError, match=r"^compress.prune.method is structured, which "
+                       r"cannot shrink the attention layers of 'vit': set "
+                       r"compress.prune.method: unstructured for a transformer\.$"):
+        project(["ingest", "augment", "finetune", "compress"], structured)
+    assert not any((project.work / "data").rglob("*.npz"))
     project(["ingest", "augment", "finetune"], structured)
     with pytest.raises(LifecycleError, match=r"Structured pruning cannot shrink the attention "
                        r"layers of 'vit': set compress.prune.method: unstructured"):
