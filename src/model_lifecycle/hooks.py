@@ -113,6 +113,10 @@ class PreflightHook:
         if ("compress" in groups and "finetune" in groups
                 and "finetuned_model" in pipeline.all_outputs()):
             _check_structured_pruning(groups)
+        if "inference" in groups:  # the folder to predict: before a run is opened
+            from model_lifecycle.serving.predict import files_to_predict  # noqa: PLC0415
+
+            files_to_predict(groups["inference"].input_dir)
         if "fewshot" in groups and "meta_trained" not in groups["fewshot"].encoders:
             _skip_meta_training(pipeline, catalog)
         if "runtime" in groups and groups["runtime"].device == "cuda":

@@ -297,6 +297,8 @@ def test_inference_errors_name_the_fix(project, tmp_path):
         project(["inference"], {"inference": {"input_dir": str(empty)}})
     with pytest.raises(LifecycleError, match=r"'.*missing' is not a folder"):
         project(["inference"], {"inference": {"input_dir": str(tmp_path / "missing")}})
+    # refused before a run is opened: a typo leaves no FAILED run behind
+    assert not (project.work / "mlflow.db").exists() or _runs(project.work).empty
     (empty / "a.png").write_bytes(_encode(np.zeros((1, 8, 8), np.uint8), "PNG"))
     with pytest.raises(LifecycleError, match=r"No version of registered model "
                        r"'model-lifecycle' holds the alias 'champion'.*run `kedro run`"):
