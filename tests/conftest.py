@@ -174,15 +174,15 @@ def scratch_project(work: Path, *, store: bool = True) -> Path:
 
 
 def project_runner(work: Path) -> Callable[..., dict]:
-    """``run(pipelines, params=None, env=None)``: one KedroSession of the project in
-    ``work`` (a :func:`scratch_project`); ``run.work`` is the folder."""
+    """``run(pipelines, params=None, env=None, load_versions=None)``: one KedroSession of
+    the project in ``work`` (a :func:`scratch_project`); ``run.work`` is the folder."""
     bootstrap_project(work)
 
     def run(pipelines: list[str] | None = None, params: dict | None = None,
-            env: str | None = None) -> dict:
+            env: str | None = None, load_versions: dict[str, str] | None = None) -> dict:
         with KedroSession.create(project_path=work, env=env,
                                  runtime_params=params or {}) as session:
-            return session.run(pipeline_names=pipelines)
+            return session.run(pipeline_names=pipelines, load_versions=load_versions)
 
     run.work = work  # type: ignore[attr-defined]
     return run

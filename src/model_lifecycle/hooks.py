@@ -108,29 +108,14 @@ class PreflightHook:
                     model, catalog.load(name), group, overrides=overrides,
                     context={"reads_files": reads in pipeline.all_outputs()},
                     env=run_params.get("env"))
-        if "finetune" in groups:
-            _check_lora_targets(groups, pipeline)
-        if ("compress" in groups and "finetune" in groups
-                and "finetuned_model" in pipeline.all_outputs()):
-            _check_structured_pruning(groups)
-        if "inference" in groups:  # the folder to predict: before a run is opened
-            from model_lifecycle.serving.predict import files_to_predict  # noqa: PLC0415
-
-            files_to_predict(groups["inference"].input_dir)
-        if "fewshot" in groups and "meta_trained" not in groups["fewshot"].encoders:
-            _skip_meta_training(pipeline, catalog)
-        if "runtime" in groups and groups["runtime"].device == "cuda":
-            # imports torch: only for a run that asks for a GPU
-            from model_lifecycle.training.device import resolve_device  # noqa: PLC0415
-            resolve_device("cuda")  # no GPU visible: one sentence, before anything runs
-        if "runtime" in groups and groups["runtime"].distributed.world_size > 1:
-            # imports torch: only for a run that asks for distributed training
-            from model_lifecycle.training.distributed import check_launch  # noqa: PLC0415
-            check_launch(groups["runtime"], _training_stages(groups))
+        _check_settings(groups, pipeline, catalog)
         missing, otherwise = [], []
+        pinned = run_params.get("load_versions") or {}
         for name in inputs:
             if name == "parameters" or name.startswith("params:") or catalog.exists(name):
                 continue
+            if name in pinned:
+                raise LifecycleError(_no_such_version(name, pinned[name], catalog))
             rules = [rule for rule in OPTIONAL_INPUTS.get(name, []) if rule[0] in groups]
             needed_by = [instead for group, needed, instead in rules if needed(groups[group])]
             if rules and not needed_by and _every_reader_ruled(pipeline, name, rules):
@@ -140,6 +125,30 @@ class PreflightHook:
             otherwise += needed_by
         if missing:
             raise LifecycleError(_missing_sentence(missing, otherwise, catalog))
+
+
+def _check_settings(groups: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+    """What the validated groups together must satisfy before anything runs (and what
+    they turn off: meta-training nobody compares)."""
+    if "finetune" in groups:
+        _check_lora_targets(groups, pipeline)
+    if ("compress" in groups and "finetune" in groups
+            and "finetuned_model" in pipeline.all_outputs()):
+        _check_structured_pruning(groups)
+    if "inference" in groups:  # the folder to predict: before a run is opened
+        from model_lifecycle.serving.predict import files_to_predict  # noqa: PLC0415
+
+        files_to_predict(groups["inference"].input_dir)
+    if "fewshot" in groups and "meta_trained" not in groups["fewshot"].encoders:
+        _skip_meta_training(pipeline, catalog)
+    if "runtime" in groups and groups["runtime"].device == "cuda":
+        # imports torch: only for a run that asks for a GPU
+        from model_lifecycle.training.device import resolve_device  # noqa: PLC0415
+        resolve_device("cuda")  # no GPU visible: one sentence, before anything runs
+    if "runtime" in groups and groups["runtime"].distributed.world_size > 1:
+        # imports torch: only for a run that asks for distributed training
+        from model_lifecycle.training.distributed import check_launch  # noqa: PLC0415
+        check_launch(groups["runtime"], _training_stages(groups))
 
 
 def _check_structured_pruning(groups: dict[str, Any]) -> None:
@@ -176,6 +185,17 @@ def _skip_meta_training(pipeline: Pipeline, catalog: DataCatalog) -> None:
         if node.name.rpartition(".")[2] == META_TRAIN_NODE:
             for name in node.outputs:
                 catalog[name] = MemoryDataset()
+
+
+def _no_such_version(name: str, version: str, catalog: DataCatalog) -> str:
+    """One sentence for ``--load-versions`` naming a version that was never saved."""
+    folder = Path(str(getattr(catalog[name], "_filepath", "")))
+    versions = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    listed = (f"the versions under {folder} are {', '.join(versions[-3:])}"
+              + (" (the latest three)" if len(versions) > 3 else "") if versions
+              else "it has no saved version")
+    return (f"--load-versions asks for version {version} of '{name}', which does not exist: "
+            f"{listed}.")
 
 
 def _every_reader_ruled(pipeline: Pipeline, dataset: str, rules: list[Rule]) -> bool:

@@ -344,3 +344,14 @@ def test_cli_bad_yaml_and_node_names_are_one_sentence(tmp_path):
     assert kedro_run("--pipelines=ingest").endswith(
         "conf/local/parameters.yml, unable to read line 2, position 0: fix the YAML of that "
         "file.")
+
+
+def test_a_pinned_version_that_does_not_exist_is_named_with_those_that_do(project):
+    project(["ingest"], {"ingest": {"image_size": 8}})
+    [saved] = _versions(project.work, "data/03_primary/images.npz")
+    with pytest.raises(LifecycleError, match=(
+            r"^--load-versions asks for version 2099-01-01T00.00.00.000Z of 'images', which "
+            r"does not exist: the versions under .*images.npz are "
+            + re.escape(saved.parent.name) + r"\.$")):
+        project(["augment"], {"ingest": {"image_size": 8}},
+                load_versions={"images": "2099-01-01T00.00.00.000Z"})
