@@ -317,6 +317,7 @@ def test_an_interrupted_run_is_marked_killed_not_finished(tmp_path):
     from model_lifecycle.cli import _one_sentence  # noqa: PLC0415
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("interrupted")  # not an experiment id another test left set
 
     def run_interrupted(**_kwargs):
         mlflow.start_run()
