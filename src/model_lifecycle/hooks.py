@@ -329,6 +329,52 @@ def _producer(dataset: str) -> str:
     return "__default__"
 
 
+class TrainedOnHook:
+    """Every variant's model remembers the images it was made from (their fingerprint and
+    shape, saved with the model); a node handed a variant together with other ``images``
+    (re-ingested since, at another size or from another folder) stops with one sentence
+    instead of failing inside the node or, worse, measuring the model on images that
+    may include its own training images."""
+
+    @hook_impl
+    def before_node_run(self, node: Any, inputs: dict[str, Any]) -> None:
+        images = _images_of(inputs)
+        if images is None:
+            return
+        for name, value in inputs.items():
+            made_from = getattr(value, "trained_on", None)
+            if name in _VARIANT_DATASETS and isinstance(made_from, dict) \
+                    and made_from.get("images") != images.fingerprint():
+                raise LifecycleError(
+                    f"The latest {name} was made from other images (shape "
+                    f"{'×'.join(map(str, made_from.get('image_shape', [])))}) than the latest "
+                    f"images ({'×'.join(map(str, images.image_shape))}): run `kedro run "
+                    f"--pipelines={_VARIANT_DATASETS[name]}` again and the stages after it, "
+                    "or load the images it was made from with --load-versions "
+                    "images:<version>.")
+
+    @hook_impl
+    def after_node_run(self, node: Any, inputs: dict[str, Any],
+                       outputs: dict[str, Any]) -> None:
+        images = _images_of(inputs)
+        if images is None:
+            return
+        for name, value in outputs.items():
+            if name in _VARIANT_DATASETS and hasattr(value, "state_dict"):
+                value.trained_on = {"images": images.fingerprint(),
+                                    "image_shape": list(images.image_shape)}
+
+
+# The variants' datasets and the pipeline that makes each.
+_VARIANT_DATASETS = {v.dataset: v.produced_by for v in variants()}
+
+
+def _images_of(inputs: dict[str, Any]) -> Any:
+    """The ``images`` a node reads (an ImageSet), or None."""
+    images = inputs.get("images")
+    return images if hasattr(images, "fingerprint") else None
+
+
 class CloseMlflowRunHook:
     """End the pipeline's MLflow run completely once the pipeline has finished.
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from model_lifecycle.errors import LifecycleError
+from model_lifecycle.io import TorchModelDataset
 from tests.conftest import THREADS
-from tests.pipelines.test_ingest_augment_run import _runs
+from tests.pipelines.test_ingest_augment_run import _runs, _versions
 
 TINY = {
     "ingest": {"image_size": 8, "labeled_fraction": 0.3},
@@ -38,3 +39,21 @@ def test_finetune_without_a_pretrained_encoder_names_what_to_do(project):
     run = _runs(project.work).iloc[-1]
     assert run["status"] == "FINISHED"
     assert run["metrics.finetune.trainable_params"] < run["metrics.finetune.total_params"]
+
+
+def test_a_model_made_from_other_images_is_refused_with_one_sentence(project):
+    """Re-ingesting at another size, then running a later stage: the fine-tuned model
+    was made from the older images, which the sentence says, before the node runs."""
+    scratch = {**TINY, "finetune": {**TINY["finetune"], "init": "scratch", "epochs": 1}}
+    project(["ingest", "augment", "finetune"], scratch)
+    [saved] = _versions(project.work, "data/06_models/finetuned_model.pt")
+    model = TorchModelDataset(filepath=str(saved)).load()
+    assert model.trained_on["image_shape"] == [1, 8, 8]  # saved with the model
+    resized = {**scratch, "ingest": {**scratch["ingest"], "image_size": 12}}
+    project(["ingest"], resized)
+    with pytest.raises(LifecycleError, match=r"^The latest finetuned_model was made from other "
+                       r"images \(shape 1×8×8\) than the latest images \(1×12×12\): run `kedro "
+                       r"run --pipelines=finetune` again and the stages after it, or load the "
+                       r"images it was made from with --load-versions images:<version>\.$"):
+        project(["compress"], resized)
+    assert len(_versions(project.work, "data/06_models/pruned_model.pt")) == 0

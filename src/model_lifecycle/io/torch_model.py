@@ -15,10 +15,11 @@ from model_lifecycle.io.base import AtomicFileDataset
 
 
 class TorchModelDataset(AtomicFileDataset[Any]):
-    """Saves ``{"spec", "layer_sizes", "quantization", "state_dict"}`` with ``torch.save``;
-    loads with ``weights_only=True`` (tensors and plain values only: a file cannot run
-    code), rebuilds the architecture from the spec, gives pruned layers their recorded
-    sizes, re-applies the same quantization, and loads the weights strictly. Pruned
+    """Saves ``{"spec", "layer_sizes", "quantization", "trained_on", "state_dict"}`` with
+    ``torch.save``; loads with ``weights_only=True`` (tensors and plain values only: a
+    file cannot run code), rebuilds the architecture from the spec, gives pruned layers
+    their recorded sizes, re-applies the same quantization, and loads the weights
+    strictly. Pruned
     and quantized models therefore reload to identical outputs.
 
     Example (``catalog.yml``)::
@@ -41,7 +42,8 @@ class TorchModelDataset(AtomicFileDataset[Any]):
             if isinstance(value, torch.Tensor):
                 state[key] = value.detach().cpu()
         torch.save({"spec": data.spec, "layer_sizes": sizes, "quantization": quantization,
-                    "state_dict": state}, handle)
+                    "trained_on": getattr(data, "trained_on", None), "state_dict": state},
+                   handle)
 
     def _read(self, handle: IO[bytes], path: str) -> Any:
         import torch  # noqa: PLC0415
@@ -69,6 +71,8 @@ class TorchModelDataset(AtomicFileDataset[Any]):
                 resize_layers(model, saved["layer_sizes"], saved["state_dict"])
                 model.encoder.feature_dim = model.head.in_features
             model.load_state_dict(saved["state_dict"])
+            if saved.get("trained_on"):  # the images it was made from (hooks.TrainedOnHook)
+                model.trained_on = saved["trained_on"]
         except (RuntimeError, KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"{path} is not a model saved by this project ({exc}); "
                                "re-create it with the pipeline that writes it.") from None
