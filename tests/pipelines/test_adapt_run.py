@@ -117,9 +117,9 @@ def test_adapt_refuses_a_model_of_other_images_and_an_empty_test_split(project):
     project(["ingest", "augment", "finetune"], TINY)  # digits: 1 channel, 10 classes
     # the images change after the model was trained: 3 channels now
     project(["ingest"], {**TINY, "ingest": {**TINY["ingest"], "channels": 3}})
-    with pytest.raises(LifecycleError, match=r"^adapt.variant is 'finetuned' but the latest "
-                       r"finetuned_model takes 1 channel\(s\) and the images have 3: run "
-                       r"`kedro run --pipelines=finetune` again on these images"):
+    with pytest.raises(LifecycleError, match=r"^The latest finetuned_model was made from "
+                       r"other images \(shape 1×8×8\) than the latest images \(3×8×8\): run "
+                       r"`kedro run --pipelines=finetune` again"):
         project(["adapt"], TINY)
     assert _runs(project.work).iloc[-1]["status"] == "FAILED"
     assert not (project.work / "data/06_models/adapted_model.pt").exists()
