@@ -135,6 +135,8 @@ def _check_settings(groups: dict[str, Any], pipeline: Pipeline, catalog: DataCat
     if ("compress" in groups and "finetune" in groups
             and "finetuned_model" in pipeline.all_outputs()):
         _check_structured_pruning(groups)
+    if "ingest" in groups and ({"pretrain", "finetune"} & set(groups)):
+        _check_image_size(groups)
     if "inference" in groups:  # the folder to predict: before a run is opened
         from model_lifecycle.serving.predict import files_to_predict  # noqa: PLC0415
 
@@ -149,6 +151,32 @@ def _check_settings(groups: dict[str, Any], pipeline: Pipeline, catalog: DataCat
         # imports torch: only for a run that asks for distributed training
         from model_lifecycle.training.distributed import check_launch  # noqa: PLC0415
         check_launch(groups["runtime"], _training_stages(groups))
+
+
+def _check_image_size(groups: dict[str, Any]) -> None:
+    """Images too small for an architecture this run trains (a 3-pixel image through
+    `small_cnn`'s two poolings) fail inside the first training step, after ingest has
+    saved them: try a forward pass of that size on the meta device (no memory, no time)."""
+    import torch  # noqa: PLC0415 - a run that trains imports it anyway
+
+    from model_lifecycle.models.registry import build_model  # noqa: PLC0415
+
+    ingest = groups["ingest"]
+    channels, (height, width) = ingest.channels or 3, ingest.size_hw
+    for group in ("pretrain", "finetune"):
+        if group not in groups:
+            continue
+        arch, kwargs = groups[group].arch, groups[group].arch_kwargs
+        try:
+            with torch.device("meta"):
+                model = build_model(arch, 2, channels, input_size=(height, width), **kwargs)
+                model.eval()(torch.zeros(1, channels, height, width))
+        except LifecycleError:
+            continue  # the architecture's own sentence comes from the node
+        except RuntimeError as exc:
+            raise LifecycleError(
+                f"ingest.image_size {height}×{width} is too small for {group}.arch "
+                f"'{arch}' ({str(exc).splitlines()[0]}): raise ingest.image_size.") from None
 
 
 def _check_structured_pruning(groups: dict[str, Any]) -> None:

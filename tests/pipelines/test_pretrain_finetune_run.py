@@ -57,3 +57,12 @@ def test_a_model_made_from_other_images_is_refused_with_one_sentence(project):
                        r"images it was made from with --load-versions images:<version>\.$"):
         project(["compress"], resized)
     assert len(_versions(project.work, "data/06_models/pruned_model.pt")) == 0
+
+
+def test_images_too_small_for_the_architecture_are_refused_before_ingest_saves(project):
+    tiny = {**TINY, "ingest": {**TINY["ingest"], "image_size": 3},
+            "finetune": {**TINY["finetune"], "init": "scratch"}}
+    with pytest.raises(LifecycleError, match=r"^ingest.image_size 3×3 is too small for "
+                       r"finetune.arch 'small_cnn' \(.*\): raise ingest.image_size\.$"):
+        project(["ingest", "augment", "finetune"], tiny)
+    assert not _versions(project.work, "data/03_primary/images.npz")
