@@ -137,6 +137,8 @@ def _check_settings(groups: dict[str, Any], pipeline: Pipeline, catalog: DataCat
         _check_structured_pruning(groups)
     if "ingest" in groups and ({"pretrain", "finetune"} & set(groups)):
         _check_image_size(groups)
+    if {"source.ingest", "source.pretrain", "ingest", "finetune"} <= set(groups):
+        _check_transfer_size(groups)
     if "inference" in groups:  # the folder to predict: before a run is opened
         from model_lifecycle.serving.predict import files_to_predict  # noqa: PLC0415
 
@@ -177,6 +179,21 @@ def _check_image_size(groups: dict[str, Any]) -> None:
             raise LifecycleError(
                 f"ingest.image_size {height}×{width} is too small for {group}.arch "
                 f"'{arch}' ({str(exc).splitlines()[0]}): raise ingest.image_size.") from None
+
+
+def _check_transfer_size(groups: dict[str, Any]) -> None:
+    """An encoder built for one image size (vit) pretrained on the source cannot take
+    target images of another size: refuse before the source is pretrained."""
+    from model_lifecycle.models.registry import fixes_image_size  # noqa: PLC0415
+
+    source, target = groups["source.ingest"].size_hw, groups["ingest"].size_hw
+    arch = groups["source.pretrain"].arch
+    if groups["finetune"].init == "pretrained" and fixes_image_size(arch) \
+            and source != target:
+        raise LifecycleError(
+            f"source.pretrain.arch '{arch}' is built for one image size, and the source "
+            f"images ({source[0]}×{source[1]}, source.ingest.image_size) differ from the "
+            f"target's ({target[0]}×{target[1]}, ingest.image_size): make them equal.")
 
 
 def _check_structured_pruning(groups: dict[str, Any]) -> None:

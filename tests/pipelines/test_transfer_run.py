@@ -77,3 +77,14 @@ def test_fine_tuning_alone_on_a_fresh_project_names_the_transfer_pipeline(projec
                        r"'source.pretrained_encoder', 'splits' have never been produced: run "
                        r"`kedro run --pipelines=ingest,augment,transfer` first"):
         _run(project.work, _transfer_params(cifar_dir), node_names=["finetune_model"])
+
+
+def test_a_vit_source_of_another_image_size_is_refused_before_pretraining(project, cifar_dir):
+    params = _transfer_params(cifar_dir, arch="vit", arch_kwargs={})  # source 12 px, target 8
+    with pytest.raises(LifecycleError, match=r"^source.pretrain.arch 'vit' is built for one "
+                       r"image size, and the source images \(12×12, source.ingest.image_size\) "
+                       r"differ from the target's \(8×8, ingest.image_size\): make them "
+                       r"equal\.$"):
+        _run(project.work, params)
+    assert not (project.work / "data" / "03_primary").exists() or \
+        not any((project.work / "data" / "03_primary").rglob("*.npz"))

@@ -52,6 +52,12 @@ def build_model(arch: str, num_classes: int, in_channels: int = 3, *,
     return Classifier(encoder, num_classes, spec)
 
 
+def fixes_image_size(arch: str) -> bool:
+    """Whether ``arch`` is built for one image size (``vit``: its position embeddings)."""
+    _load_architectures()
+    return arch in _ENCODERS and "image_size" in inspect.signature(_ENCODERS[arch]).parameters
+
+
 def build_from_spec(spec: dict[str, Any]) -> Classifier:
     """Rebuild the architecture recorded in ``Classifier.spec`` (weights not included)."""
     spec = dict(spec)
