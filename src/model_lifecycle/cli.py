@@ -97,12 +97,14 @@ def split_params(ctx: click.Context | None, param: click.Parameter | None, value
 
 
 def _top_level_items(text: str) -> list[str]:
-    """``text`` split at the commas that are outside brackets, braces and quotes."""
-    items, current, depth, quote = [], [], 0, ""
+    """``text`` split at the commas that are outside brackets, braces and quotes. A quote
+    opens only where a value starts (after ``=``, ``[``, ``{`` or ``,``), so that an
+    apostrophe inside a value (``/data/Bob's photos``) is a character."""
+    items, current, depth, quote, starts = [], [], 0, "", True
     for char in text:
         if quote:
             quote = "" if char == quote else quote
-        elif char in "'\"":
+        elif char in "'\"" and starts:
             quote = char
         elif char in "[{":
             depth += 1
@@ -110,9 +112,10 @@ def _top_level_items(text: str) -> list[str]:
             depth = max(0, depth - 1)
         elif char == "," and depth == 0:
             items.append("".join(current))
-            current = []
+            current, starts = [], True
             continue
         current.append(char)
+        starts = char in "=[{," or (starts and char.isspace())
     items.append("".join(current))
     return [item.strip() for item in items if item.strip()]
 

@@ -92,6 +92,8 @@ class PreflightHook:
     that every input it reads from the catalog exists, naming in one sentence all that
     are missing and the one command that produces them."""
 
+    unneeded: set[str] = set()  # this run's optional inputs that its parameters leave out
+
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline,
                             catalog: DataCatalog) -> None:
@@ -109,6 +111,11 @@ class PreflightHook:
                     context={"reads_files": reads in pipeline.all_outputs()},
                     env=run_params.get("env"))
         _check_settings(groups, pipeline, catalog)
+        # inputs the run's parameters say it can do without (TrainedOnHook skips them)
+        self.unneeded = {
+            name for name in inputs if (rules := [r for r in OPTIONAL_INPUTS.get(name, [])
+                                                   if r[0] in groups])
+            and not any(needed(groups[group]) for group, needed, _ in rules)}
         missing, otherwise = [], []
         pinned = run_params.get("load_versions") or {}
         for name in inputs:
@@ -166,15 +173,16 @@ def _check_image_size(groups: dict[str, Any]) -> None:
     ingest = groups["ingest"]
     channels, (height, width) = ingest.channels or 3, ingest.size_hw
     for group in ("pretrain", "finetune"):
-        if group not in groups:
+        # a fine-tuned model from the pretrained encoder has pretrain's architecture
+        if group not in groups or (group == "finetune" and groups[group].init == "pretrained"):
             continue
         arch, kwargs = groups[group].arch, groups[group].arch_kwargs
         try:
             with torch.device("meta"):
                 model = build_model(arch, 2, channels, input_size=(height, width), **kwargs)
                 model.eval()(torch.zeros(1, channels, height, width))
-        except LifecycleError:
-            continue  # the architecture's own sentence comes from the node
+        except (LifecycleError, NotImplementedError):
+            continue  # the architecture's own sentence, or an op without a meta kernel
         except RuntimeError as exc:
             raise LifecycleError(
                 f"ingest.image_size {height}×{width} is too small for {group}.arch "
@@ -379,7 +387,11 @@ class TrainedOnHook:
     shape, saved with the model); a node handed a variant together with other ``images``
     (re-ingested since, at another size or from another folder) stops with one sentence
     instead of failing inside the node or, worse, measuring the model on images that
-    may include its own training images."""
+    may include its own training images. A variant the run's parameters leave out (an
+    optional input, per ``preflight``) is not checked: the node does not use it."""
+
+    def __init__(self, preflight: PreflightHook) -> None:
+        self._preflight = preflight
 
     @hook_impl
     def before_node_run(self, node: Any, inputs: dict[str, Any]) -> None:
@@ -388,7 +400,8 @@ class TrainedOnHook:
             return
         for name, value in inputs.items():
             made_from = getattr(value, "trained_on", None)
-            if name in _VARIANT_DATASETS and isinstance(made_from, dict) \
+            if name in _VARIANT_DATASETS and name not in self._preflight.unneeded \
+                    and isinstance(made_from, dict) \
                     and made_from.get("images") != images.fingerprint():
                 raise LifecycleError(
                     f"The latest {name} was made from other images (shape "

@@ -17,8 +17,9 @@ from model_lifecycle.hooks import (
 
 # kedro-mlflow's hook comes last, where its entry point would register it (hooks run
 # last-registered first), as a subclass that logs each node's parameters in one request.
-HOOKS = (TrackingServerHook(), PreflightHook(), CloseMlflowRunHook(), RunBookkeepingHook(),
-         NodeTimingHook(), TrainedOnHook(), BatchedParamsMlflowHook())
+_PREFLIGHT = PreflightHook()
+HOOKS = (TrackingServerHook(), _PREFLIGHT, CloseMlflowRunHook(), RunBookkeepingHook(),
+         NodeTimingHook(), TrainedOnHook(_PREFLIGHT), BatchedParamsMlflowHook())
 
 # Telemetry must never prompt or call out (CI has no stdin, the machines no internet);
 # kedro-mlflow's own hook is replaced by the one above. (Kedro matches the name in the

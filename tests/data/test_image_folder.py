@@ -84,7 +84,7 @@ def test_skip_counts_and_reports_bad_files(image_tree):
     (image_tree / "dog" / "photo").write_text("no extension: maybe an image, not readable")
     (image_tree / ".DS_Store").write_text("hidden files are ignored")
     data = load_image_folder(image_tree, (8, 8), on_bad_image="skip")
-    assert len(data) == 29  # 04.png replaced by garbage, photo never an image
+    assert len(data) == 29  # 04.png replaced by garbage; photo (no suffix) unreadable
     assert len(data.skipped) == 2
     assert any("cat/04.png" in item for item in data.skipped)
     assert np.bincount(data.labels).tolist() == [9, 10, 10]

@@ -295,6 +295,9 @@ def test_cli_params_take_lists_as_the_docs_write_them(tmp_path):
         split_params(None, None, "ingest.image_size=[6,8],oops")
     assert split_params(None, None, "a=[1,2],b.c='x,y',d={e: [3]}") == {
         "a": [1, 2], "b": {"c": "x,y"}, "d": {"e": [3]}}
+    # an apostrophe inside a value is a character, not a quote
+    assert split_params(None, None, "inference.input_dir=/data/Bob's photos,x=1") == {
+        "inference": {"input_dir": "/data/Bob's photos"}, "x": 1}
 
 
 @pytest.mark.parametrize(("args", "sentence"), [

@@ -66,3 +66,20 @@ def test_images_too_small_for_the_architecture_are_refused_before_ingest_saves(p
                        r"finetune.arch 'small_cnn' \(.*\): raise ingest.image_size\.$"):
         project(["ingest", "augment", "finetune"], tiny)
     assert not _versions(project.work, "data/03_primary/images.npz")
+
+
+def test_a_variant_the_run_leaves_out_is_not_checked_against_the_images():
+    """An older scratch_model (evaluate.include_scratch: false) must not stop evaluate."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from model_lifecycle.hooks import PreflightHook, TrainedOnHook  # noqa: PLC0415
+
+    images = SimpleNamespace(fingerprint=lambda: "new", image_shape=(1, 12, 12))
+    old = SimpleNamespace(trained_on={"images": "old", "image_shape": [1, 8, 8]})
+    preflight = PreflightHook()
+    preflight.unneeded = {"scratch_model"}
+    hook = TrainedOnHook(preflight)
+    hook.before_node_run(None, {"images": images, "scratch_model": old})
+    with pytest.raises(LifecycleError, match=r"^The latest finetuned_model was made from"):
+        hook.before_node_run(None, {"images": images, "scratch_model": old,
+                                    "finetuned_model": old})

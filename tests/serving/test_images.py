@@ -3,6 +3,7 @@ for pixel arrays."""
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -67,3 +68,14 @@ def test_inference_reads_every_file_under_the_folder_but_hidden_ones_and_non_ima
         (tmp_path / relative).write_bytes(b"x")
     assert [p.relative_to(tmp_path).as_posix() for p in files_to_predict(tmp_path)] == [
         "a.png", "sub/b.jpg", "sub/deeper/c"]  # a file without a suffix may be an image
+
+
+def test_a_plain_text_image_file_and_a_data_url_in_bytes_are_read():
+    """A PNM in its text form is all base64 characters: its own bytes are tried first."""
+    pgm = b"P2 2 2 255 0 255 255 0"
+    expected = np.array([[0, 255], [255, 0]], dtype=np.uint8)
+    assert np.array_equal(to_model_input(pgm, (2, 2), 1, "stretch")[0], expected)
+    png = io.BytesIO()
+    Image.fromarray(expected).save(png, format="PNG")
+    url = b"data:image/png;base64," + base64.b64encode(png.getvalue())
+    assert np.array_equal(to_model_input(url, (2, 2), 1, "stretch")[0], expected)

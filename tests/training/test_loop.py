@@ -95,9 +95,11 @@ def test_resume_with_other_settings_is_refused_naming_them(tmp_path):
                        r"resume with the settings it was written with, delete it, or set "
                        r"resume: false\.$"):
         _train(2, checkpoint=checkpoint, resume=True, config=changed)
-    # the switch itself, another stage's settings, and a budget's re-planned epochs may differ
+    # the switch itself, where the checkpoint lives, another stage's settings, and a
+    # budget's re-planned epochs may differ
     _train(2, checkpoint=checkpoint, resume=True,
-           config={**written, "resume": True, "adversarial": {"epsilon": 0.1}})
+           config={**written, "resume": True, "adversarial": {"epsilon": 0.1},
+                   "checkpoint": "/moved/ckpt.pt"})
     budget = {**written, "budget_seconds": 60}
     _train(1, checkpoint=checkpoint, config=budget)
     _train(2, checkpoint=checkpoint, resume=True, config={**budget, "epochs": 7.5})

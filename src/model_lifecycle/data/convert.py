@@ -121,10 +121,10 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     if image.mode in _HIGH_BIT_DEPTH:
         values = np.asarray(image, dtype=np.float32) / _HIGH_BIT_DEPTH[image.mode]
         return Image.fromarray(np.clip(values, 0, 255).round().astype(np.uint8))
-    if image.mode == "F":  # floating point: 0–1 (the usual convention), else 0–255
+    if image.mode == "F":  # floating point has no fixed range: 0–1, 0–255 or 16-bit
         values = np.nan_to_num(np.asarray(image, dtype=np.float32))
-        if values.min() >= 0 and values.max() <= 1:
-            values = values * 255
+        top = float(values.max(initial=0))
+        values = values * 255 if top <= 1 else values / 257 if top > 255 else values
         return Image.fromarray(np.clip(values, 0, 255).round().astype(np.uint8))
     return image
 

@@ -164,7 +164,13 @@ def _files_under(folder: Path) -> tuple[list[Path], list[Path]]:
     entries skipped), in name order, and those of them left out as not images. A link to
     nothing is kept: it fails to decode, which names it."""
     files, ignored, seen = [], [], set()
-    for current, dirs, names in os.walk(folder, followlinks=True):
+
+    def unreadable(error: OSError) -> None:
+        raise LifecycleError(f"Cannot read the folder {error.filename} ({error.strerror}): "
+                             "give this user read access to it or move it out of "
+                             f"{folder.parent}.")
+
+    for current, dirs, names in os.walk(folder, followlinks=True, onerror=unreadable):
         real = os.path.realpath(current)
         if real in seen:  # a link back up the tree
             dirs[:] = []
@@ -177,8 +183,8 @@ def _files_under(folder: Path) -> tuple[list[Path], list[Path]]:
                 continue
             if never_an_image(path):
                 ignored.append(path)
-            else:
-                files.append(path)
+            elif path.is_file() or (path.is_symlink() and not path.exists()):
+                files.append(path)  # not a pipe, socket or device, which would block
     return sorted(files), ignored
 
 

@@ -41,13 +41,7 @@ def to_model_input(image: Any, size_hw: tuple[int, int], channels: int,
     if isinstance(image, str):
         image = _from_base64(image.encode("ascii", "replace"))
     if isinstance(image, bytes | bytearray | memoryview):
-        data = bytes(image)
-        if not data:
-            raise ImageDecodeError("an empty image: the 'image' value holds no bytes")
-        if _BASE64.fullmatch(data):  # no image file is all base64 characters
-            data = _from_base64(data)
-        return decode_file(io.BytesIO(data), size_hw, channels, resize,
-                           max_pixels=max_pixels)
+        return _decode_bytes(bytes(image), size_hw, channels, resize, max_pixels)
     array = _array(image)
     if array.ndim >= 2:
         check_pixels(array.shape[1], array.shape[0], max_pixels)
@@ -68,6 +62,24 @@ def to_model_input(image: Any, size_hw: tuple[int, int], channels: int,
         raise ImageDecodeError(f"a pixel array must be H×W or H×W×C with C = 1, 3 or 4, "
                                f"got shape {array.shape}")
     return to_array(Image.fromarray(array), size_hw, channels, resize)
+
+
+def _decode_bytes(data: bytes, size_hw: tuple[int, int], channels: int, resize: Resize,
+                  max_pixels: int) -> np.ndarray:
+    """A file's bytes, or their base64 (as JSON requests carry them), decoded."""
+    if not data:
+        raise ImageDecodeError("an empty image: the 'image' value holds no bytes")
+    if _DATA_URL.match(data):
+        data = _from_base64(data)
+    try:
+        return decode_file(io.BytesIO(data), size_hw, channels, resize, max_pixels=max_pixels)
+    except ImageDecodeError:
+        if not _BASE64.fullmatch(data):  # the file's own bytes, not readable
+            raise
+    # base64 text: the raw bytes came first, as a plain-text image format (PNM) is all
+    # base64 characters too
+    return decode_file(io.BytesIO(_from_base64(data)), size_hw, channels, resize,
+                       max_pixels=max_pixels)
 
 
 def _uint8(array: np.ndarray) -> np.ndarray:

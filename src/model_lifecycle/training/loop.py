@@ -197,10 +197,13 @@ def _training_module(model: nn.Module, device: torch.device, *, distributed: boo
     return compiled(trained) if compile_model else trained
 
 
-# Settings a resumed run may change: the switch itself, another stage's settings kept in
-# the same group (finetune.adversarial: the robust pipeline's), and the epochs a time
-# budget plans anew in every run.
-_RESUMABLE = ("resume", "adversarial")
+# Settings a resumed run may change: the switch itself and where the checkpoint lives,
+# another stage's settings kept in the same group (finetune.adversarial: the robust
+# pipeline's), what only evaluation or the first epoch's start reads (test-time
+# augmentation, how often val is checked, a weights file the checkpoint replaces), and
+# the epochs a time budget plans anew in every run.
+_RESUMABLE = ("resume", "checkpoint", "adversarial", "flip_tta", "shift_tta", "eval_every",
+              "weights_path")
 
 
 def _refuse_other_settings(saved: dict[str, Any], current: dict[str, Any], checkpoint: Path,
