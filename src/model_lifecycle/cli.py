@@ -29,9 +29,7 @@ def _one_sentence(callback):
         except LifecycleError as exc:
             raise click.ClickException(str(exc)) from None
         except yaml.YAMLError as exc:  # Kedro's config loader: a file that is not YAML
-            raise click.ClickException(
-                f"{str(exc).strip().splitlines()[0].rstrip('.')}: fix the YAML of that file."
-            ) from None
+            raise click.ClickException(_yaml_sentence(exc)) from None
         except ValueError as exc:
             if str(exc).startswith("Pipeline does not contain"):  # --nodes, --from-nodes …
                 raise click.ClickException(
@@ -43,6 +41,18 @@ def _one_sentence(callback):
             raise
 
     return wrapper
+
+
+def _yaml_sentence(exc: yaml.YAMLError) -> str:
+    """Kedro names the file of a syntax error; for the others (an undefined alias …)
+    PyYAML's mark gives the line, and the file is one of conf/."""
+    first = str(exc).strip().splitlines()[0].rstrip(".")
+    mark = getattr(exc, "problem_mark", None)
+    if "file" in first or mark is None:
+        return f"{first}: fix the YAML of that file."
+    problem = getattr(exc, "problem", None) or first
+    return (f"{problem} at line {mark.line + 1}, column {mark.column + 1} of a YAML file "
+            "under conf/: fix it.")
 
 
 def _check_env(env: str | None, conf_source: Any) -> None:

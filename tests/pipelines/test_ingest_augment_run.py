@@ -355,6 +355,11 @@ def test_cli_bad_yaml_and_node_names_are_one_sentence():
     assert error.value.message == ("Invalid YAML or JSON file conf/local/parameters.yml, "
                                    "unable to read line 2, position 0: fix the YAML of that "
                                    "file.")
+    # a YAML error Kedro does not wrap: PyYAML's own, with its line
+    with pytest.raises(click.ClickException) as error:
+        raising(_yaml_error("finetune: &x\n  epochs: *y\n"))()
+    assert error.value.message == ("found undefined alias at line 2, column 11 of a YAML file "
+                                   "under conf/: fix it.")
     with pytest.raises(ValueError, match="a real bug"):  # other errors keep their traceback
         raising(ValueError("a real bug"))()
 
@@ -369,3 +374,11 @@ def test_a_pinned_version_that_does_not_exist_is_named_with_those_that_do(projec
             + re.escape(saved.parent.name) + r"\.$")):
         project(["augment"], {"ingest": {"image_size": 8}},
                 load_versions={"images": "2099-01-01T00.00.00.000Z"})
+
+
+def _yaml_error(text: str) -> yaml.YAMLError:
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        return exc
+    raise AssertionError(f"{text!r} is valid YAML")
