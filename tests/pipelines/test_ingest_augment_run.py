@@ -358,7 +358,7 @@ def test_cli_bad_yaml_and_node_names_are_one_sentence():
     # a YAML error Kedro does not wrap: PyYAML's own, with its line
     with pytest.raises(click.ClickException) as error:
         raising(_yaml_error("finetune: &x\n  epochs: *y\n"))()
-    assert error.value.message == ("found undefined alias at line 2, column 11 of a YAML file "
+    assert error.value.message == ("found undefined alias 'y' at line 2, column 11 of a YAML file "
                                    "under conf/: fix it.")
     with pytest.raises(ValueError, match="a real bug"):  # other errors keep their traceback
         raising(ValueError("a real bug"))()
