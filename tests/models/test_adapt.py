@@ -87,6 +87,12 @@ def test_weights_of_another_network_are_refused_not_mixed_in(tmp_path):
                        r"layer1\.2\..*\): give the weights file of torchvision's resnet18\.$"):
         load_torchvision_weights(model, tmp_path / "r34.pth")
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # the right file for a narrower model: the width is what to change
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "r18.pth")
+    with pytest.raises(LifecycleError, match=r"torchvision's weights fit width 1, and this "
+                       r"model has arch_kwargs.width 0.5: set it to 1\.$"):
+        load_torchvision_weights(build_model("resnet18_small", 10, 3, width=0.5),
+                                 tmp_path / "r18.pth")
     # a training script's {"state_dict": ...} wrapper is unwrapped
     torch.manual_seed(0)
     weights = torchvision.models.resnet18(weights=None).state_dict()

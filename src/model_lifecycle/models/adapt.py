@@ -95,9 +95,11 @@ def load_torchvision_weights(model: Classifier, path: str | Path) -> dict[str, i
             loaded += 1
     if alien or loaded == 0:
         example = f" (e.g. {alien[0]})" if alien else ""
-        raise LifecycleError(
-            f"The tensors in {path} do not fit '{arch}'{example}: give the weights file of "
-            f"torchvision's {source}.")
+        width = model.spec.get("width", 1.0)
+        fix = (f"torchvision's weights fit width 1, and this model has "
+               f"arch_kwargs.width {width:g}: set it to 1" if width != 1 else
+               f"give the weights file of torchvision's {source}")
+        raise LifecycleError(f"The tensors in {path} do not fit '{arch}'{example}: {fix}.")
     model.encoder.load_state_dict(own)
     return {"loaded_tensors": loaded, "encoder_tensors": len(own)}
 
