@@ -7,6 +7,7 @@ Kedro loads this module's ``cli`` group and lets it override its own commands.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import click
 import yaml
 from kedro.framework.cli.project import run as kedro_run
 from kedro.framework.project import settings
+from kedro.io import DatasetError
 from omegaconf import OmegaConf
 
 from model_lifecycle.errors import LifecycleError
@@ -30,6 +32,13 @@ def _one_sentence(callback):
             raise click.ClickException(str(exc)) from None
         except yaml.YAMLError as exc:  # Kedro's config loader: a file that is not YAML
             raise click.ClickException(_yaml_sentence(exc)) from None
+        except DatasetError as exc:
+            if not (found := _CATALOG_ENTRY.match(str(exc))):
+                raise
+            raise click.ClickException(
+                f"The catalog entry '{found['name']}' cannot be built "
+                f"({found['reason'].strip().rstrip('.')}): fix it in conf/<env>/catalog.yml "
+                "(this project's own dataset types are in model_lifecycle.io).") from None
         except ValueError as exc:
             if str(exc).startswith("Pipeline does not contain"):  # --nodes, --from-nodes …
                 raise click.ClickException(
@@ -41,6 +50,12 @@ def _one_sentence(callback):
             raise
 
     return wrapper
+
+
+# Kedro's refusal of a catalog entry it cannot build (a misspelt `type:` …), whose
+# advice to pip install kedro-datasets does not apply to this project's own types.
+_CATALOG_ENTRY = re.compile(r"An exception occurred when parsing config for dataset "
+                            r"'(?P<name>[^']+)':\s*(?P<reason>[^\n]*?\.)(\s|$)")
 
 
 def _yaml_sentence(exc: yaml.YAMLError) -> str:

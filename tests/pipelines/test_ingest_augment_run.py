@@ -360,6 +360,20 @@ def test_cli_bad_yaml_and_node_names_are_one_sentence():
         raising(_yaml_error("finetune: &x\n  epochs: *y\n"))()
     assert error.value.message == ("found undefined alias 'y' at line 2, column 11 of a YAML file "
                                    "under conf/: fix it.")
+    # a misspelt dataset type in the catalog (Kedro's words, checked by hand)
+    from kedro.io import DatasetError  # noqa: PLC0415
+
+    with pytest.raises(click.ClickException) as error:
+        raising(DatasetError(
+            "An exception occurred when parsing config for dataset 'images':\nDataset "
+            "'ImageSetDatasett' not found in 'model_lifecycle.io'. Make\nsure the dataset "
+            "name is correct.\nHint: ... pip install kedro-datasets ..."))()
+    assert error.value.message == (
+        "The catalog entry 'images' cannot be built (Dataset 'ImageSetDatasett' not found in "
+        "'model_lifecycle.io'): fix it in conf/<env>/catalog.yml (this project's own dataset "
+        "types are in model_lifecycle.io).")
+    with pytest.raises(DatasetError, match="Failed while saving"):
+        raising(DatasetError("Failed while saving data to dataset X."))()
     with pytest.raises(ValueError, match="a real bug"):  # other errors keep their traceback
         raising(ValueError("a real bug"))()
 
