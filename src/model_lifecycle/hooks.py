@@ -112,10 +112,8 @@ class PreflightHook:
                     env=run_params.get("env"))
         _check_settings(groups, pipeline, catalog)
         # inputs the run's parameters say it can do without (TrainedOnHook skips them)
-        self.unneeded = {
-            name for name in inputs if (rules := [r for r in OPTIONAL_INPUTS.get(name, [])
-                                                   if r[0] in groups])
-            and not any(needed(groups[group]) for group, needed, _ in rules)}
+        self.unneeded = {name for name in inputs
+                         if (ruled := _needed_by(name, groups))[0] and not ruled[1]}
         missing, otherwise = [], []
         pinned = run_params.get("load_versions") or {}
         for name in inputs:
@@ -123,8 +121,7 @@ class PreflightHook:
                 continue
             if name in pinned:
                 raise LifecycleError(_no_such_version(name, pinned[name], catalog))
-            rules = [rule for rule in OPTIONAL_INPUTS.get(name, []) if rule[0] in groups]
-            needed_by = [instead for group, needed, instead in rules if needed(groups[group])]
+            rules, needed_by = _needed_by(name, groups)
             if rules and not needed_by and _every_reader_ruled(pipeline, name, rules):
                 catalog[name] = MemoryDataset(None)  # the node is told there is none
                 continue
@@ -168,7 +165,7 @@ def _check_image_size(groups: dict[str, Any]) -> None:
     saved them: try a forward pass of that size on the meta device (no memory, no time)."""
     import torch  # noqa: PLC0415 - a run that trains imports it anyway
 
-    from model_lifecycle.models.registry import build_model  # noqa: PLC0415
+    from model_lifecycle.models.registry import shape_only  # noqa: PLC0415
 
     ingest = groups["ingest"]
     channels, (height, width) = ingest.channels or 3, ingest.size_hw
@@ -178,8 +175,8 @@ def _check_image_size(groups: dict[str, Any]) -> None:
             continue
         arch, kwargs = groups[group].arch, groups[group].arch_kwargs
         try:
+            model = shape_only(arch, channels, input_size=(height, width), **kwargs)
             with torch.device("meta"):
-                model = build_model(arch, 2, channels, input_size=(height, width), **kwargs)
                 model.eval()(torch.zeros(1, channels, height, width))
         except (LifecycleError, NotImplementedError):
             continue  # the architecture's own sentence, or an op without a meta kernel
@@ -213,14 +210,12 @@ def _check_structured_pruning(groups: dict[str, Any]) -> None:
     source = groups.get("pretrain") if finetune.init == "pretrained" else finetune
     if source is None:
         return
-    import torch  # noqa: PLC0415 - a run that trains imports it anyway
-    from torch import nn  # noqa: PLC0415
+    from torch import nn  # noqa: PLC0415 - a run that trains imports it anyway
 
-    from model_lifecycle.models.registry import build_model  # noqa: PLC0415
+    from model_lifecycle.models.registry import shape_only  # noqa: PLC0415
 
     try:
-        with torch.device("meta"):
-            model = build_model(source.arch, 2, 3, **source.arch_kwargs)
+        model = shape_only(source.arch, 3, **source.arch_kwargs)
     except LifecycleError:
         return  # an architecture the images decide: the node checks
     if any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
@@ -359,13 +354,19 @@ def _producers(missing: list[str], catalog: DataCatalog) -> set[str]:
 def _needed(dataset: str, stage: Pipeline, catalog: DataCatalog) -> bool:
     """Whether ``stage`` needs ``dataset`` under this run's parameters: not when the
     rules of OPTIONAL_INPUTS for the groups it reads all say it can do without."""
-    rules = [rule for rule in OPTIONAL_INPUTS.get(dataset, [])
-             if f"params:{rule[0]}" in stage.inputs()]
-    if not rules:
-        return True
     groups = {group: parse_params(PARAMETER_MODELS[group], catalog.load(f"params:{group}"),
-                                  group) for group, _needed, _instead in rules}
-    return any(needed(groups[group]) for group, needed, _instead in rules)
+                                  group)
+              for group, _needed, _instead in OPTIONAL_INPUTS.get(dataset, [])
+              if f"params:{group}" in stage.inputs()}
+    rules, needed_by = _needed_by(dataset, groups)
+    return not rules or bool(needed_by)
+
+
+def _needed_by(dataset: str, groups: dict[str, Any]) -> tuple[list[Rule], list[str]]:
+    """The rules of OPTIONAL_INPUTS for ``dataset`` that speak for one of ``groups``
+    (validated parameter groups), and how to do without it for each that needs it."""
+    rules = [rule for rule in OPTIONAL_INPUTS.get(dataset, []) if rule[0] in groups]
+    return rules, [instead for group, needed, instead in rules if needed(groups[group])]
 
 
 def _producer(dataset: str) -> str:

@@ -85,11 +85,10 @@ def matched_modules(model: Classifier, patterns: Sequence[str]) -> dict[str, lis
 def check_targets(arch: str, arch_kwargs: dict, patterns: Sequence[str]) -> None:
     """:func:`matched_modules` on ``arch`` built without weights (on the meta device):
     the preflight check of ``finetune.lora.target_modules``, before anything trains."""
-    from model_lifecycle.models.registry import build_model  # noqa: PLC0415
+    from model_lifecycle.models.registry import shape_only  # noqa: PLC0415
 
     try:
-        with torch.device("meta"):
-            model = build_model(arch, 2, 3, **arch_kwargs)
+        model = shape_only(arch, 3, **arch_kwargs)
     except LifecycleError:
         return  # an architecture the images decide (e.g. a vit's size): the node checks
     matched_modules(model, patterns)

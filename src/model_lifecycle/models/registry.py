@@ -52,6 +52,15 @@ def build_model(arch: str, num_classes: int, in_channels: int = 3, *,
     return Classifier(encoder, num_classes, spec)
 
 
+def shape_only(arch: str, in_channels: int, **kwargs: Any) -> Classifier:
+    """``arch`` built on the meta device (shapes, no weights, no memory): for checks
+    before anything runs."""
+    import torch  # noqa: PLC0415 - the registry's callers have it loaded already
+
+    with torch.device("meta"):
+        return build_model(arch, 2, in_channels, **kwargs)
+
+
 def fixes_image_size(arch: str) -> bool:
     """Whether ``arch`` is built for one image size (``vit``: its position embeddings)."""
     _load_architectures()
