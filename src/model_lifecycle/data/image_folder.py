@@ -135,7 +135,7 @@ def _scan(root: Path) -> tuple[list[_Entry], tuple[str, ...], bool]:
                     f"Class folder {class_dir} has no matching folder in {train_dir}: "
                     "rename it to one of the training classes or add training images for it."
                 )
-            files, skipped = _files_under(class_dir)
+            files, skipped = files_under(class_dir)
             ignored += skipped
             nested += sum(f.parent != class_dir for f in files)
             if not files and not is_test:
@@ -159,7 +159,7 @@ def _name(folder: Path) -> str:
     return unicodedata.normalize("NFC", folder.name)
 
 
-def _files_under(folder: Path) -> tuple[list[Path], list[Path]]:
+def files_under(folder: Path) -> tuple[list[Path], list[Path]]:
     """Every file under ``folder`` (sub-folders too, symbolic links followed, hidden
     entries skipped), in name order, and those of them left out as not images. A link to
     nothing is kept: it fails to decode, which names it."""

@@ -8,7 +8,7 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from model_lifecycle.data.convert import never_an_image
+from model_lifecycle.data.image_folder import files_under
 from model_lifecycle.errors import LifecycleError
 
 
@@ -35,9 +35,7 @@ def files_to_predict(folder: Path | None) -> list[Path]:
     if not folder.is_dir():
         raise LifecycleError(f"inference.input_dir '{folder}' is not a folder: give the "
                              f"folder that holds the images to predict.")
-    files = sorted(path for path in folder.rglob("*") if path.is_file()
-                   and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-                   and not never_an_image(path))
+    files = [path for path in files_under(folder)[0] if path.is_file()]
     if not files:
         raise LifecycleError(f"inference.input_dir '{folder}' holds no files: put the "
                              f"images to predict in it.")
