@@ -37,8 +37,11 @@ viz: $(STAMP)
 viz-build: $(STAMP)
 	$(BIN)/kedro viz build --include-previews $(ARGS)
 
+# MLflow's background job runner (GenAI prompt optimisation, trace roll-ups: features this
+# project does not use) is left off: four processes fewer. JOBS=true turns it on.
+JOBS ?= false
 ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 $(ARGS)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$(JOBS) $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 $(ARGS)
 
 # The registered model behind HTTP (POST /invocations). MLFLOW_TRACKING_URI must be
 # absolute for models:/ URIs; the scoring server (uvicorn) is found on PATH.

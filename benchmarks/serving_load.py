@@ -212,7 +212,7 @@ def _server(project: Path, uri: str, workers: int, log: Path) -> Iterator[int]:
                 try:
                     urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
                     break
-                except (urllib.error.URLError, ConnectionError):
+                except OSError:  # refused, reset, or no answer in time (TimeoutError)
                     if process.poll() is not None or time.monotonic() > deadline:
                         raise SystemExit(f"the server did not start: see {log}") from None
                     time.sleep(0.5)

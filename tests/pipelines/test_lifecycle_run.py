@@ -334,7 +334,7 @@ def _serving(work: Path) -> Iterator[tuple[str, subprocess.Popen]]:
             try:
                 urllib.request.urlopen(f"{url}/ping", timeout=2)
                 break
-            except (urllib.error.URLError, ConnectionError):
+            except OSError:  # refused, reset, or no answer in time (TimeoutError)
                 if server.poll() is not None or time.monotonic() > deadline:
                     log.seek(0)
                     pytest.fail(f"the server did not start:\n{log.read().decode()}")

@@ -40,7 +40,8 @@ def rgb_model(tmp_path_factory: pytest.TempPathFactory) -> mlflow.pyfunc.PyFuncM
         "class_names": ["a", "b", "c"], "channels": 3, "size_hw": [8, 8],
         "resize": "center_crop", "max_pixels": 10_000, "max_rows": MAX_ROWS}))
     mlflow.pyfunc.save_model(str(tmp / "pyfunc"), python_model=ImageClassifier(),
-                             signature=SIGNATURE, artifacts={
+                             signature=SIGNATURE, pip_requirements=["mlflow"],  # not inferred
+                             artifacts={
                                  "model": str(tmp / "model.pt"),
                                  "preprocessing": str(tmp / "preprocessing.json")})
     return mlflow.pyfunc.load_model(str(tmp / "pyfunc"))

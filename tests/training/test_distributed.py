@@ -156,6 +156,9 @@ def test_a_rank_imports_neither_torchvision_nor_scikit_learn_to_fine_tune():
     these libraries costs about a second per rank, paid at every launch."""
     code = ("import sys, model_lifecycle.training.distributed_worker, "
             "model_lifecycle.training.finetune, model_lifecycle.models.registry\n"
+            "from model_lifecycle.augment.augmenter import LabelMixer\n"
+            "from model_lifecycle.augment.config import SupervisedPolicy\n"
+            "assert not LabelMixer(SupervisedPolicy(), 10).enabled\n"
             "print(sorted(m for m in ('torchvision', 'sklearn', 'kedro', 'mlflow') "
             "if m in sys.modules))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -305,3 +308,28 @@ def test_a_killed_rank_is_named_rather_than_the_peer_its_death_broke(tmp_path):
     exc = ChildFailedError("worker", {0: ProcessFailure(0, 100, -15, missing),
                                       1: ProcessFailure(1, 101, 1, str(error_file))})
     assert _root_failure(exc)[0] == 1
+
+
+def test_a_rank_stopped_while_it_writes_its_error_leaves_no_half_file(tmp_path, monkeypatch):
+    """The launcher stops the other ranks (SIGTERM) once one has failed; a rank stopped
+    while it writes its error file must not leave an empty one, on which the launcher
+    would fail with a JSONDecodeError instead of naming the failed rank."""
+    from model_lifecycle.training import distributed_worker  # noqa: PLC0415
+
+    error_file = tmp_path / "error.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(error_file))
+    handler = distributed_worker._AtomicErrorHandler()
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt  # the signal, arriving mid-write
+
+    with monkeypatch.context() as patch:
+        patch.setattr(json, "dump", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            handler.record_exception(RuntimeError("Connection reset by peer"))
+    assert not error_file.exists()
+    assert ProcessFailure(0, 100, -15, str(error_file)).message  # the launcher reads it
+    handler.record_exception(RuntimeError("Connection reset by peer"))  # whole, this time
+    failure = ProcessFailure(0, 100, 1, str(error_file))
+    assert failure.message["message"] == "RuntimeError: Connection reset by peer"
+    assert [p.name for p in tmp_path.iterdir()] == ["error.json"]

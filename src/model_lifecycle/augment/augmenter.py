@@ -89,18 +89,21 @@ class LabelMixer:
     """
 
     def __init__(self, policy: SupervisedPolicy, num_classes: int) -> None:
-        # imported here: torchvision costs a second to import, and a distributed rank
-        # (a fresh process) that mixes no labels need not pay it
-        from torchvision.transforms import v2  # noqa: PLC0415
-
         self.num_classes = num_classes
         self.mix_p = policy.mix_p
+        self._mix = None
+        if policy.mixup is None and policy.cutmix is None:
+            return
+        # imported only here: torchvision costs a second to import, and a distributed
+        # rank (a fresh process) that mixes no labels need not pay it
+        from torchvision.transforms import v2  # noqa: PLC0415
+
         mixers = []
         if policy.mixup is not None:
             mixers.append(v2.MixUp(alpha=policy.mixup.alpha, num_classes=num_classes))
         if policy.cutmix is not None:
             mixers.append(v2.CutMix(alpha=policy.cutmix.alpha, num_classes=num_classes))
-        self._mix = v2.RandomChoice(mixers) if len(mixers) > 1 else (mixers or [None])[0]
+        self._mix = v2.RandomChoice(mixers) if len(mixers) > 1 else mixers[0]
 
     @property
     def enabled(self) -> bool:

@@ -22,6 +22,7 @@ datasets and talks to MLflow.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import random
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.elastic.multiprocessing.errors import record
+from torch.distributed.elastic.multiprocessing.errors import ErrorHandler, record
 
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.training.config import DistributedParams
@@ -53,7 +54,27 @@ log = logging.getLogger(__name__)
 MLFLOW_ENV = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
 
 
-@record
+class _AtomicErrorHandler(ErrorHandler):
+    """torch's handler, with the error file written whole or not at all. torch writes it
+    in place, and a rank stopped by the launcher (SIGTERM, once another rank has failed)
+    while it writes leaves an empty file, on which the launcher itself fails with a
+    JSONDecodeError instead of reporting the ranks' failures."""
+
+    def record_exception(self, e: BaseException) -> None:
+        final = super()._get_error_file_path()
+        if not final:
+            super().record_exception(e)
+            return
+        partial = f"{final}.{os.getpid()}.partial"
+        self._get_error_file_path = lambda: partial  # type: ignore[method-assign]
+        try:
+            super().record_exception(e)
+        finally:
+            del self._get_error_file_path
+        os.replace(partial, final)
+
+
+@functools.partial(record, error_handler=_AtomicErrorHandler())
 def rank_main(job_file: Path | None, out: Path | None, backend: str | None = None) -> None:
     """One rank: train the job on this rank's shard; rank 0 writes the result."""
     for name in MLFLOW_ENV:
