@@ -258,6 +258,67 @@ def test_the_registered_champion_takes_raw_images(lifecycle, registry):
     assert sum(from_png["probabilities"][0].values()) == pytest.approx(1.0, abs=1e-5)
 
 
+# A fresh process with only the packages in ``sys.argv[2]`` (JSON) importable, as in an
+# environment built from a version's requirements.txt, loads ``sys.argv[1]`` and answers
+# one request. Packages imported only when present (orjson, psutil …) stay optional.
+_ONLY_LISTED = """
+import importlib.machinery, importlib.metadata, json, re, sys
+allowed = set(json.loads(sys.argv[2]))
+owners = importlib.metadata.packages_distributions()
+
+class OnlyListed(importlib.machinery.PathFinder):  # finds nothing of other packages
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        dists = {re.sub(r"[-_.]+", "-", d).lower() for d in owners.get(name.split(".")[0], [])}
+        if dists and not dists & allowed:
+            return None
+        return super().find_spec(name, path, target)
+
+sys.meta_path[sys.meta_path.index(importlib.machinery.PathFinder)] = OnlyListed
+import mlflow, numpy, pandas
+model = mlflow.pyfunc.load_model(sys.argv[1])
+answer = model.predict(pandas.DataFrame({"pixels": [numpy.zeros((8, 8, 1), numpy.uint8)]}))
+assert answer["error"].isna().all(), answer["error"].tolist()
+"""
+
+
+def _with_dependencies(names: set[str]) -> set[str]:
+    """``names`` and everything they require, as pip would install them (no extras)."""
+    from importlib import metadata  # noqa: PLC0415
+
+    from packaging.requirements import Requirement  # noqa: PLC0415
+    from packaging.utils import canonicalize_name  # noqa: PLC0415
+
+    found, todo = set(), [canonicalize_name(n) for n in names]
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found.add(name)
+        for line in metadata.requires(name) or []:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(canonicalize_name(requirement.name))
+    return found
+
+
+def test_a_registered_version_loads_with_only_its_requirements(lifecycle, registry):
+    """A version's requirements.txt is what `mlflow models serve --env-manager
+    virtualenv` or a Docker image installs: a package the model needs and the file omits
+    breaks them."""
+    from packaging.requirements import Requirement  # noqa: PLC0415
+
+    uri = f"models:/{NAME}@champion"
+    listed = Path(mlflow.pyfunc.get_model_dependencies(uri)).read_text().split()
+    # the project's own code travels inside the model (code_paths), its dependencies not
+    installed = _with_dependencies({Requirement(line).name for line in listed}) | {
+        "model-lifecycle"}
+    done = subprocess.run([sys.executable, "-c", _ONLY_LISTED, uri, json.dumps(sorted(installed))],
+                          cwd=lifecycle.work, capture_output=True, text=True, check=False,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()})
+    assert done.returncode == 0, done.stderr[-1500:]
+
+
 def test_inference_pipeline_predicts_a_folder_and_reports_bad_files(lifecycle, registry,
                                                                     tmp_path):
     images, _ = _test_images(lifecycle.work, 4)

@@ -38,8 +38,9 @@ OPTIONAL_TAGGED = ("corruption_accuracy", "corruption_robust_drop", "fgsm_accura
                    "onnx_max_probability_difference", "onnx_latency_b1_p50_ms",
                    "onnx_latency_b32_p50_ms", "onnx_size_bytes")
 # What the registered model imports when it is served (pinned to what trained it).
+# (torch-pruning: models.structure imports it; a test loads a version with only these.)
 REQUIREMENTS = ("mlflow", "torch", "torchvision", "numpy", "pandas", "pillow", "kedro",
-                "fsspec", "pydantic", "onnx", "onnxruntime")
+                "fsspec", "pydantic", "onnx", "onnxruntime", "torch-pruning")
 
 
 def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
