@@ -32,6 +32,9 @@ def test_split_fractions_of_one_or_more_are_refused(key):
 def test_source_that_reads_files_needs_a_path():
     with pytest.raises(LifecycleError, match="set ingest.path"):
         parse_params(IngestParams, {"source": "image_folder"}, "ingest")
+    # the transfer pipeline's source data set: the key it is given as
+    with pytest.raises(LifecycleError, match=r"set source\.ingest\.path to its location"):
+        parse_params(IngestParams, {"source": "image_folder"}, "source.ingest")
 
 
 def test_nested_unknown_key_in_augment_policy():

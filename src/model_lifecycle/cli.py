@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+import kedro.runner
 import yaml
 from kedro.framework.cli.project import run as kedro_run
 from kedro.framework.project import settings
-from kedro.io import DatasetError
+from kedro.io import DatasetError, DatasetNotFoundError
 from omegaconf import OmegaConf
 
 from model_lifecycle.errors import LifecycleError
@@ -27,11 +28,16 @@ def _one_sentence(callback):
         try:
             _check_env(kwargs.get("env"), kwargs.get("conf_source"))
             _check_pipelines([*(kwargs.get("pipelines") or ()), kwargs.get("pipeline")])
+            _check_runner(kwargs.get("runner"), kwargs.get("is_async"))
             return callback(*args, **kwargs)
         except LifecycleError as exc:
             raise click.ClickException(str(exc)) from None
         except yaml.YAMLError as exc:  # Kedro's config loader: a file that is not YAML
             raise click.ClickException(_yaml_sentence(exc)) from None
+        except DatasetNotFoundError as exc:  # --load-versions of a dataset that is not one
+            raise click.ClickException(
+                f"{str(exc).strip().rstrip('.')}: `kedro catalog describe-datasets` lists "
+                "the datasets.") from None
         except DatasetError as exc:
             if not (found := _CATALOG_ENTRY.match(str(exc))):
                 raise
@@ -44,6 +50,15 @@ def _one_sentence(callback):
                 raise click.ClickException(
                     f"{str(exc).rstrip('.')}: `kedro registry describe <pipeline>` lists "
                     "its nodes.") from None
+            if str(exc).startswith("Pipeline contains no nodes after applying"):  # --tags …
+                raise click.ClickException(
+                    "No node is left after the filters given (--tags, --namespaces, "
+                    "--from-inputs …; this project's nodes carry no tags): `kedro registry "
+                    "describe <pipeline>` lists the nodes, --nodes picks some.") from None
+            if str(exc).startswith("Duplicate keys found in"):  # the config loader
+                raise click.ClickException(
+                    f"{str(exc).strip().rstrip('.')}: keep the key in one of the files.") \
+                    from None
             raise
         except KeyboardInterrupt:
             _end_runs("KILLED")  # else MLflow's exit handler records it as FINISHED
@@ -92,6 +107,30 @@ def _check_pipelines(names: list[str | None]) -> None:
                                  f"{', '.join(known)} and __default__.")
 
 
+# `kedro run --runner=…`: the runners this project's catalog works with
+RUNNERS = ("SequentialRunner", "ThreadRunner")
+
+
+def _check_runner(runner: str | None, is_async: bool | None) -> None:
+    """ParallelRunner sends every dataset between processes, and this project hands
+    models and reports from node to node in memory; ``--async`` saves in other threads,
+    where MLflow (whose active run is per thread) would start runs of its own."""
+    name = (runner or "SequentialRunner").rsplit(".", 1)[-1]
+    if name == "ParallelRunner":
+        raise LifecycleError(
+            "ParallelRunner cannot run this project: its nodes hand models and reports to "
+            "each other in memory, which cannot cross processes; run without --runner "
+            "(SequentialRunner) or with --runner=ThreadRunner.")
+    if runner and "." not in runner and not hasattr(kedro.runner, runner):
+        raise LifecycleError(f"Unknown runner '{runner}': use {' or '.join(RUNNERS)} "
+                             "(the default), or give your own runner class's dotted path.")
+    if is_async:
+        raise LifecycleError(
+            "--async cannot be used with this project: it loads and saves datasets in "
+            "other threads, where MLflow would log into runs of their own; run without "
+            "--async.")
+
+
 def _end_runs(status: str) -> None:
     import mlflow  # noqa: PLC0415 - only when a run was interrupted
 
@@ -113,9 +152,11 @@ def split_params(ctx: click.Context | None, param: click.Parameter | None, value
     dot_list = []
     for item in _top_level_items(value):
         key, equals, val = item.partition("=")
+        if not equals:  # Kedro's help also allows key:value
+            key, equals, val = item.partition(":")
         if not equals or not key.strip():
             raise click.BadParameter(
-                f"'{item}' is not key=value: give --params as "
+                f"'{item}' is not key=value (or key:value): give --params as "
                 "\"key=value,other.key=[a,b]\"", ctx=ctx, param=param)
         dot_list.append(f"{key.strip()}={val.strip()}")
     return OmegaConf.to_container(OmegaConf.from_dotlist(dot_list))

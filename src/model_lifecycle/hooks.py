@@ -301,7 +301,7 @@ def _check_groups(parameters: dict[str, Any], overrides: frozenset[str]) -> None
                      else "in the conf/ parameter files")
             raise LifecycleError(
                 f"Unknown parameter group '{name}' {where}: the groups are "
-                f"{', '.join(sorted(PARAMETER_MODELS))}.")
+                f"{', '.join(sorted([*PARAMETER_MODELS, *NAMESPACES]))}.")
 
 
 def _check_namespace(namespace: str, groups: Any, overrides: frozenset[str]) -> None:
@@ -319,7 +319,7 @@ def _missing_sentence(missing: list[str], otherwise: list[str], catalog: DataCat
     order = [*LIFECYCLE, *OPTIONAL, *BEYOND, "__default__"]
     command = ",".join(sorted(_producers(missing, catalog), key=order.index))
     names = ", ".join(f"'{name}'" for name in missing)
-    alternatives = "".join(f" {text}" for text in otherwise)
+    alternatives = "".join(f", {text}" for text in otherwise)
     if len(missing) == 1:
         return (f"Input {names} has never been produced: run "
                 f"`kedro run --pipelines={command}` first{alternatives}.")

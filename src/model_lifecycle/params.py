@@ -45,7 +45,9 @@ def parse_params(model: type[M], raw: Mapping[str, Any] | M | None, group: str, 
         raise LifecycleError(f"Parameter group '{group}' in {where} is {raw!r}, not keys "
                              "and values: write it as a mapping (e.g. `epochs: 3` under it).")
     try:
-        return model.model_validate(dict(raw or {}), context=context)
+        # validators name keys by the group they were given as (`source.ingest.path`)
+        return model.model_validate(dict(raw or {}), context={"group": group,
+                                                              **(context or {})})
     except ValidationError as exc:
         raise LifecycleError(_sentence(model, exc, group, overrides, env)) from None
 

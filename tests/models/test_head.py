@@ -14,7 +14,7 @@ from model_lifecycle.models import build_model
 from model_lifecycle.models.head import MISSING_CLASS_LOGIT, probe_head
 from model_lifecycle.models.predict import accuracy, predict
 from model_lifecycle.training.config import FinetuneParams, RuntimeParams
-from model_lifecycle.training.finetune import finetune
+from model_lifecycle.training.finetune import finetune, settle_batch_norms
 
 
 def _model(classes: int, seed: int = 0):
@@ -117,3 +117,36 @@ def test_a_scratch_model_keeps_its_random_head():
     finetune(model, images, labels, splits, policy, params, RuntimeParams(num_threads=1),
              torch.device("cpu"))
     assert torch.allclose(model.head.weight, untouched.head.weight, atol=1e-6)
+
+
+def test_batch_norms_that_will_train_are_settled_before_the_probe():
+    """The probe is fitted on eval-mode features, full fine-tuning normalises with batch
+    statistics: after a short pretraining the running statistics are far from the
+    batches' (here: scrambled), and without settling them the probe's head fits features
+    training never sees (the default run collapsed to chance after a 1-epoch SimCLR)."""
+    images, labels = _data(3, n=90)
+    indices = np.arange(len(labels))
+    model = _model(3)
+    norms = [m for m in model.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms
+    for norm in norms:  # stale statistics
+        norm.running_mean.add_(3.0)
+        norm.running_var.mul_(40.0)
+    x = torch.from_numpy(images).float() / 255
+    with torch.no_grad():
+        batch_features = model.encoder.train()(x)
+        stale = model.encoder.eval()(x)
+    settle_batch_norms(model, images, indices, batch_size=len(indices), seed=0)
+    with torch.no_grad():
+        settled = model.encoder.eval()(x)
+    # one batch of every image: its statistics are the running ones (the variance
+    # unbiased, hence the tolerance)
+    assert torch.allclose(settled, batch_features, atol=0.05)
+    assert not torch.allclose(stale, batch_features, atol=0.5)
+    assert [m.momentum for m in norms] == [0.1] * len(norms)  # as they were
+    # frozen batch norms (a linear probe's encoder) keep their statistics
+    frozen = _model(3)
+    frozen.encoder.requires_grad_(False)
+    before = {k: v.clone() for k, v in frozen.encoder.state_dict().items()}
+    settle_batch_norms(frozen, images, indices, batch_size=16, seed=0)
+    assert all(torch.equal(v, before[k]) for k, v in frozen.encoder.state_dict().items())

@@ -107,7 +107,7 @@ def test_adapt_refuses_bad_parameters_and_absent_variants_before_it_starts(proje
     with pytest.raises(LifecycleError, match=r"quantized is an INT8 model"):
         project(["adapt"], {**TINY, "adapt": {**TINY["adapt"], "variant": "quantized"}})
     with pytest.raises(LifecycleError, match=r"Input 'pruned_model' has never been produced: "
-                       r"run `kedro run --pipelines=compress` first or set adapt.variant"):
+                       r"run `kedro run --pipelines=compress` first, or set adapt.variant"):
         project(["adapt"], {**TINY, "adapt": {**TINY["adapt"], "variant": "pruned"}})
     assert len(_runs(project.work)) == runs  # no MLflow run was opened
     assert not (project.work / "data/06_models/adapted_model.pt").exists()

@@ -118,7 +118,7 @@ def test_missing_encoders_are_skipped_with_a_reason(project, caplog):
     start = {**params, "fewshot": {**params["fewshot"], "meta_train": {
         **params["fewshot"]["meta_train"], "init": "pretrained"}}}
     with pytest.raises(LifecycleError, match=r"Input 'pretrained_encoder' has never been "
-                       r"produced: run `kedro run --pipelines=pretrain` first or set "
+                       r"produced: run `kedro run --pipelines=pretrain` first, or set "
                        r"fewshot.meta_train.init: scratch\."):
         project(["fewshot"], start)
 

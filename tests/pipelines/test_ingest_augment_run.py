@@ -15,6 +15,7 @@ import mlflow
 import numpy as np
 import pytest
 import yaml
+from kedro.io import DatasetNotFoundError
 from PIL import Image
 
 from model_lifecycle.cli import split_params
@@ -175,7 +176,7 @@ def test_a_misspelt_parameter_group_is_refused_naming_the_groups(project):
     assert str(error.value).startswith(
         "Unknown parameter group 'ingst' given with kedro run --params: the groups are "
         "adapt, augment, compress, evaluate, explain, fewshot, finetune, inference, ingest, "
-        "pretrain, register, runtime.")
+        "pretrain, register, runtime, source.")
     assert not _versions(project.work, "data/03_primary/images.npz")
 
 
@@ -291,10 +292,13 @@ def test_cli_params_take_lists_as_the_docs_write_them(tmp_path):
     assert ImageSetDataset(filepath=str(images)).load().image_shape == (1, 6, 8)
     assert ImageSetDataset(filepath=str(novel)).load().class_names == ("8", "9")
     # a bad item is still one sentence (click prints it as `Error: Invalid value ...`)
-    with pytest.raises(click.BadParameter, match=r"^'oops' is not key=value: give --params"):
+    with pytest.raises(click.BadParameter, match=r"^'oops' is not key=value \(or key:value\): "):
         split_params(None, None, "ingest.image_size=[6,8],oops")
     assert split_params(None, None, "a=[1,2],b.c='x,y',d={e: [3]}") == {
         "a": [1, 2], "b": {"c": "x,y"}, "d": {"e": [3]}}
+    # key:value, as Kedro's help also allows
+    assert split_params(None, None, "augment.seed:1,ingest.path=/d:x") == {
+        "augment": {"seed": 1}, "ingest": {"path": "/d:x"}}
     # an apostrophe inside a value is a character, not a quote
     assert split_params(None, None, "inference.input_dir=/data/Bob's photos,x=1") == {
         "inference": {"input_dir": "/data/Bob's photos"}, "x": 1}
@@ -304,6 +308,13 @@ def test_cli_params_take_lists_as_the_docs_write_them(tmp_path):
     (["--env=nosuch"], r"^Error: Unknown environment 'nosuch': the environments are base, "),
     (["--pipelines=ingest,finetun"], r"^Error: Unknown pipeline 'finetun': the pipelines are "
                                      r"adapt, augment, "),
+    (["--runner=ParallelRunner"], r"^Error: ParallelRunner cannot run this project: .* run "
+                                  r"without --runner \(SequentialRunner\) or with "
+                                  r"--runner=ThreadRunner\.$"),
+    (["--runner=Bogus"], r"^Error: Unknown runner 'Bogus': use SequentialRunner or "
+                         r"ThreadRunner"),
+    (["--async"], r"^Error: --async cannot be used with this project: .* run without "
+                  r"--async\.$"),
 ])
 def test_cli_typos_in_env_and_pipeline_names_are_one_sentence(args, sentence):
     from click.testing import CliRunner  # noqa: PLC0415
@@ -314,6 +325,29 @@ def test_cli_typos_in_env_and_pipeline_names_are_one_sentence(args, sentence):
     assert result.exit_code == 1
     assert re.search(sentence, result.output), result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("raised", "sentence"), [
+    # Kedro's own errors, as its pipeline filter, catalog and config loader word them
+    (ValueError("Pipeline contains no nodes after applying all provided filters. Please "
+                "ensure that at least one pipeline with nodes has been defined."),
+     r"^No node is left after the filters given \(--tags, .*--nodes picks some\.$"),
+    (DatasetNotFoundError("'load_versions' keys [nosuch] are not found in the catalog."),
+     r"^'load_versions' keys \[nosuch\] are not found in the catalog: `kedro catalog "
+     r"describe-datasets` lists the datasets\.$"),
+    (ValueError("Duplicate keys found in conf/local/a.yml and conf/local/b.yml: augment"),
+     r"^Duplicate keys found in conf/local/a.yml and conf/local/b.yml: augment: keep the "
+     r"key in one of the files\.$"),
+])
+def test_kedros_own_refusals_are_one_sentence(raised, sentence):
+    from model_lifecycle.cli import _one_sentence  # noqa: PLC0415
+
+    def run(**kwargs):
+        raise raised
+
+    with pytest.raises(click.ClickException) as caught:
+        _one_sentence(run)()
+    assert re.search(sentence, caught.value.message), caught.value.message
 
 
 def test_an_interrupted_run_is_marked_killed_not_finished(tmp_path):

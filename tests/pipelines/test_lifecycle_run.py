@@ -573,7 +573,7 @@ def test_the_from_scratch_baseline_joins_the_report_when_asked(lifecycle):
     # last in this module: it adds a newer evaluation report to the shared project
     tiny_scratch = {**TINY, "evaluate": {**TINY["evaluate"], "include_scratch": True}}
     with pytest.raises(LifecycleError, match=r"Input 'scratch_model' has never been "
-                       r"produced: run `kedro run --pipelines=baseline` first or set "
+                       r"produced: run `kedro run --pipelines=baseline` first, or set "
                        r"evaluate.include_scratch: false"):
         lifecycle(["evaluate"], tiny_scratch)
     # the baseline builds finetune.arch / arch_kwargs: here, the pretrained encoder's

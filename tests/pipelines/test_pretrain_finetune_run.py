@@ -30,7 +30,7 @@ TINY = {
 def test_finetune_without_a_pretrained_encoder_names_what_to_do(project):
     project(["ingest", "augment"], TINY)
     with pytest.raises(LifecycleError, match=r"Input 'pretrained_encoder' has never been "
-                       r"produced: run `kedro run --pipelines=pretrain` first or set "
+                       r"produced: run `kedro run --pipelines=pretrain` first, or set "
                        r"finetune.init: scratch"):
         project(["finetune"], TINY)
     scratch = {**TINY, "finetune": {**TINY["finetune"], "init": "scratch",

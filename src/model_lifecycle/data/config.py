@@ -67,14 +67,15 @@ class IngestParams(StrictModel):
         # a run that does not ingest (e.g. register, which reads only the resize mode and
         # the pixel limit) needs no path: the caller says so in the context
         reads_files = (info.context or {}).get("reads_files", True)
+        group = (info.context or {}).get("group", "ingest")
         if self.source != "digits" and not self.path and reads_files:
             raise ValueError(
-                f"source '{self.source}' reads files: set ingest.path to its location"
+                f"source '{self.source}' reads files: set {group}.path to its location"
             )
         if self.source == "digits" and self.path:
             raise ValueError(
-                f"ingest.path is set ({self.path}) but source 'digits' reads no files: set "
-                "ingest.source to image_folder, cifar10 or auto, or ingest.path to null"
+                f"{group}.path is set ({self.path}) but source 'digits' reads no files: set "
+                f"{group}.source to image_folder, cifar10 or auto, or {group}.path to null"
             )
         return self
 
