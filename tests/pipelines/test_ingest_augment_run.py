@@ -252,7 +252,7 @@ def test_a_cold_start_names_every_missing_input_and_one_command(project):
     assert str(error.value) == (
         "Inputs 'augmentation_policy', 'images', 'pretrained_encoder', 'splits' have never "
         "been produced: run `kedro run --pipelines=ingest,augment,pretrain` first, which "
-        "produces them all or set finetune.init: scratch.")
+        "produces them all, or set finetune.init: scratch.")
     # a later stage: the command also makes what the producers themselves need
     # (finetune's encoder from pretrain), so that it runs as given
     with pytest.raises(LifecycleError, match=r"run `kedro run --pipelines=ingest,augment,"

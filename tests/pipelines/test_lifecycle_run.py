@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from model_lifecycle.errors import LifecycleError
-from model_lifecycle.io import TableDataset, TorchModelDataset
+from model_lifecycle.io import OnnxModelDataset, TableDataset, TorchModelDataset
 from model_lifecycle.serving.champion import choose_champion
 from tests.conftest import PROJECT_ROOT, bomb_png, project_runner
 from tests.pipelines.test_ingest_augment_run import _runs, _versions
@@ -249,8 +249,10 @@ def test_the_registered_champion_takes_raw_images(lifecycle, registry):
     pd.testing.assert_frame_equal(from_png, from_pixels)
     # the same answers as the champion's own catalog file on the same pixels
     variant = registry.get_model_version_by_alias(NAME, "champion").tags["variant"]
-    model = TorchModelDataset(filepath=str(_latest(lifecycle.work,
-                                                   f"data/06_models/{variant}_model.pt"))).load()
+    dataset, suffix = (OnnxModelDataset, "onnx") if variant == "onnx_int8" else \
+        (TorchModelDataset, "pt")
+    model = dataset(filepath=str(_latest(lifecycle.work,
+                                         f"data/06_models/{variant}_model.{suffix}"))).load()
     with torch.inference_mode():
         expected = torch.softmax(model(torch.from_numpy(images).float() / 255), 1).numpy()
     assert list(from_png["confidence"]) == pytest.approx(list(expected.max(1)), abs=1e-6)

@@ -68,6 +68,7 @@ INPUT, OUTPUT = "images", "logits"
 # Metadata keys under which a file records where it came from.
 _SPEC, _SIZES, _QUANTIZATION = ("model_lifecycle.spec", "model_lifecycle.layer_sizes",
                                 "model_lifecycle.quantization")
+_PREPROCESSING = "model_lifecycle.preprocessing"  # written at registration
 # Activations and weights signed (S8S8): the ORT docs' default for QDQ and their first
 # choice on x86-64; measured on this project's x86 machine (AVX-512 VNNI) as fast as
 # U8S8 with the same CIFAR-10 agreement, and the pair ARM's dot-product instructions
@@ -308,6 +309,23 @@ def _drop_trace_metadata(proto: onnx.ModelProto) -> None:
                   *proto.graph.value_info, *proto.graph.initializer]:
         del entry.metadata_props[:]
         entry.doc_string = ""
+
+
+def with_preprocessing(onnx_model: bytes, preprocessing: dict[str, Any]) -> bytes:
+    """``onnx_model`` with what a device needs besides the graph in its metadata: the
+    class names (in logit order), the channels and size its images are resized to and
+    how (key ``model_lifecycle.preprocessing``), and a doc string saying the contract."""
+    proto = onnx.load_from_string(onnx_model)
+    channels, (height, width) = preprocessing["channels"], preprocessing["size_hw"]
+    proto.doc_string = (
+        f"Input '{INPUT}': float32 B×{channels}×{height}×{width}, pixels / 255 (0 to 1), "
+        f"images converted to {channels} channel(s) and resized to {height}×{width} "
+        f"({preprocessing['resize']}, bilinear). Output '{OUTPUT}': B×"
+        f"{len(preprocessing['class_names'])} logits (softmax for probabilities), in the "
+        "order of class_names in the metadata entry model_lifecycle.preprocessing.")
+    _set_metadata(proto, {_PREPROCESSING: {key: preprocessing[key] for key in (
+        "class_names", "channels", "size_hw", "resize")}})
+    return proto.SerializeToString()
 
 
 def _set_metadata(proto: onnx.ModelProto, entries: dict[str, Any]) -> None:

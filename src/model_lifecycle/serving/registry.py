@@ -15,10 +15,12 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from PIL import Image
 from torch import nn
 
 import model_lifecycle
+from model_lifecycle.errors import LifecycleError
 from model_lifecycle.io.onnx_model import OnnxModelDataset
 from model_lifecycle.io.torch_model import TorchModelDataset
 from model_lifecycle.serving.champion import choose_champion
@@ -45,14 +47,22 @@ REQUIREMENTS = ("mlflow", "torch", "torchvision", "numpy", "pandas", "pillow", "
 
 def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
                       preprocessing: dict[str, Any], example_image: np.ndarray,
-                      config: RegisterParams, *, baseline: str) -> dict[str, Any]:
+                      config: RegisterParams, *, baseline: str,
+                      evaluated_on: str | None = None) -> dict[str, Any]:
     """Log each model as a pyfunc model version of ``config.model_name``, tag it with its
     report row, and point the ``baseline`` and ``champion`` aliases.
 
     ``preprocessing``: ``class_names``, ``channels``, ``size_hw``, ``resize``,
     ``max_pixels`` (per image), ``max_rows`` (per call, i.e. per HTTP request);
     ``example_image``: one uint8 C×H×W image, the input example (as a PNG);
-    ``baseline``: the variant the others are compared with.
+    ``baseline``: the variant the others are compared with; ``evaluated_on``: what
+    identifies the test images the report measured (tagged on each version).
+
+    The champion alias moves only to a model that answers like the current champion
+    does (the same class names, channels and image size; ``register.replace_inputs``
+    lets another take it) and, when both were measured on the same test images, is
+    not more than ``register.max_accuracy_drop`` below it in accuracy: a short or failed
+    run registers its versions, and the served model stays as it was.
     Returns the registry summary: versions, aliases and the champion decision.
     """
     # the report may hold rows that are not registered (the from-scratch baseline)
@@ -63,6 +73,9 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
                                max_attribution_drift=config.max_attribution_drift,
                                baseline=baseline)
     client = mlflow.MlflowClient()
+    current = _champion(client, config.model_name)
+    if current is not None and not config.replace_inputs:
+        _refuse_other_inputs(config.model_name, current, preprocessing)
     example = pd.DataFrame({"image": [_png(example_image)]})
     versions = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,7 +83,8 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
         prep_file.write_text(json.dumps(preprocessing, indent=2))
         for row in rows:
             variant = row["variant"]
-            artifacts = _model_files(models[variant], Path(tmp, variant), example_image)
+            artifacts = _model_files(models[variant], Path(tmp, variant), example_image,
+                                     preprocessing)
             info = mlflow.pyfunc.log_model(
                 name=variant, python_model=ImageClassifier(),
                 artifacts={**artifacts, "preprocessing": str(prep_file)},
@@ -81,6 +95,7 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
             # the version and all its tags in one request (one per tag is some thirty
             # round trips per version to a shared tracking server)
             tags = {"variant": variant,
+                    **({"evaluated_on": evaluated_on} if evaluated_on else {}),
                     **{key: _text(row[key]) for key in TAGGED},
                     **{key: _text(row[key]) for key in OPTIONAL_TAGGED
                        if _present(row.get(key))},
@@ -100,28 +115,94 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
            if "max_rows" in preprocessing else ".")))
     client.set_registered_model_alias(config.model_name, "baseline", versions[baseline])
     champion = versions[decision["champion"]]
-    client.set_registered_model_alias(config.model_name, "champion", champion)
+    kept = _better_kept(current, evaluated_on, decision, rows, config.max_accuracy_drop)
+    if kept:
+        decision["kept"] = kept
+        log.warning("champion stays %s version %s: %s", config.model_name,
+                    current.version, kept)
+        champion = str(current.version)
+    else:
+        client.set_registered_model_alias(config.model_name, "champion", champion)
     for key, value in decision.items():
-        if key == "excluded":  # each version says what excluded it (champion.excluded_by)
+        if key == "excluded" or kept:  # each version says what excluded it
             continue
         text = ", ".join(value) if isinstance(value, list) else str(value)
         client.set_model_version_tag(config.model_name, champion, f"champion.{key}", text)
     log.info("registered %s versions %s; champion: %s (version %s)", config.model_name,
-             versions, decision["champion"], champion)
+             versions, "kept" if kept else decision["champion"], champion)
     return {"model_name": config.model_name, "versions": versions,
             "aliases": {"baseline": versions[baseline], "champion": champion},
             "decision": decision}
 
 
-def _model_files(model: nn.Module, folder: Path, example_image: np.ndarray
-                 ) -> dict[str, str]:
+def _champion(client: mlflow.MlflowClient, name: str) -> Any | None:
+    """The version holding ``name``'s champion alias, with its ``preprocessing``; None
+    when there is none yet."""
+    try:
+        version = client.get_model_version_by_alias(name, "champion")
+    except MlflowException:  # no such model, or no such alias
+        return None
+    source = client.get_model_version_download_uri(name, version.version)
+    with tempfile.TemporaryDirectory() as folder:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{source.rstrip('/')}/artifacts/preprocessing.json",
+            dst_path=folder)
+        version.preprocessing = json.loads(Path(path).read_text())
+    return version
+
+
+def _inputs(preprocessing: dict[str, Any]) -> str:
+    names = [str(n) for n in preprocessing["class_names"]]
+    shown = ", ".join(names[:6]) + (", …" if len(names) > 6 else "")
+    height, width = preprocessing["size_hw"]
+    return (f"{len(names)} classes ({shown}) of {preprocessing['channels']}×{height}×{width} "
+            "images")
+
+
+def _refuse_other_inputs(name: str, current: Any, preprocessing: dict[str, Any]) -> None:
+    """A champion that starts answering other classes (or wants other images) breaks
+    every client of ``models:/<name>@champion``: one sentence, before anything is
+    registered."""
+    def answers(p: dict[str, Any]) -> tuple:
+        return [str(n) for n in p["class_names"]], int(p["channels"]), list(p["size_hw"])
+
+    if answers(current.preprocessing) == answers(preprocessing):
+        return
+    raise LifecycleError(
+        f"The registered model '{name}' has a champion (version {current.version}) that "
+        f"answers {_inputs(current.preprocessing)}, and this run's models answer "
+        f"{_inputs(preprocessing)}: register them under another name (--params "
+        "register.model_name=<name>), or set register.replace_inputs to true to let them "
+        "take the champion alias.")
+
+
+def _better_kept(current: Any | None, evaluated_on: str | None, decision: dict[str, Any],
+                 rows: list[dict[str, Any]], max_drop: float) -> str | None:
+    """Why the current champion keeps the alias (None: it does not): measured on the
+    same test images, it is more than ``max_drop`` more accurate than this run's pick."""
+    if current is None or not evaluated_on or current.tags.get("evaluated_on") != evaluated_on:
+        return None
+    theirs = float(current.tags["accuracy"])
+    ours = next(row["accuracy"] for row in rows if row["variant"] == decision["champion"])
+    if ours >= theirs - max_drop:
+        return None
+    return (f"its accuracy {theirs:.4f} on the same test images is more than "
+            f"{max_drop:g} above this run's pick, {decision['champion']} at {ours:.4f}")
+
+
+def _model_files(model: nn.Module, folder: Path, example_image: np.ndarray,
+                 preprocessing: dict[str, Any]) -> dict[str, str]:
     """The version's model files: ``model`` (``model.pt``, or ``model.onnx`` for a model
     that is an ONNX file) and, for a float PyTorch model, ``onnx`` — its ONNX export, the
     one file a phone or a board needs (a PyTorch INT8 model's ONNX counterpart is the
-    ``onnx_int8`` variant)."""
+    ``onnx_int8`` variant). Each ``.onnx`` file carries the class names and the image
+    conversion in its metadata."""
+    from model_lifecycle.compression.onnx import export_onnx, with_preprocessing  # noqa: PLC0415
+
     if isinstance(getattr(model, "onnx_bytes", None), bytes):
         path = folder / "model.onnx"
         OnnxModelDataset(filepath=str(path)).save(model)
+        path.write_bytes(with_preprocessing(path.read_bytes(), preprocessing))
         return {"model": str(path)}
     path = folder / "model.pt"
     TorchModelDataset(filepath=str(path)).save(model)
@@ -129,11 +210,9 @@ def _model_files(model: nn.Module, folder: Path, example_image: np.ndarray
     if not getattr(model, "quantization", None):
         import torch  # noqa: PLC0415
 
-        from model_lifecycle.compression.onnx import export_onnx  # noqa: PLC0415
-
         example = torch.from_numpy(example_image[None]).float() / 255
         onnx_file = folder / "model.onnx"
-        onnx_file.write_bytes(export_onnx(model, example))
+        onnx_file.write_bytes(with_preprocessing(export_onnx(model, example), preprocessing))
         files["onnx"] = str(onnx_file)
     return files
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from torch import nn
 
@@ -15,7 +17,8 @@ from model_lifecycle.serving.registry import register_variants
 from model_lifecycle.variants import baseline
 
 
-def register_models(evaluation_report: pd.DataFrame, images: ImageSet, ingest: dict[str, Any],
+def register_models(evaluation_report: pd.DataFrame, images: ImageSet,
+                    splits: dict[str, np.ndarray], ingest: dict[str, Any],
                     params: dict[str, Any], **models: nn.Module) -> dict[str, Any]:
     """Register each evaluated variant (``models`` by variant name) with the
     preprocessing its training data had, so the registered model takes raw images; name
@@ -27,5 +30,8 @@ def register_models(evaluation_report: pd.DataFrame, images: ImageSet, ingest: d
     preprocessing = {"class_names": list(images.class_names), "channels": channels,
                      "size_hw": [height, width], "resize": ingest_config.resize,
                      "max_pixels": ingest_config.max_pixels, "max_rows": config.max_rows}
+    # the report's test images: the same fingerprint, the same accuracy scale
+    test = np.ascontiguousarray(np.sort(np.asarray(splits["test"], dtype=np.int64)))
+    evaluated_on = hashlib.sha256(images.fingerprint().encode() + test.tobytes()).hexdigest()
     return register_variants(models, evaluation_report, preprocessing, images.images[0],
-                             config, baseline=baseline().name)
+                             config, baseline=baseline().name, evaluated_on=evaluated_on[:16])

@@ -10,7 +10,8 @@ def create_pipeline(**kwargs) -> Pipeline:
     models = {v.name: v.dataset for v in variants() if v.registered}
     return Pipeline([
         Node(register_models, {"evaluation_report": "evaluation_report", "images": "images",
-                               "ingest": "params:ingest", "params": "params:register",
+                               "splits": "splits", "ingest": "params:ingest",
+                               "params": "params:register",
                                **models},
              "registry_summary", name="register_models"),
     ])

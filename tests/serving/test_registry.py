@@ -1,0 +1,78 @@
+"""The champion alias moves only to a model its clients can use: the same classes and
+images as the current champion, and not clearly worse on the same test images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+
+from model_lifecycle.errors import LifecycleError
+from model_lifecycle.models import build_model
+from model_lifecycle.serving.config import RegisterParams
+from model_lifecycle.serving.registry import register_variants
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+NAME = "registry-test"
+
+
+def _register(classes: list[str], accuracy: float, evaluated_on: str, **settings):
+    model = build_model("small_cnn", len(classes), 1, input_size=(8, 8), width=4).eval()
+    report = pd.DataFrame([{
+        "variant": "finetuned", "method": "none", "accuracy": accuracy, "f1_macro": accuracy,
+        "ece": 0.1, "size_bytes": 1000, "latency_b1_p50_ms": 1.0, "latency_b32_p50_ms": 2.0,
+        "params": 10, "macs": 100}])
+    preprocessing = {"class_names": classes, "channels": 1, "size_hw": [8, 8],
+                     "resize": "center_crop", "max_pixels": 10_000, "max_rows": 10}
+    return register_variants(
+        {"finetuned": model}, report, preprocessing, np.zeros((1, 8, 8), np.uint8),
+        RegisterParams(model_name=NAME, max_robust_drop=None, **settings),
+        baseline="finetuned", evaluated_on=evaluated_on)
+
+
+def test_the_champion_moves_only_to_a_model_its_clients_can_use(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment("registry-test")  # not an experiment id another test left set
+    client = mlflow.MlflowClient()
+
+    def champion() -> str:
+        return str(client.get_model_version_by_alias(NAME, "champion").version)
+
+    first = _register(["a", "b", "c"], 0.9, "test-1")
+    assert first["aliases"]["champion"] == champion() == "1"
+    # the ONNX file a device downloads says its classes and input in its metadata
+    folder = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/1",
+                                                      dst_path=str(tmp_path / "v1")))
+    exported = onnx.load(folder / "artifacts" / "model.onnx")
+    described = json.loads({p.key: p.value for p in exported.metadata_props}[
+        "model_lifecycle.preprocessing"])
+    assert described == {"class_names": ["a", "b", "c"], "channels": 1, "size_hw": [8, 8],
+                         "resize": "center_crop"}
+    assert "float32 B×1×8×8, pixels / 255" in exported.doc_string
+    # a short run measured on the same test images: registered, but the champion stays
+    worse = _register(["a", "b", "c"], 0.5, "test-1")
+    assert champion() == worse["aliases"]["champion"] == "1"
+    assert "0.9000 on the same test images" in worse["decision"]["kept"]
+    assert str(client.get_model_version_by_alias(NAME, "baseline").version) == "2"
+    # within max_accuracy_drop of it: the new run's pick takes over
+    assert _register(["a", "b", "c"], 0.895, "test-1")["aliases"]["champion"] == "3"
+    # other test images: the accuracies do not compare, the new run's pick takes over
+    assert _register(["a", "b", "c"], 0.5, "test-2")["aliases"]["champion"] == "4"
+    # other classes: refused before anything is registered
+    with pytest.raises(LifecycleError, match=r"^The registered model 'registry-test' has a "
+                       r"champion \(version 4\) that answers 3 classes \(a, b, c\) of 1×8×8 "
+                       r"images, and this run's models answer 2 classes \(x, y\) of 1×8×8 "
+                       r"images: register them under another name"):
+        _register(["x", "y"], 0.99, "test-3")
+    assert len(client.search_model_versions(f"name='{NAME}'")) == 4
+    assert champion() == "4"
+    replaced = _register(["x", "y"], 0.99, "test-3", replace_inputs=True)
+    assert replaced["aliases"]["champion"] == champion() == "5"
