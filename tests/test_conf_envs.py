@@ -11,7 +11,7 @@ import pytest
 from kedro.config import OmegaConfigLoader
 
 from model_lifecycle.hooks import NAMESPACES, PARAMETER_MODELS
-from model_lifecycle.params import parse_params
+from model_lifecycle.params import dropped_by_env, parse_params
 from tests.conftest import PROJECT_ROOT, project_runner, scratch_project
 
 CONF = PROJECT_ROOT / "conf"
@@ -42,6 +42,39 @@ def test_every_environment_validates_every_group(env):
         parse_params(model, raw, group)
     assert "images" in config["catalog"]
     assert config["mlflow"]["tracking"]["experiment"]["name"] == "model-lifecycle"
+
+
+@pytest.mark.parametrize("env", [e for e in ENVIRONMENTS if e != "base"])
+def test_no_key_of_an_environment_falls_back_to_a_default_unseen(env, monkeypatch):
+    """Kedro replaces base's whole group with an environment's: a key base sets and the
+    environment's group omits takes the code's default. Each environment writes such a
+    key out, so the run's own warning (dropped_by_env) stays for users' files."""
+    parameters = _config(env)["parameters"]
+    groups = {}
+    for group, model in PARAMETER_MODELS.items():
+        raw = dict(parameters[group])
+        if group == "ingest" and raw.get("source") != "digits" and not raw.get("path"):
+            raw["path"] = "/data/given-on-the-command-line"
+        groups[group] = parse_params(model, raw, group)
+    monkeypatch.chdir(PROJECT_ROOT)
+    assert dropped_by_env(groups, env) == []
+
+
+def test_a_local_group_that_drops_a_base_key_is_named(tmp_path, monkeypatch):
+    (tmp_path / "conf" / "base").mkdir(parents=True)
+    (tmp_path / "conf" / "local").mkdir()
+    (tmp_path / "conf" / "base" / "parameters_ingest.yml").write_text(
+        "ingest:\n  image_size: 16\n  labeled_fraction: 0.05\n  seed: 0\n")
+    (tmp_path / "conf" / "local" / "parameters_ingest.yml").write_text(
+        "ingest:\n  image_size: 24\n")
+    monkeypatch.chdir(tmp_path)
+    from model_lifecycle.data.config import IngestParams  # noqa: PLC0415
+
+    used = {"ingest": IngestParams(image_size=24)}  # what Kedro's merge hands the run
+    assert dropped_by_env(used, None) == [
+        "conf/local/parameters_ingest.yml gives the 'ingest' group without "
+        "labeled_fraction (0.05 in conf/base/parameters_ingest.yml), so the run uses 1.0: an "
+        "environment's group replaces base's whole group; add the key to keep base's value."]
 
 
 def test_the_cifar10_environment_holds_every_group_of_its_recipe():

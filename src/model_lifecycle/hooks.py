@@ -27,7 +27,7 @@ from model_lifecycle.compression.config import CompressParams
 from model_lifecycle.data.config import IngestParams
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.evaluation.config import EvaluateParams
-from model_lifecycle.params import dotted_keys, parse_params
+from model_lifecycle.params import dotted_keys, dropped_by_env, parse_params
 from model_lifecycle.pipeline_registry import BEYOND, LIFECYCLE, NAMESPACES, OPTIONAL
 from model_lifecycle.serving.config import InferenceParams, RegisterParams
 from model_lifecycle.tracking_server import probe
@@ -111,6 +111,8 @@ class PreflightHook:
                     context={"reads_files": reads in pipeline.all_outputs()},
                     env=run_params.get("env"))
         _check_settings(groups, pipeline, catalog)
+        for sentence in dropped_by_env(groups, run_params.get("env")):
+            log.warning(sentence)
         # inputs the run's parameters say it can do without (TrainedOnHook skips them)
         self.unneeded = {name for name in inputs
                          if (ruled := _needed_by(name, groups))[0] and not ruled[1]}

@@ -94,6 +94,48 @@ _TYPE_TAG = re.compile(r"^(int|float|str|bool|bytes|none|dict|list|tuple|set)$|\
                        r"|^(lax|strict|constrained|json-or-python|is-instance|literal)")
 
 
+def dropped_by_env(groups: Mapping[str, BaseModel], env: str | None) -> list[str]:
+    """One sentence per key that a group of ``conf/<env>`` leaves out and ``conf/base``
+    sets, where that changes the value the run uses: Kedro replaces a whole top-level
+    group of base with the environment's (its default "destructive" merge), so a key the
+    environment's group omits takes the code's default, not base's."""
+    conf = Path.cwd() / "conf"
+    env = env or "local"
+    if not conf.is_dir() or env == "base":
+        return []
+    sentences = []
+    for group, used in groups.items():
+        if "." in group:  # a namespace's group (source.ingest): its own files
+            continue
+        base, base_file = _group_in(conf / "base", group)
+        given, env_file = _group_in(conf / env, group)
+        if base is None or given is None:
+            continue
+        try:
+            from_base = type(used).model_validate(base, context={"reads_files": False})
+        except ValidationError:
+            continue
+        for key in sorted(set(base) - set(given)):
+            if key in type(used).model_fields and \
+                    getattr(from_base, key) != getattr(used, key):
+                sentences.append(
+                    f"{env_file} gives the '{group}' group without {key} ({base[key]!r} in "
+                    f"{base_file}), so the run uses {getattr(used, key)!r}: an environment's "
+                    "group replaces base's whole group; add the key to keep base's value.")
+    return sentences
+
+
+def _group_in(folder: Path, group: str) -> tuple[dict | None, str | None]:
+    for file in sorted(folder.rglob("parameters*.y*ml")):
+        try:
+            tree = yaml.safe_load(file.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(tree, Mapping) and isinstance(tree.get(group), Mapping):
+            return dict(tree[group]), file.relative_to(folder.parent.parent).as_posix()
+    return None, None
+
+
 def _where_set(path: list[str], env: str | None) -> str | None:
     """The parameters file of ``conf/base`` or ``conf/<env>`` (from the project folder,
     where Kedro runs) that sets the longest part of ``path``, the environment's before
