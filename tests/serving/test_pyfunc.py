@@ -115,6 +115,14 @@ def test_bad_rows_get_an_error_and_nulls_in_strict_json(rgb_model):
                     {"dataframe_records": [{"image": f"data:image/png;base64,{good}"}]}):
         status, body = _invoke(rgb_model, request)
         assert status == 200 and body["predictions"] == [first], request
+    # the columnar forms (one list per column), and TensorFlow Serving's {"b64": …}
+    other = base64.b64encode(_png(np.full((8, 8), 200, np.uint8))).decode()
+    _, alone = _invoke(rgb_model, {"inputs": [{"image": other}]})
+    for request in ({"inputs": {"image": [good, other]}}, {"instances": {"image": [good, other]}},
+                    {"inputs": {"image": [{"b64": good}, {"b64": other}]}},
+                    {"instances": [{"image": {"b64": good}}, {"image": other}]}):
+        status, body = _invoke(rgb_model, request)
+        assert status == 200 and body["predictions"] == [first, *alone["predictions"]], request
 
 
 @pytest.mark.parametrize("columns, rows, sentence", [

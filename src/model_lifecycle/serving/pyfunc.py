@@ -99,6 +99,7 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         from model_lifecycle.serving.images import to_model_input  # noqa: PLC0415
 
         prep = self._prep
+        model_input = _one_image_per_row(model_input)
         _check_request(model_input, self.max_rows)
         # versions registered before the limit existed decode with the default one
         limit = {"max_pixels": prep["max_pixels"]} if "max_pixels" in prep else {}
@@ -139,6 +140,23 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
                      ).contiguous(memory_format=torch.channels_last)
                 out.append(torch.softmax(self._model(x).float(), 1).numpy())
         return np.concatenate(out)
+
+
+def _one_image_per_row(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with one image per row. MLflow hands the columnar JSON forms
+    (``{"inputs": {"image": [a, b]}}``, the same under ``instances``) over as one row
+    whose ``image`` cell is the list of every image; TensorFlow Serving's convention
+    ``{"b64": "…"}`` for binary values is unwrapped too."""
+    if "image" in table.columns and len(table) == 1 and "pixels" not in table.columns:
+        cell = table["image"].iloc[0]
+        if isinstance(cell, list | tuple | np.ndarray) and len(cell) and all(
+                isinstance(item, str | bytes | dict) for item in cell):
+            table = pd.DataFrame({"image": list(cell)})
+    if "image" in table.columns:
+        table = table.assign(image=[value["b64"] if isinstance(value, dict)
+                                    and set(value) == {"b64"} else value
+                                    for value in table["image"]])
+    return table
 
 
 def _check_request(table: pd.DataFrame, max_rows: int | None) -> None:
