@@ -116,19 +116,29 @@ class PreflightHook:
         # inputs the run's parameters say it can do without (TrainedOnHook skips them)
         self.unneeded = {name for name in inputs
                          if (ruled := _needed_by(name, groups))[0] and not ruled[1]}
-        missing, otherwise = [], []
+        missing, otherwise, in_memory = [], [], []
         pinned = run_params.get("load_versions") or {}
         for name in inputs:
             if name == "parameters" or name.startswith("params:") or catalog.exists(name):
                 continue
             if name in pinned:
                 raise LifecycleError(_no_such_version(name, pinned[name], catalog))
+            if _in_memory(catalog, name):
+                in_memory.append(name)
+                continue
             rules, needed_by = _needed_by(name, groups)
             if rules and not needed_by and _every_reader_ruled(pipeline, name, rules):
                 catalog[name] = MemoryDataset(None)  # the node is told there is none
                 continue
             missing.append(name)
             otherwise += needed_by
+        if in_memory:  # (--from-nodes past a node whose outputs are not saved)
+            names = ", ".join(f"'{name}'" for name in in_memory)
+            raise LifecycleError(
+                f"{'Inputs' if len(in_memory) > 1 else 'Input'} {names} "
+                f"{'are' if len(in_memory) > 1 else 'is'} not saved between runs (in "
+                "memory only): start the run at the nodes that make them, with "
+                f"`kedro run --from-nodes={','.join(_producing_nodes(in_memory))}`.")
         if missing:
             raise LifecycleError(_missing_sentence(missing, otherwise, catalog))
 
@@ -369,6 +379,27 @@ def _needed_by(dataset: str, groups: dict[str, Any]) -> tuple[list[Rule], list[s
     (validated parameter groups), and how to do without it for each that needs it."""
     rules = [rule for rule in OPTIONAL_INPUTS.get(dataset, []) if rule[0] in groups]
     return rules, [instead for group, needed, instead in rules if needed(groups[group])]
+
+
+def _in_memory(catalog: DataCatalog, name: str) -> bool:
+    """Whether ``name`` is a dataset no run saves (no catalog entry: Kedro's default
+    MemoryDataset)."""
+    get_type = getattr(catalog, "get_type", None)  # Kedro >= 1.0's catalog
+    return bool(get_type) and (get_type(name) or "").endswith(".MemoryDataset")
+
+
+def _producing_nodes(datasets: list[str]) -> list[str]:
+    """The names of the nodes that output ``datasets``, in the first pipeline (lifecycle
+    order) that outputs each."""
+    found = []
+    for dataset in datasets:
+        name = _producer(dataset)
+        if name == "__default__":
+            continue
+        stage = importlib.import_module(f"model_lifecycle.pipelines.{name}").create_pipeline()
+        found += [node.name for node in stage.nodes
+                  if dataset in node.outputs and node.name not in found]
+    return found
 
 
 def _producer(dataset: str) -> str:

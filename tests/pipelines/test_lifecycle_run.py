@@ -351,6 +351,17 @@ def test_inference_pipeline_predicts_a_folder_and_reports_bad_files(lifecycle, r
         assert good.loc[name, "class"] == direct["class"][i]
 
 
+def test_starting_past_nodes_whose_outputs_are_in_memory_names_where_to_start(lifecycle):
+    from kedro.framework.session import KedroSession  # noqa: PLC0415
+
+    with KedroSession.create(project_path=lifecycle.work) as session, pytest.raises(
+            LifecycleError, match=r"^Inputs 'adversarial_report', 'onnx_report', "
+            r"'variant_quality' are not saved between runs \(in memory only\): start the "
+            r"run at the nodes that make them, with `kedro run --from-nodes="
+            r"measure_adversarial_robustness,measure_onnx,evaluate_variants`\.$"):
+        session.run(from_nodes=["assemble_report"])
+
+
 def test_inference_errors_name_the_fix(project, tmp_path):
     with pytest.raises(LifecycleError, match="inference.input_dir is not set"):
         project(["inference"])
