@@ -191,6 +191,10 @@ def _images(table: pd.DataFrame) -> list[Any]:
         if image is not None and pixels is not None:
             images.append(ImageDecodeError("both an 'image' and a 'pixels' value: give one "
                                            "per row"))
+        elif isinstance(pixels, str | bytes):
+            images.append(ImageDecodeError(
+                "text in the 'pixels' column: give pixels as nested lists of 0-255 values "
+                "(H×W or H×W×C), or an image file's base64 in the 'image' column"))
         else:
             images.append(image if image is not None else pixels)
     return images
