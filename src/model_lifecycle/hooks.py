@@ -128,7 +128,7 @@ class PreflightHook:
                 continue
             rules, needed_by = _needed_by(name, groups)
             if rules and not needed_by and _every_reader_ruled(pipeline, name, rules):
-                catalog[name] = MemoryDataset(None)  # the node is told there is none
+                _replace(catalog, name, MemoryDataset(None))  # the node is told there is none
                 continue
             missing.append(name)
             otherwise += needed_by
@@ -244,7 +244,19 @@ def _skip_meta_training(pipeline: Pipeline, catalog: DataCatalog) -> None:
     for node in pipeline.nodes:
         if node.name.rpartition(".")[2] == META_TRAIN_NODE:
             for name in node.outputs:
-                catalog[name] = MemoryDataset()
+                _replace(catalog, name, MemoryDataset())
+
+
+def _replace(catalog: DataCatalog, name: str, dataset: MemoryDataset) -> None:
+    """``catalog[name] = dataset`` without Kedro's "Replacing dataset" warning: the
+    preflight means to, and says why in its own log line or error."""
+    logger = logging.getLogger("kedro.io.data_catalog")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        catalog[name] = dataset
+    finally:
+        logger.setLevel(level)
 
 
 def _no_such_version(name: str, version: str, catalog: DataCatalog) -> str:

@@ -172,6 +172,7 @@ def test_meta_training_runs_only_when_its_encoder_is_compared(project, monkeypat
     assert not _versions(project.work, "data/06_models/fewshot_encoder.pt")
     assert "meta-training skipped: fewshot.encoders (scratch) does not list meta_trained" \
         in caplog.text
+    assert "Replacing dataset" not in caplog.text  # Kedro's warning: the preflight means to
     run = _runs(project.work).iloc[-1]
     assert run["status"] == "FINISHED"
     assert not [c for c in run.index if c.startswith("metrics.fewshot.meta_train")

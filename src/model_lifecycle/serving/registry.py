@@ -144,10 +144,13 @@ def _champion(client: mlflow.MlflowClient, name: str) -> Any | None:
         return None
     source = client.get_model_version_download_uri(name, version.version)
     with tempfile.TemporaryDirectory() as folder:
-        path = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"{source.rstrip('/')}/artifacts/preprocessing.json",
-            dst_path=folder)
-        version.preprocessing = json.loads(Path(path).read_text())
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{source.rstrip('/')}/artifacts/preprocessing.json",
+                dst_path=folder)
+            version.preprocessing = json.loads(Path(path).read_text())
+        except (MlflowException, OSError, ValueError):  # a version made by other means
+            version.preprocessing = None
     return version
 
 
@@ -166,7 +169,7 @@ def _refuse_other_inputs(name: str, current: Any, preprocessing: dict[str, Any])
     def answers(p: dict[str, Any]) -> tuple:
         return [str(n) for n in p["class_names"]], int(p["channels"]), list(p["size_hw"])
 
-    if answers(current.preprocessing) == answers(preprocessing):
+    if current.preprocessing is None or answers(current.preprocessing) == answers(preprocessing):
         return
     raise LifecycleError(
         f"The registered model '{name}' has a champion (version {current.version}) that "
@@ -180,7 +183,8 @@ def _better_kept(current: Any | None, evaluated_on: str | None, decision: dict[s
                  rows: list[dict[str, Any]], max_drop: float) -> str | None:
     """Why the current champion keeps the alias (None: it does not): measured on the
     same test images, it is more than ``max_drop`` more accurate than this run's pick."""
-    if current is None or not evaluated_on or current.tags.get("evaluated_on") != evaluated_on:
+    if (current is None or not evaluated_on or "accuracy" not in current.tags
+            or current.tags.get("evaluated_on") != evaluated_on):
         return None
     theirs = float(current.tags["accuracy"])
     ours = next(row["accuracy"] for row in rows if row["variant"] == decision["champion"])
