@@ -75,6 +75,9 @@ def test_a_local_group_that_drops_a_base_key_is_named(tmp_path, monkeypatch):
         "conf/local/parameters_ingest.yml gives the 'ingest' group without "
         "labeled_fraction (0.05 in conf/base/parameters_ingest.yml), so the run uses 1.0: an "
         "environment's group replaces base's whole group; add the key to keep base's value."]
+    # given on the command line: the user's own value, nothing to warn about
+    used = {"ingest": IngestParams(image_size=24, labeled_fraction=0.5)}
+    assert dropped_by_env(used, None, frozenset({"ingest", "ingest.labeled_fraction"})) == []
 
 
 def test_the_cifar10_environment_holds_every_group_of_its_recipe():

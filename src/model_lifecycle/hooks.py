@@ -111,7 +111,7 @@ class PreflightHook:
                     context={"reads_files": reads in pipeline.all_outputs()},
                     env=run_params.get("env"))
         _check_settings(groups, pipeline, catalog)
-        for sentence in dropped_by_env(groups, run_params.get("env")):
+        for sentence in dropped_by_env(groups, run_params.get("env"), overrides):
             log.warning(sentence)
         # inputs the run's parameters say it can do without (TrainedOnHook skips them)
         self.unneeded = {name for name in inputs

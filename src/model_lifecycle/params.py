@@ -94,11 +94,13 @@ _TYPE_TAG = re.compile(r"^(int|float|str|bool|bytes|none|dict|list|tuple|set)$|\
                        r"|^(lax|strict|constrained|json-or-python|is-instance|literal)")
 
 
-def dropped_by_env(groups: Mapping[str, BaseModel], env: str | None) -> list[str]:
+def dropped_by_env(groups: Mapping[str, BaseModel], env: str | None,
+                   overrides: frozenset[str] = frozenset()) -> list[str]:
     """One sentence per key that a group of ``conf/<env>`` leaves out and ``conf/base``
     sets, where that changes the value the run uses: Kedro replaces a whole top-level
     group of base with the environment's (its default "destructive" merge), so a key the
-    environment's group omits takes the code's default, not base's."""
+    environment's group omits takes the code's default, not base's. Keys given with
+    ``kedro run --params`` (``overrides``) are the user's own choice."""
     conf = Path.cwd() / "conf"
     env = env or "local"
     if not conf.is_dir() or env == "base":
@@ -115,7 +117,8 @@ def dropped_by_env(groups: Mapping[str, BaseModel], env: str | None) -> list[str
             from_base = type(used).model_validate(base, context={"reads_files": False})
         except ValidationError:
             continue
-        for key in sorted(set(base) - set(given)):
+        for key in sorted(set(base) - set(given) - {k.partition(".")[2] for k in overrides
+                                                    if k.startswith(f"{group}.")}):
             if key in type(used).model_fields and \
                     getattr(from_base, key) != getattr(used, key):
                 sentences.append(
