@@ -14,7 +14,7 @@ export KEDRO_DISABLE_TELEMETRY := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export MPLBACKEND := Agg
 
-.PHONY: run test viz viz-build ui serve server server-stop screenshots bench bench-gpu lint docs clean-data install
+.PHONY: run test viz viz-build ui ipython serve server server-stop screenshots bench bench-gpu lint docs clean-data install
 
 run: $(STAMP)
 	$(BIN)/kedro run $(ARGS)
@@ -42,6 +42,11 @@ viz-build: $(STAMP)
 JOBS ?= false
 ui: $(STAMP)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$(JOBS) $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 $(ARGS)
+
+# An IPython shell with the project loaded (catalog, context, session, pipelines), with
+# the project's environment first on PATH (`kedro ipython` starts whichever ipython is).
+ipython: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/kedro ipython $(ARGS)
 
 # The registered model behind HTTP (POST /invocations). MLFLOW_TRACKING_URI must be
 # absolute for models:/ URIs; the scoring server (uvicorn) is found on PATH.
