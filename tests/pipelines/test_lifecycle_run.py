@@ -296,8 +296,12 @@ def _with_dependencies(names: set[str]) -> set[str]:
         name = todo.pop()
         if name in found:
             continue
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:  # required, not installed here: not importable
+            continue
         found.add(name)
-        for line in metadata.requires(name) or []:
+        for line in requires:
             requirement = Requirement(line)
             if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
                 todo.append(canonicalize_name(requirement.name))
