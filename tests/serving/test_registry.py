@@ -1,5 +1,5 @@
-"""The champion alias moves only to a model its clients can use: the same classes and
-images as the current champion, and not clearly worse on the same test images."""
+"""The aliases move only to models their clients can use: the same classes and images as
+the current champion, and not clearly worse on the same test images."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import onnx
 import pandas as pd
 import pytest
 
-from model_lifecycle.errors import LifecycleError
 from model_lifecycle.models import build_model
 from model_lifecycle.serving.config import RegisterParams
 from model_lifecycle.serving.registry import register_variants
@@ -66,13 +65,12 @@ def test_the_champion_moves_only_to_a_model_its_clients_can_use(tmp_path, monkey
     assert _register(["a", "b", "c"], 0.895, "test-1")["aliases"]["champion"] == "3"
     # other test images: the accuracies do not compare, the new run's pick takes over
     assert _register(["a", "b", "c"], 0.5, "test-2")["aliases"]["champion"] == "4"
-    # other classes: refused before anything is registered
-    with pytest.raises(LifecycleError, match=r"^The registered model 'registry-test' has a "
-                       r"champion \(version 4\) that answers 3 classes \(a, b, c\) of 1×8×8 "
-                       r"images, and this run's models answer 2 classes \(x, y\) of 1×8×8 "
-                       r"images: register them under another name"):
-        _register(["x", "y"], 0.99, "test-3")
-    assert len(client.search_model_versions(f"name='{NAME}'")) == 4
-    assert champion() == "4"
+    # other classes: registered, but neither alias moves to a model its clients cannot use
+    other = _register(["x", "y"], 0.99, "test-3")
+    assert len(client.search_model_versions(f"name='{NAME}'")) == 5
+    assert other["aliases"] == {"baseline": "4", "champion": "4"} and champion() == "4"
+    assert other["decision"]["kept"].startswith(
+        "it answers 3 classes (a, b, c) of 1×8×8 images and this run's models answer 2 "
+        "classes (x, y) of 1×8×8 images; to serve them, register them under their own name")
     replaced = _register(["x", "y"], 0.99, "test-3", replace_inputs=True)
-    assert replaced["aliases"]["champion"] == champion() == "5"
+    assert replaced["aliases"] == {"baseline": "6", "champion": "6"} and champion() == "6"

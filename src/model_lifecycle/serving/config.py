@@ -27,9 +27,10 @@ class RegisterParams(StrictModel):
     """Largest attribution drift from the baseline (1 − Spearman ρ of the report's
     attribution method; 0: same ranking) a champion may have; null: not checked."""
     replace_inputs: bool = False
-    """Let this run's models take the champion alias although they answer other classes
-    or take images of another size or channel count than the current champion (whose
-    clients then get other answers); false: such a run is refused before registering."""
+    """Let this run's models take the champion and baseline aliases although they answer
+    other classes or take images of another size or channel count than the current
+    champion (whose clients then get other answers); false: their versions are
+    registered and the aliases stay where they are."""
     max_rows: int = Field(1000, ge=1)
     """Most images (table rows) the registered model answers in one call: a request to
     `make serve` with more is refused with HTTP 400 (batch inference sends

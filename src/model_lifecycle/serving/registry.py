@@ -20,7 +20,6 @@ from PIL import Image
 from torch import nn
 
 import model_lifecycle
-from model_lifecycle.errors import LifecycleError
 from model_lifecycle.io.onnx_model import OnnxModelDataset
 from model_lifecycle.io.torch_model import TorchModelDataset
 from model_lifecycle.serving.champion import choose_champion
@@ -58,11 +57,12 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
     ``baseline``: the variant the others are compared with; ``evaluated_on``: what
     identifies the test images the report measured (tagged on each version).
 
-    The champion alias moves only to a model that answers like the current champion
-    does (the same class names, channels and image size; ``register.replace_inputs``
-    lets another take it) and, when both were measured on the same test images, is
-    not more than ``register.max_accuracy_drop`` below it in accuracy: a short or failed
-    run registers its versions, and the served model stays as it was.
+    The aliases move only to models that answer like the current champion does (the
+    same class names, channels and image size; ``register.replace_inputs`` lets others
+    take them), and the champion alias only to one not more than
+    ``register.max_accuracy_drop`` below the current champion when both were measured
+    on the same test images: such a run registers its versions, leaves the aliases where
+    they are and says why (a warning, and ``decision.kept`` in the summary).
     Returns the registry summary: versions, aliases and the champion decision.
     """
     # the report may hold rows that are not registered (the from-scratch baseline)
@@ -74,8 +74,8 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
                                baseline=baseline)
     client = mlflow.MlflowClient()
     current = _champion(client, config.model_name)
-    if current is not None and not config.replace_inputs:
-        _refuse_other_inputs(config.model_name, current, preprocessing)
+    other_inputs = None if current is None or config.replace_inputs else \
+        _other_inputs(config.model_name, current, preprocessing)
     example = pd.DataFrame({"image": [_png(example_image)]})
     versions = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,9 +113,11 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
         "(encoded file bytes) or `pixels` (uint8 H×W×C) per row"
         + (f", at most {preprocessing['max_rows']:,} rows per request."
            if "max_rows" in preprocessing else ".")))
-    client.set_registered_model_alias(config.model_name, "baseline", versions[baseline])
     champion = versions[decision["champion"]]
-    kept = _better_kept(current, evaluated_on, decision, rows, config.max_accuracy_drop)
+    kept = other_inputs or _better_kept(current, evaluated_on, decision, rows,
+                                        config.max_accuracy_drop)
+    if not other_inputs:  # the baseline names the champion's reference
+        client.set_registered_model_alias(config.model_name, "baseline", versions[baseline])
     if kept:
         decision["kept"] = kept
         log.warning("champion stays %s version %s: %s", config.model_name,
@@ -130,9 +132,17 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
         client.set_model_version_tag(config.model_name, champion, f"champion.{key}", text)
     log.info("registered %s versions %s; champion: %s (version %s)", config.model_name,
              versions, "kept" if kept else decision["champion"], champion)
-    return {"model_name": config.model_name, "versions": versions,
-            "aliases": {"baseline": versions[baseline], "champion": champion},
+    aliases = {alias: _version_at(client, config.model_name, alias)
+               for alias in ("baseline", "champion")}
+    return {"model_name": config.model_name, "versions": versions, "aliases": aliases,
             "decision": decision}
+
+
+def _version_at(client: mlflow.MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
 
 
 def _champion(client: mlflow.MlflowClient, name: str) -> Any | None:
@@ -162,21 +172,19 @@ def _inputs(preprocessing: dict[str, Any]) -> str:
             "images")
 
 
-def _refuse_other_inputs(name: str, current: Any, preprocessing: dict[str, Any]) -> None:
-    """A champion that starts answering other classes (or wants other images) breaks
-    every client of ``models:/<name>@champion``: one sentence, before anything is
-    registered."""
+def _other_inputs(name: str, current: Any, preprocessing: dict[str, Any]) -> str | None:
+    """Why this run's models may not take the aliases (None: they may): a champion that
+    starts answering other classes (or wants other images) breaks every client of
+    ``models:/<name>@champion``."""
     def answers(p: dict[str, Any]) -> tuple:
         return [str(n) for n in p["class_names"]], int(p["channels"]), list(p["size_hw"])
 
     if current.preprocessing is None or answers(current.preprocessing) == answers(preprocessing):
-        return
-    raise LifecycleError(
-        f"The registered model '{name}' has a champion (version {current.version}) that "
-        f"answers {_inputs(current.preprocessing)}, and this run's models answer "
-        f"{_inputs(preprocessing)}: register them under another name (--params "
-        "register.model_name=<name>), or set register.replace_inputs to true to let them "
-        "take the champion alias.")
+        return None
+    return (f"it answers {_inputs(current.preprocessing)} and this run's models answer "
+            f"{_inputs(preprocessing)}; to serve them, register them under their own name "
+            "(`kedro run --pipelines=register --params register.model_name=<name>`) or let "
+            f"them take over '{name}' (`--params register.replace_inputs=true`)")
 
 
 def _better_kept(current: Any | None, evaluated_on: str | None, decision: dict[str, Any],
