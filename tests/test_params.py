@@ -32,6 +32,14 @@ def test_split_fractions_of_one_or_more_are_refused(key):
 def test_source_that_reads_files_needs_a_path():
     with pytest.raises(LifecycleError, match="set ingest.path"):
         parse_params(IngestParams, {"source": "image_folder"}, "ingest")
+    # a run that reads it (the preflight says so) is refused before it starts when the
+    # path does not exist, by the key it is given as (the transfer pipeline's source)
+    with pytest.raises(LifecycleError, match=r"source\.ingest\.path /no/such/folder does "
+                       r"not exist: point it at the image folder"):
+        parse_params(IngestParams, {"source": "image_folder", "path": "/no/such/folder"},
+                     "source.ingest", context={"reads_files": True})
+    parse_params(IngestParams, {"source": "image_folder", "path": "/no/such/folder"},
+                 "ingest")  # a node or a test that reads nothing: not checked
     # the transfer pipeline's source data set: the key it is given as
     with pytest.raises(LifecycleError, match=r"set source\.ingest\.path to its location"):
         parse_params(IngestParams, {"source": "image_folder"}, "source.ingest")

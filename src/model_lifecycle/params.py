@@ -72,6 +72,8 @@ def _sentence(model: type[BaseModel], exc: ValidationError, group: str,
     loc = [str(part) for part in error["loc"] if not _TYPE_TAG.search(str(part))]
     key = ".".join([group, *loc])
     given = [".".join([group, *loc[:i]]) for i in range(len(loc), 0, -1)]
+    if not loc:  # a rule of the whole group (its message names the keys): any given there
+        given = [k for k in overrides if k.startswith(f"{group}.")]
     # source.ingest lives in parameters_source.yml
     where = ("the command line (kedro run --params)" if any(k in overrides for k in given)
              else _where_set([*group.split("."), *loc], env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -72,6 +73,12 @@ class IngestParams(StrictModel):
             raise ValueError(
                 f"source '{self.source}' reads files: set {group}.path to its location"
             )
+        # the run's preflight says it reads them: refused before anything runs, not when
+        # the ingest node gets there (after the transfer pipeline's other data set)
+        if self.source != "digits" and self.path and (info.context or {}).get(
+                "reads_files") is True and not Path(self.path).expanduser().exists():
+            raise ValueError(f"{group}.path {self.path} does not exist: point it at the "
+                             "image folder or the CIFAR-10 archive or folder")
         if self.source == "digits" and self.path:
             raise ValueError(
                 f"{group}.path is set ({self.path}) but source 'digits' reads no files: set "
