@@ -4,6 +4,8 @@ reference TENT step, the streams and the sweep (tiny models, seconds)."""
 from __future__ import annotations
 
 import copy
+import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -288,6 +290,15 @@ def test_a_folder_is_labelled_with_the_models_class_names(image_tree):
     with pytest.raises(LifecycleError, match=r"Class folder 'fox' under .* is not one of "
                        r"the model's classes \(cat, dog\): rename or remove it"):
         folder_stream(image_tree, ("cat", "dog"), (3, 8, 8), AdaptParams())
+
+
+def test_a_folder_of_one_class_is_measured_with_a_warning(image_tree, caplog):
+    for other in ("dog", "fox"):  # one class folder left
+        shutil.rmtree(image_tree / other)
+    with caplog.at_level(logging.WARNING, logger="model_lifecycle"):
+        stream = folder_stream(image_tree, ("cat", "dog"), (3, 8, 8), AdaptParams())
+    assert len(stream.labels) == 10 and set(stream.labels.tolist()) == {0}
+    assert "holds one class (cat): every batch is that class alone" in caplog.text
 
 
 def test_models_without_the_layers_a_method_needs_are_refused():

@@ -88,6 +88,11 @@ def folder_stream(path: str | Path, class_names: tuple[str, ...],
             f"Class folder '{unknown[0]}' under {path} (adapt.path) is not one of the "
             f"model's classes ({', '.join(class_names)}): rename or remove it.")
     labels = np.array([index[name] for name in found.class_names])[found.labels]
+    if len(found.class_names) == 1:
+        log.warning("adapt.path %s holds one class (%s): every batch is that class alone, "
+                    "whose statistics batch-norm re-estimation and TENT normalise away; "
+                    "their error on it says little about a stream of mixed classes. "
+                    "Add images of other classes.", path, found.class_names[0])
     order = stream_order(np.arange(len(found)), params.sample, params.seed)
     return Stream("folder", 0, torch.from_numpy(np.ascontiguousarray(found.images[order])),
                   labels[order])
