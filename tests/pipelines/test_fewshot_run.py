@@ -134,9 +134,10 @@ def test_missing_encoders_are_skipped_with_a_reason(project, caplog):
      r"^Invalid parameter 'fewshot.way' = 3 in the command line \(kedro run --params\): an "
      r"episode needs 3 classes but fewshot.novel_classes holds out 2: lower fewshot.way or "
      r"hold out more classes\.$"),
-    ({"novel_classes": ["8", "9"], "way": 2, "shots": [100], "queries": 90},
-     r"^Class '8' has 174 novel images but fewshot.shots = 100 with fewshot.queries = 90 "
-     r"needs 190 per class: lower them \(together at most 174\) or add images of '8'\.$"),
+    # every shot too many: the sentence quotes the most demanding one
+    ({"novel_classes": ["8", "9"], "way": 2, "shots": [1, 100], "queries": 180},
+     r"^Class '8' has 174 novel images but fewshot.shots = 100 with fewshot.queries = 180 "
+     r"needs 280 per class: lower them \(together at most 174\) or add images of '8'\.$"),
 ])
 def test_bad_hold_out_is_refused_before_anything_is_saved(project, fewshot, message):
     with pytest.raises(LifecycleError, match=message):

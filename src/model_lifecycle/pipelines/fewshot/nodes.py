@@ -136,7 +136,7 @@ def check_novel(novel: ImageSet, config: FewshotParams) -> None:
             f"The latest novel_images hold out {held} but fewshot.novel_classes is "
             f"{', '.join(config.novel_classes)}: run ingest and the training stages again "
             "with this hold-out (`kedro run --pipelines=__default__,fewshot`).")
-    for shot in config.shots:
+    for shot in sorted(config.shots, reverse=True):  # the most demanding first
         check_episodes(novel.labels, novel.class_names, way=config.way, shot=shot,
                        queries=config.queries, pool="novel",
                        keys=("fewshot.way", "fewshot.shots", "fewshot.queries"))

@@ -46,7 +46,7 @@ def ingest_images(params: dict[str, Any], fewshot: dict[str, Any] | None = None
     images, novel = hold_out_classes(images, holdout.novel_classes)
     if len(novel.class_names):
         # episodes that cannot be filled are refused now, not after hours of training
-        for shot in holdout.shots:
+        for shot in sorted(holdout.shots, reverse=True):  # the most demanding first
             check_episodes(novel.labels, novel.class_names, way=holdout.way, shot=shot,
                            queries=holdout.queries, pool="novel",
                            keys=("fewshot.way", "fewshot.shots", "fewshot.queries"))
