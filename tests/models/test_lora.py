@@ -172,6 +172,9 @@ def test_a_run_without_lora_writes_an_adapter_without_tensors(tmp_path):
     ("small_cnn", "stages", r"'stages' matches no"),  # containers are no layer to adapt
     ("small_cnn", "0", r"'0' also matches encoder.stages.0, a Sequential that LoRA cannot "
                        r"adapt: name the layers inside it, e.g. encoder.stages.0.0.0"),
+    ("small_cnn", "1.0", r"'1.0' also matches encoder.stages.1.0, a MaxPool2d that LoRA "
+                         r"cannot adapt: give full names of the layers to adapt, e.g. "
+                         r"encoder.stages.0.1.0"),  # a layer, not a container
     ("vit", "out_proj", r"matches encoder.stages.1.self_attention.out_proj, which its "
                         r"attention layer uses without calling it: target the attention "
                         r"layer \('self_attention'\)"),

@@ -72,12 +72,15 @@ def matched_modules(model: Classifier, patterns: Sequence[str]) -> dict[str, lis
                 f"finetune.lora.target_modules pattern '{pattern}' matches {inside[0]}, which "
                 "its attention layer uses without calling it: target the attention layer "
                 f"('{inside[0].rpartition('.')[0].rpartition('.')[2]}') instead.")
-        containers = [name for name in names if name not in adaptable]
-        if containers:
+        others = [name for name in names if name not in adaptable]
+        if others:
+            other = encoder[others[0]]
+            fix = ("name the layers inside it" if any(True for _ in other.children())
+                   else "give full names of the layers to adapt")  # a pool, an activation
             raise LifecycleError(
                 f"finetune.lora.target_modules pattern '{pattern}' also matches "
-                f"{containers[0]}, a {type(encoder[containers[0]]).__name__} that LoRA cannot "
-                f"adapt: name the layers inside it, e.g. {adaptable[0]}.")
+                f"{others[0]}, a {type(other).__name__} that LoRA cannot adapt: {fix}, "
+                f"e.g. {adaptable[0]}.")
         found[pattern] = adaptable
     return found
 
