@@ -15,7 +15,7 @@ from torch import nn
 from model_lifecycle.augment.augmenter import BatchAugmenter, LabelMixer
 from model_lifecycle.augment.config import SupervisedPolicy
 from model_lifecycle.models.classifier import Classifier
-from model_lifecycle.models.head import probe_head
+from model_lifecycle.models.head import PROBE_IMAGES, probe_head
 from model_lifecycle.models.init import dirac_convs, whiten_first_conv
 from model_lifecycle.models.predict import accuracy
 from model_lifecycle.training.budget import BudgetPlan, plan_epochs, warmup_sample
@@ -104,7 +104,7 @@ def settle_batch_norms(model: nn.Module, images: np.ndarray, indices: np.ndarray
     steps send the loss to the hundreds and the model to chance."""
     training = [m for m in batch_norms(model)
                 if any(p.requires_grad for p in m.parameters(recurse=False))]
-    if not training:
+    if not training or len(indices) < 2:  # one image has no batch statistics
         return
     device = next(model.parameters()).device
     saved = [(m, m.momentum) for m in training]
@@ -113,7 +113,8 @@ def settle_batch_norms(model: nn.Module, images: np.ndarray, indices: np.ndarray
         module.reset_running_stats()
         module.momentum = None  # a cumulative average of the batches
         module.train()
-    order = np.random.default_rng(seed).permutation(np.asarray(indices))
+    # a seeded sample as large as the probe's: statistics need no more
+    order = np.random.default_rng(seed).permutation(np.asarray(indices))[:PROBE_IMAGES]
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             batch = np.sort(order[start:start + batch_size])
