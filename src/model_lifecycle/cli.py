@@ -46,19 +46,10 @@ def _one_sentence(callback):
                 f"({found['reason'].strip().rstrip('.')}): fix it in conf/<env>/catalog.yml "
                 "(this project's own dataset types are in model_lifecycle.io).") from None
         except ValueError as exc:
-            if str(exc).startswith("Pipeline does not contain"):  # --nodes, --from-nodes …
-                raise click.ClickException(
-                    f"{str(exc).rstrip('.')}: `kedro registry describe <pipeline>` lists "
-                    "its nodes.") from None
-            if str(exc).startswith("Pipeline contains no nodes after applying"):  # --tags …
-                raise click.ClickException(
-                    "No node is left after the filters given (--tags, --namespaces, "
-                    "--from-inputs …; this project's nodes carry no tags): `kedro registry "
-                    "describe <pipeline>` lists the nodes, --nodes picks some.") from None
-            if str(exc).startswith("Duplicate keys found in"):  # the config loader
-                raise click.ClickException(
-                    f"{str(exc).strip().rstrip('.')}: keep the key in one of the files.") \
-                    from None
+            message = str(exc).strip().rstrip(".")
+            for start, sentence in _KEDRO_REFUSALS:
+                if message.startswith(start):
+                    raise click.ClickException(sentence.format(message=message)) from None
             raise
         except KeyboardInterrupt:
             _end_runs("KILLED")  # else MLflow's exit handler records it as FINISHED
@@ -66,6 +57,19 @@ def _one_sentence(callback):
 
     return wrapper
 
+
+# Kedro's ValueErrors that are about what the user typed: how each starts, and the one
+# sentence said instead ({message}: Kedro's own, without its full stop).
+_KEDRO_REFUSALS = (
+    ("Pipeline does not contain",  # --nodes, --from-nodes …
+     "{message}: `kedro registry describe <pipeline>` lists its nodes."),
+    ("Pipeline contains no nodes after applying",  # --tags, --namespaces …
+     "No node is left after the filters given (--tags, --namespaces, --from-inputs …; "
+     "this project's nodes carry no tags): `kedro registry describe <pipeline>` lists the "
+     "nodes, --nodes picks some."),
+    ("Duplicate keys found in",  # the config loader: two files set one key
+     "{message}: keep the key in one of the files."),
+)
 
 # Kedro's refusal of a catalog entry it cannot build (a misspelt `type:` …), whose
 # advice to pip install kedro-datasets does not apply to this project's own types.

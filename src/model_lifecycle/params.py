@@ -7,7 +7,7 @@ instead of being ignored.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -111,8 +111,8 @@ def dropped_by_env(groups: Mapping[str, BaseModel], env: str | None,
     for group, used in groups.items():
         if "." in group:  # a namespace's group (source.ingest): its own files
             continue
-        base, base_file = _group_in(conf / "base", group)
-        given, env_file = _group_in(conf / env, group)
+        base, base_file = _group_in(conf, "base", group)
+        given, env_file = _group_in(conf, env, group)
         if base is None or given is None:
             continue
         try:
@@ -130,14 +130,21 @@ def dropped_by_env(groups: Mapping[str, BaseModel], env: str | None,
     return sentences
 
 
-def _group_in(folder: Path, group: str) -> tuple[dict | None, str | None]:
-    for file in sorted(folder.rglob("parameters*.y*ml")):
+def _parameter_files(conf: Path, folder: str) -> Iterator[tuple[Path, Any]]:
+    """Each parameters file of ``conf/<folder>`` (sorted) with its YAML; a file that
+    cannot be read or parsed is passed over (Kedro's loader reports it)."""
+    for file in sorted((conf / folder).rglob("parameters*.y*ml")):
         try:
-            tree = yaml.safe_load(file.read_text())
+            yield file, yaml.safe_load(file.read_text())
         except (OSError, yaml.YAMLError):
             continue
+
+
+def _group_in(conf: Path, folder: str, group: str) -> tuple[dict | None, str | None]:
+    """The first file of ``conf/<folder>`` that sets ``group``: its mapping and path."""
+    for file, tree in _parameter_files(conf, folder):
         if isinstance(tree, Mapping) and isinstance(tree.get(group), Mapping):
-            return dict(tree[group]), file.relative_to(folder.parent.parent).as_posix()
+            return dict(tree[group]), file.relative_to(conf.parent).as_posix()
     return None, None
 
 
@@ -149,14 +156,9 @@ def _where_set(path: list[str], env: str | None) -> str | None:
     if not conf.is_dir():
         return None
     best: tuple[int, bool, str] | None = None
-    files = [file for folder in ("base", env or "local")
-             for file in sorted((conf / folder).rglob("parameters*.y*ml"))]
-    for file in files:
-        try:
-            node = yaml.safe_load(file.read_text())
-        except (OSError, yaml.YAMLError):
-            continue
-        depth = 0
+    for file, tree in (found for folder in ("base", env or "local")
+                       for found in _parameter_files(conf, folder)):
+        node, depth = tree, 0
         for part in path:
             if not isinstance(node, Mapping) or part not in node:
                 break

@@ -125,11 +125,12 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
         champion = str(current.version)
     else:
         client.set_registered_model_alias(config.model_name, "champion", champion)
-    for key, value in decision.items():
-        if key == "excluded" or kept:  # each version says what excluded it
-            continue
-        text = ", ".join(value) if isinstance(value, list) else str(value)
-        client.set_model_version_tag(config.model_name, champion, f"champion.{key}", text)
+        for key, value in decision.items():
+            if key == "excluded":  # each version says what excluded it
+                continue
+            text = ", ".join(value) if isinstance(value, list) else str(value)
+            client.set_model_version_tag(config.model_name, champion, f"champion.{key}",
+                                         text)
     log.info("registered %s versions %s; champion: %s (version %s)", config.model_name,
              versions, "kept" if kept else decision["champion"], champion)
     aliases = {alias: _version_at(client, config.model_name, alias)
