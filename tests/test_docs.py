@@ -1,5 +1,7 @@
 """docs/parameters.md is generated from the parameter models and must not go stale."""
 
+import re
+
 import pytest
 
 from model_lifecycle.paramdocs import TARGET, _rows, render
@@ -26,3 +28,27 @@ def test_a_field_without_a_docstring_is_refused():
 
     with pytest.raises(ValueError, match="Undocumented.other has no docstring"):
         _rows(Undocumented, "group", [{}])
+
+
+def test_architecture_md_lists_every_catalog_dataset_under_its_layer():
+    """docs/architecture.md's layers table is what kedro-viz groups by: a dataset added to
+    the catalog (or moved to another layer) without the table fails here."""
+    from kedro.config import OmegaConfigLoader  # noqa: PLC0415
+
+    from tests.conftest import PROJECT_ROOT  # noqa: PLC0415
+
+    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), base_env="base",
+                               default_run_env="base")
+    layers: dict[str, set[str]] = {}
+    for name, entry in loader["catalog"].items():
+        if not name.startswith("_"):
+            layer = entry["metadata"]["kedro-viz"]["layer"]
+            layers.setdefault(layer, set()).add(name)
+    text = (PROJECT_ROOT / "docs" / "architecture.md").read_text()
+    table = text[text.index("| layer | datasets |"):].split("\n\n")[0]
+    documented = {}
+    for row in table.splitlines()[2:]:
+        layer, datasets = (cell.strip() for cell in row.strip("|").split("|"))
+        named = re.sub(r"\s*\([^)]*\)", "", datasets)  # not the remarks in brackets
+        documented[layer] = set(re.findall(r"`([^`]+)`", named))
+    assert documented == layers

@@ -114,7 +114,8 @@ class ExplainParams(StrictModel):
     """What stands for a removed pixel: IG's baseline, occlusion's fill, what deletion
     puts in and where insertion starts — the image blurred, or black."""
     ig_steps: int = Field(32, ge=2)
-    """Integrated Gradients: points on the path from the black image."""
+    """Integrated Gradients: points on the path from the reference image (`reference`) to the
+    input."""
     curve_steps: int = Field(16, ge=2)
     """Deletion/insertion curves: pixel fractions measured between 0 and 1."""
     top_fraction: float = Field(0.1, gt=0, le=1)
