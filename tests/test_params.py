@@ -94,3 +94,20 @@ def test_the_sentence_names_the_file_that_sets_the_key(tmp_path, monkeypatch):
                                              r"parameters.yml is 3, not keys and "
                                              r"values: write it as a mapping"):
         parse_params(FinetuneParams, 3, "finetune")
+
+
+def test_a_path_from_the_home_folder_is_expanded_as_the_shell_would(tmp_path, monkeypatch):
+    """`--params "ingest.path=~/data"` reaches the run unexpanded (quoted; the same in a
+    YAML file): the check before the run and the reader must see one folder."""
+    from model_lifecycle.serving.config import InferenceParams  # noqa: PLC0415
+    from model_lifecycle.serving.predict import files_to_predict  # noqa: PLC0415
+    from tests.conftest import make_image  # noqa: PLC0415
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "shots").mkdir()
+    make_image("RGB", (4, 4), 0).save(tmp_path / "shots" / "a.png")
+    ingest = parse_params(IngestParams, {"source": "image_folder", "path": "~/shots"},
+                          "ingest", context={"reads_files": True})
+    assert ingest.path == str(tmp_path / "shots")
+    inference = parse_params(InferenceParams, {"input_dir": "~/shots"}, "inference")
+    assert files_to_predict(inference.input_dir) == [tmp_path / "shots" / "a.png"]

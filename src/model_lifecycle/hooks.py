@@ -449,10 +449,13 @@ class TrainedOnHook:
             if name in _VARIANT_DATASETS and name not in self._preflight.unneeded \
                     and isinstance(made_from, dict) \
                     and made_from.get("images") != images.fingerprint():
+                then = "×".join(map(str, made_from.get("image_shape", [])))
+                now = "×".join(map(str, images.image_shape))
+                which = (f"(shape {then}) than the latest images ({now})" if then != now
+                         else f"than the latest images (the same shape, {now}, other pixels "
+                              "or labels)")
                 raise LifecycleError(
-                    f"The latest {name} was made from other images (shape "
-                    f"{'×'.join(map(str, made_from.get('image_shape', [])))}) than the latest "
-                    f"images ({'×'.join(map(str, images.image_shape))}): run `kedro run "
+                    f"The latest {name} was made from other images {which}: run `kedro run "
                     f"--pipelines={_VARIANT_DATASETS[name]}` again and the stages after it, "
                     "or load the images it was made from with --load-versions "
                     "images:<version>.")

@@ -6,13 +6,14 @@ instead of being ignored.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from model_lifecycle.errors import LifecycleError
 
@@ -23,6 +24,11 @@ class StrictModel(BaseModel):
     """Base for every parameter group: unknown keys are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+# A path a user writes in a parameter: `~` is their home folder, as in their shell (a
+# quoted `--params` value or a YAML file is never expanded by the shell).
+UserPath = Annotated[str, AfterValidator(os.path.expanduser)]
 
 
 def parse_params(model: type[M], raw: Mapping[str, Any] | M | None, group: str, *,

@@ -191,3 +191,70 @@ def test_a_lone_train_folder_is_a_split_layout_without_test(image_tree, tmp_path
     data = load_image_folder(root, (8, 8))
     assert data.class_names == CLASSES
     assert data.source_test is None
+
+
+@pytest.mark.parametrize(("train", "test"), [("Training", "Testing"), ("Train", "Test"),
+                                             ("training_set", "test_set")])
+def test_split_folders_are_known_under_the_names_data_sets_ship(image_tree, tmp_path,
+                                                                  train, test):
+    root = tmp_path / "kaggle"
+    root.mkdir()
+    image_tree.rename(root / train)
+    for name in CLASSES:
+        (root / test / name).mkdir(parents=True)
+        make_image("RGB", (9, 9), 7).save(root / test / name / "t.png")
+    data = load_image_folder(root, (8, 8))
+    assert data.class_names == CLASSES  # not (test, train): those are the splits
+    assert data.source_test.sum() == 3
+
+
+def test_a_split_folder_beside_other_folders_is_refused(image_tree, tmp_path):
+    """Kaggle's dogs-vs-cats ships train/ beside test1/: read as two classes, a model
+    would learn which folder an image came from."""
+    root = tmp_path / "dogs-vs-cats"
+    root.mkdir()
+    image_tree.rename(root / "train")
+    (root / "test1").mkdir()
+    make_image("RGB", (9, 9), 7).save(root / "test1" / "1.png")
+    with pytest.raises(LifecycleError, match=r"holds the split folder\(s\) 'train' beside "
+                       r"'test1', which is not a split name: lay the images out as "):
+        load_image_folder(root, (8, 8))
+
+
+def test_folders_that_look_like_unnamed_splits_are_warned_of(image_tree, tmp_path, caplog):
+    root = tmp_path / "folds"
+    root.mkdir()
+    for fold in ("fold1", "fold2"):
+        for name in CLASSES:
+            (root / fold / name).mkdir(parents=True)
+            make_image("RGB", (9, 9), 7).save(root / fold / name / "a.png")
+    with caplog.at_level("WARNING"):
+        data = load_image_folder(root, (8, 8))
+    assert data.class_names == ("fold1", "fold2")
+    assert "each hold the same folders (cat, dog, fox)" in caplog.text
+    assert "name them train, val and test" in caplog.text
+
+
+def test_a_macos_archive_folder_is_left_out(image_tree):
+    (image_tree / "__MACOSX" / "cat").mkdir(parents=True)
+    (image_tree / "__MACOSX" / "cat" / "._01.png").write_bytes(b"\x00\x05\x16\x07")
+    (image_tree / "cat" / "__MACOSX").mkdir()
+    (image_tree / "cat" / "__MACOSX" / "x.png").write_bytes(b"resource fork")
+    data = load_image_folder(image_tree, (8, 8))
+    assert data.class_names == CLASSES and len(data) == 30
+
+
+def test_an_archive_is_told_to_be_extracted(tmp_path):
+    archive = tmp_path / "flowers.zip"
+    archive.write_bytes(b"PK\x03\x04")
+    with pytest.raises(LifecycleError, match=r"flowers.zip is an archive: extract it"):
+        load_image_folder(archive, (8, 8))
+
+
+def test_every_bad_file_is_counted_in_one_sentence(image_tree):
+    for name in ("cat/01.jpg", "dog/02.png", "fox/03.png", "fox/05.jpg"):
+        (image_tree / name).write_bytes(b"not an image")
+    with pytest.raises(LifecycleError, match=r"^Cannot read 4 of the 30 image files: "
+                       r".*cat/01.jpg \(.*\); .*dog/02.png \(.*\); .*fox/03.png \(.*\), and 1 "
+                       r"more: replace or delete them, or set ingest.on_bad_image: skip"):
+        load_image_folder(image_tree, (8, 8))

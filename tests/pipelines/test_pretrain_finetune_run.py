@@ -83,3 +83,21 @@ def test_a_variant_the_run_leaves_out_is_not_checked_against_the_images():
     with pytest.raises(LifecycleError, match=r"^The latest finetuned_model was made from"):
         hook.before_node_run(None, {"images": images, "scratch_model": old,
                                     "finetuned_model": old})
+
+
+def test_a_model_of_other_images_of_the_same_shape_is_said_so():
+    """Re-ingesting a folder with more images keeps the shape: the sentence must not
+    read as if the shapes differed (`shape 3×32×32 than … (3×32×32)`)."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from model_lifecycle.hooks import PreflightHook, TrainedOnHook  # noqa: PLC0415
+
+    images = SimpleNamespace(fingerprint=lambda: "new", image_shape=(3, 32, 32))
+    old = SimpleNamespace(trained_on={"images": "old", "image_shape": [3, 32, 32]})
+    preflight = PreflightHook()
+    preflight.unneeded = set()
+    with pytest.raises(LifecycleError, match=r"^The latest pruned_model was made from other "
+                       r"images than the latest images \(the same shape, 3×32×32, other "
+                       r"pixels or labels\): run `kedro run --pipelines=compress` again"):
+        TrainedOnHook(preflight).before_node_run(None, {"images": images,
+                                                        "pruned_model": old})

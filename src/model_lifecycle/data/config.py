@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from model_lifecycle.data.convert import MAX_PIXELS, PILLOW_LIMIT
-from model_lifecycle.params import StrictModel
+from model_lifecycle.params import StrictModel, UserPath
 
 Source = Literal["digits", "image_folder", "cifar10", "auto"]
 
@@ -31,7 +31,7 @@ class IngestParams(StrictModel):
     """`digits` (scikit-learn's bundled 8×8 digits, no download), `image_folder`, `cifar10` (the
     python batches: the .tar.gz or its folder) or `auto` (cifar10 for such an archive or folder,
     image_folder otherwise)."""
-    path: str | None = None
+    path: UserPath | None = None
     """Where the files are; required by every source but digits."""
     image_size: int | tuple[int, int] = 32
     """Pixels: one int (square) or [height, width]."""

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 1024  # files per worker task: large enough to amortise the IPC
 _SERIAL_BELOW = 2048  # fewer files than this decode in-process (no pool start-up)
+_ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".7z", ".rar")
 
 
 @dataclass(frozen=True)
@@ -64,15 +65,13 @@ def load_image_folder(root: str | Path, size_hw: tuple[int, int], *, channels: i
                                                 num_workers, max_pixels):
             failures.update(errors)
             if failures and on_bad_image == "error":
-                index, reason = min(failures.items())
-                raise LifecycleError(
-                    f"Cannot read image {paths[index]} ({reason}): replace or delete the "
-                    "file, or set ingest.on_bad_image: skip to leave such files out."
-                )
+                continue  # nothing is kept: decode on only to name every bad file at once
             readable = np.ones(len(chunk), dtype=bool)
             if errors:  # skipped files leave no row: the rows stay in file order
                 readable[[index - start for index in errors]] = False
             sink.append(chunk[readable] if errors else chunk)
+        if failures and on_bad_image == "error":
+            raise LifecycleError(_bad_images_sentence(paths, failures))
         images = sink.finish()
     keep = np.ones(len(entries), dtype=bool)
     keep[list(failures)] = False
@@ -91,26 +90,39 @@ def load_image_folder(root: str | Path, size_hw: tuple[int, int], *, channels: i
     )
 
 
-# Split folders of a <root>/<split>/<class>/<image> layout. A validation folder (under
-# any of its usual names) joins the training images: ingest draws its own val split
+# Split folders of a <root>/<split>/<class>/<image> layout, under the names data sets ship
+# them with (case, spaces and hyphens aside: Training/Testing, training_set/test_set, …).
+# A validation folder joins the training images: ingest draws its own val split
 # (ingest.splits.val) from them.
-TRAIN, TEST, VALIDATION = "train", "test", ("val", "valid", "validation")
+TRAIN, TEST, VALIDATION = "train", "test", "val"
+_SPLITS = {
+    **dict.fromkeys(("train", "training", "train_set", "training_set", "trainset"), TRAIN),
+    **dict.fromkeys(("test", "testing", "test_set", "testing_set", "testset"), TEST),
+    **dict.fromkeys(("val", "valid", "validation", "val_set", "valid_set",
+                     "validation_set"), VALIDATION),
+}
+
+
+def split_of(name: str) -> str | None:
+    """The split a folder's name stands for (``train``, ``test``, ``val``), or None."""
+    return _SPLITS.get(name.lower().replace("-", "_").replace(" ", "_"))
 
 
 def _scan(root: Path) -> tuple[list[_Entry], tuple[str, ...], bool]:
     if not root.is_dir():
-        raise LifecycleError(
-            f"ingest.path {root} is not a folder: point it at a folder laid out as "
-            "<root>/<class>/<image> or <root>/train|test/<class>/<image>."
-        )
+        hint = (" is an archive: extract it and point ingest.path at the folder it holds"
+                if root.is_file() and root.name.lower().endswith(_ARCHIVES) else
+                " is not a folder: point it at a folder laid out as <root>/<class>/<image> "
+                "or <root>/train|test/<class>/<image>")
+        raise LifecycleError(f"ingest.path {root}{hint}.")
     subdirs = {_name(p): p for p in _visible(root) if p.is_dir()}
     # <root>/train[/val][/test]/<class>/<image>: a folder holding only split folders is a
-    # split layout, never a data set with classes named "train" and "test".
-    split_layout = TRAIN in subdirs and set(subdirs) <= {TRAIN, TEST, *VALIDATION}
-    has_test = split_layout and TEST in subdirs
-    parts = ([(subdirs[name], name == TEST) for name in sorted(subdirs)] if split_layout
-             else [(root, False)])
-    train_dir = subdirs[TRAIN] if split_layout else root
+    # split layout, never a data set with classes named "train" and "test"
+    splits = _split_folders(root, subdirs)
+    has_test = TEST in splits.values()
+    parts = ([(subdirs[name], split == TEST) for name, split in sorted(splits.items())]
+             if splits else [(root, False)])
+    train_dir = subdirs[next(n for n, s in splits.items() if s == TRAIN)] if splits else root
     class_dirs = {_name(p): p for p in _visible(train_dir) if p.is_dir()}
     class_names = tuple(sorted(class_dirs))
     if not class_names:
@@ -120,13 +132,15 @@ def _scan(root: Path) -> tuple[list[_Entry], tuple[str, ...], bool]:
         )
     if len(class_names) == 1:
         _refuse_a_wrapping_folder(root, class_dirs[class_names[0]])
+    if not splits:
+        _warn_of_unnamed_splits(root, class_dirs)
     index = {name: i for i, name in enumerate(class_names)}
     entries: list[_Entry] = []
     ignored: list[Path] = []
     nested = 0
     for part, is_test in parts:
         _refuse_loose_images(part)
-        if part is not train_dir and part.name in VALIDATION:
+        if part is not train_dir and split_of(part.name) == VALIDATION:
             log.info("%s: its images join the training images (ingest draws the val "
                      "split, ingest.splits.val)", part)
         for class_dir in sorted(p for p in _visible(part) if p.is_dir()):
@@ -153,6 +167,49 @@ def _scan(root: Path) -> tuple[list[_Entry], tuple[str, ...], bool]:
     return entries, class_names, has_test
 
 
+def _split_folders(root: Path, subdirs: dict[str, Path]) -> dict[str, str]:
+    """Folder name → split of a split layout (empty: ``root`` holds class folders). A
+    split's name beside folders that are no split is refused: those are not classes."""
+    splits = {name: split_of(name) for name in subdirs}
+    named = {name: split for name, split in splits.items() if split}
+    if not named:
+        return {}
+    others = sorted(set(splits) - set(named))
+    if others or TRAIN not in named.values():
+        beside = (f"beside {', '.join(repr(n) for n in others[:3])}, which "
+                  f"{'is' if len(others) == 1 else 'are'} not a split name" if others
+                  else "but no training folder")
+        raise LifecycleError(
+            f"{root} holds the split folder(s) {', '.join(repr(n) for n in sorted(named))} "
+            f"{beside}: lay the images out as {root}/train/<class>/<image> (and test/ or "
+            "val/ beside it), or, if these folders are your classes, rename the ones named "
+            "like a split."
+        )
+    for split in set(named.values()):
+        same = sorted(name for name, s in named.items() if s == split)
+        if len(same) > 1:
+            raise LifecycleError(
+                f"{root} holds {len(same)} folders for one split ({', '.join(same)}): "
+                "merge them into one."
+            )
+    return named
+
+
+def _warn_of_unnamed_splits(root: Path, class_dirs: dict[str, Path]) -> None:
+    """Class folders that all hold the same folders and no images of their own are most
+    likely splits under names ingest does not know (``fold1``/``fold2``, ``A``/``B``)."""
+    inner = [(frozenset(_name(p) for p in _visible(d) if p.is_dir()),
+              any(p.is_file() for p in _visible(d))) for d in class_dirs.values()]
+    folders = {names for names, _files in inner}
+    if (len(class_dirs) >= 2 and len(folders) == 1 and len(next(iter(folders))) >= 2
+            and not any(files for _names, files in inner)):
+        log.warning(
+            "The class folders %s under %s each hold the same folders (%s): they are read "
+            "as %d classes named after them. If they are splits of one data set, name them "
+            "train, val and test.", ", ".join(sorted(class_dirs)), root,
+            ", ".join(sorted(next(iter(folders)))[:5]), len(class_dirs))
+
+
 def _name(folder: Path) -> str:
     """A folder's name as a class name: Unicode NFC, so that a name written decomposed
     (as macOS archives do) and one written composed are one class."""
@@ -176,10 +233,10 @@ def files_under(folder: Path) -> tuple[list[Path], list[Path]]:
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not _hidden(d))
         for name in sorted(names):
             path = Path(current, name)
-            if name.startswith("."):
+            if _hidden(name):
                 continue
             if never_an_image(path):
                 ignored.append(path)
@@ -201,8 +258,13 @@ def _refuse_a_wrapping_folder(root: Path, only: Path) -> None:
 
 
 def _visible(folder: Path) -> list[Path]:
-    """Folder entries, without hidden files such as .DS_Store."""
-    return [p for p in folder.iterdir() if not p.name.startswith(".")]
+    """Folder entries, without hidden files such as .DS_Store or the __MACOSX folder a
+    Mac archive leaves."""
+    return [p for p in folder.iterdir() if not _hidden(p.name)]
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name == "__MACOSX"
 
 
 def _refuse_loose_images(folder: Path) -> None:
@@ -213,6 +275,18 @@ def _refuse_loose_images(folder: Path) -> None:
             f"Image {loose[0]} is not inside a class folder: move it to "
             f"{folder}/<class>/{loose[0].name}."
         )
+
+
+def _bad_images_sentence(paths: list[str], failures: dict[int, str]) -> str:
+    first = sorted(failures.items())[:3]
+    named = "; ".join(f"{paths[index]} ({reason})" for index, reason in first)
+    if len(failures) == 1:
+        return (f"Cannot read image {named}: replace or delete the file, or set "
+                "ingest.on_bad_image: skip to leave such files out.")
+    more = f", and {len(failures) - len(first)} more" if len(failures) > len(first) else ""
+    return (f"Cannot read {len(failures)} of the {len(paths)} image files: {named}{more}: "
+            "replace or delete them, or set ingest.on_bad_image: skip to leave such files "
+            "out (the dataset report then lists them).")
 
 
 def _check_classes(labels: np.ndarray, class_names: tuple[str, ...], root: Path,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-from model_lifecycle.params import StrictModel
+from model_lifecycle.params import StrictModel, UserPath
 
 
 class RegisterParams(StrictModel):
@@ -40,7 +39,7 @@ class RegisterParams(StrictModel):
 class InferenceParams(StrictModel):
     """Validated ``inference`` group of ``parameters_inference.yml``."""
 
-    input_dir: Path | None = None
+    input_dir: UserPath | None = None
     """A folder of images (searched recursively); required."""
     alias: str = Field("champion", min_length=1)
     """The registered version that predicts (`champion`, `baseline`, …)."""

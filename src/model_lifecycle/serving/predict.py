@@ -26,12 +26,13 @@ def load_registered(name: str, alias: str) -> tuple[mlflow.pyfunc.PyFuncModel, s
     return mlflow.pyfunc.load_model(f"models:/{name}/{version}"), str(version)
 
 
-def files_to_predict(folder: Path | None) -> list[Path]:
+def files_to_predict(folder: str | Path | None) -> list[Path]:
     """Every file under ``folder`` (recursively, hidden ones and those that are never
     images skipped), in name order."""
     if folder is None:
         raise LifecycleError("inference.input_dir is not set: run `kedro run "
                              "--pipelines=inference --params=inference.input_dir=<folder>`.")
+    folder = Path(folder)
     if not folder.is_dir():
         raise LifecycleError(f"inference.input_dir '{folder}' is not a folder: give the "
                              f"folder that holds the images to predict.")
@@ -42,7 +43,7 @@ def files_to_predict(folder: Path | None) -> list[Path]:
     return files
 
 
-def predict_files(model: mlflow.pyfunc.PyFuncModel, folder: Path, files: list[Path], *,
+def predict_files(model: mlflow.pyfunc.PyFuncModel, folder: str | Path, files: list[Path], *,
                   batch_size: int = 256) -> pd.DataFrame:
     """``file`` (relative to ``folder``), ``class``, ``confidence`` and ``error`` (why a
     file could not be read) for each of ``files``, read ``batch_size`` at a time (at most
@@ -53,6 +54,6 @@ def predict_files(model: mlflow.pyfunc.PyFuncModel, folder: Path, files: list[Pa
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]
         answer = model.predict(pd.DataFrame({"image": [path.read_bytes() for path in chunk]}))
-        answer.insert(0, "file", [path.relative_to(folder).as_posix() for path in chunk])
+        answer.insert(0, "file", [path.relative_to(Path(folder)).as_posix() for path in chunk])
         tables.append(answer[["file", "class", "confidence", "error"]])
     return pd.concat(tables, ignore_index=True)

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from model_lifecycle.params import StrictModel
+from model_lifecycle.params import StrictModel, UserPath
 from model_lifecycle.trust.config import AttackParams, PixelAmount
 
 
@@ -245,7 +245,7 @@ class FinetuneParams(StrictModel):
 
     init: Literal["pretrained", "scratch", "torchvision_weights"] = "pretrained"
     """`pretrained` (the latest pretrained_encoder), `scratch` or `torchvision_weights`."""
-    weights_path: str | None = None
+    weights_path: UserPath | None = None
     """torchvision_weights: a local .pth file (nothing is downloaded)."""
     arch: str = "small_cnn"
     """Architecture for scratch / torchvision_weights (pretrained uses the encoder's)."""

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from model_lifecycle.params import StrictModel
+from model_lifecycle.params import StrictModel, UserPath
 from model_lifecycle.trust.config import RobustnessParams
 from model_lifecycle.variants import Variant, variants
 
@@ -61,7 +61,7 @@ class AdaptParams(StrictModel):
     """Test images in each stream (a seeded sample); null: all of them."""
     seed: int = 0
     """Seeds the sample, the stream order and the random corruptions."""
-    path: str | None = None
+    path: UserPath | None = None
     """A folder of your own shifted images, `<path>/<class>/<image>` with the project's
     class names, read like ingest reads a folder; null: corrupt the test split."""
 

@@ -18,7 +18,7 @@ from model_lifecycle.data.report import (
     ingest_metrics,
 )
 from model_lifecycle.data.sources import load_source
-from model_lifecycle.data.splits import make_splits
+from model_lifecycle.data.splits import SPLIT_NAMES, make_splits
 from model_lifecycle.params import parse_params
 from model_lifecycle.training.fewshot_config import FewshotParams
 
@@ -55,6 +55,12 @@ def ingest_images(params: dict[str, Any], fewshot: dict[str, Any] | None = None
                  ", ".join(novel.class_names), len(images), len(images.class_names))
     splits = make_splits(images, config.splits, labeled_fraction=config.labeled_fraction,
                          seed=config.seed)
+    sizes = {name: len(splits[name]) for name in SPLIT_NAMES}
+    log.info("Split: %d test, %d val, %d training images, %d of them with their labels "
+             "(train_labeled: ingest.labeled_fraction %g) and %d without (train_unlabeled, "
+             "for pretraining)", sizes["test"], sizes["val"],
+             sizes["train_labeled"] + sizes["train_unlabeled"], sizes["train_labeled"],
+             config.labeled_fraction, sizes["train_unlabeled"])
     return images, splits, novel
 
 
