@@ -111,3 +111,24 @@ def test_a_path_from_the_home_folder_is_expanded_as_the_shell_would(tmp_path, mo
     assert ingest.path == str(tmp_path / "shots")
     inference = parse_params(InferenceParams, {"input_dir": "~/shots"}, "inference")
     assert files_to_predict(inference.input_dir) == [tmp_path / "shots" / "a.png"]
+
+
+def test_resume_without_a_checkpoint_is_refused():
+    """`conf/cifar10` writes no checkpoint: resume: true there would train from the start."""
+    from model_lifecycle.training.config import PretrainParams  # noqa: PLC0415
+
+    for model, group in ((FinetuneParams, "finetune"), (PretrainParams, "pretrain")):
+        with pytest.raises(LifecycleError, match=rf"{group}\.resume is true but "
+                           rf"{group}\.checkpoint is null, so there is nothing to resume "
+                           rf"from: set {group}\.checkpoint to a file"):
+            parse_params(model, {"resume": True, "checkpoint": None}, group)
+
+
+def test_a_model_name_mlflow_cannot_register_is_refused_before_the_run():
+    from model_lifecycle.serving.config import RegisterParams  # noqa: PLC0415
+
+    with pytest.raises(LifecycleError, match=r"register.model_name' = 'digits/v2'.*cannot "
+                       r"hold / \(it is part of the models:/<name>@<alias> URI\): use e\.g\. "
+                       r"digits-v2"):
+        parse_params(RegisterParams, {"model_name": "digits/v2"}, "register")
+    assert parse_params(RegisterParams, {"model_name": "digits v2"}, "register")

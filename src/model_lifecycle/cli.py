@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from model_lifecycle.errors import LifecycleError
 def _one_sentence(callback):
     @functools.wraps(callback)
     def wrapper(*args, **kwargs):
+        _stop_on_termination()
         try:
             _check_env(kwargs.get("env"), kwargs.get("conf_source"))
             _check_pipelines([*(kwargs.get("pipelines") or ()), kwargs.get("pipeline")])
@@ -39,6 +41,9 @@ def _one_sentence(callback):
                 f"{str(exc).strip().rstrip('.')}: `kedro catalog describe-datasets` lists "
                 "the datasets.") from None
         except DatasetError as exc:
+            if isinstance(exc.__cause__ or exc.__context__, OSError):
+                raise click.ClickException(_os_sentence(exc.__cause__ or exc.__context__,
+                                                        str(exc))) from None
             if not (found := _CATALOG_ENTRY.match(str(exc))):
                 raise
             raise click.ClickException(
@@ -51,8 +56,13 @@ def _one_sentence(callback):
                 if message.startswith(start):
                     raise click.ClickException(sentence.format(message=message)) from None
             raise
+        except OSError as exc:  # a file the run writes or reads: the machine, not a bug
+            raise click.ClickException(_os_sentence(exc)) from None
         except KeyboardInterrupt:
             _end_runs("KILLED")  # else MLflow's exit handler records it as FINISHED
+            click.echo("Interrupted: the MLflow run is marked KILLED and every version saved "
+                       "before stays; a stage with a checkpoint (pretrain, finetune) goes on "
+                       "from it with --params <stage>.resume=true.", err=True)
             raise
 
     return wrapper
@@ -133,6 +143,26 @@ def _check_runner(runner: str | None, is_async: bool | None) -> None:
             "--async cannot be used with this project: it loads and saves datasets in "
             "other threads, where MLflow would log into runs of their own; run without "
             "--async.")
+
+
+def _stop_on_termination() -> None:
+    """SIGTERM (`timeout`, `docker stop`, a batch scheduler) and SIGHUP (a closed
+    terminal) stop a run as Ctrl-C does: its MLflow run is marked KILLED, not left
+    RUNNING."""
+    def interrupt(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+
+
+def _os_sentence(exc: OSError, context: str | None = None) -> str:
+    """A file the run could not read or write, said once: which, why, what to check."""
+    where = f" '{exc.filename}'" if exc.filename else ""
+    what = f"{context.strip().splitlines()[0].rstrip('.:')}: " if context else ""
+    return (f"{what}{exc.strerror or exc}{where}: check that the path exists, can be "
+            "written by this user and has free space, then run again (versions saved "
+            "before are untouched).")
 
 
 def _end_runs(status: str) -> None:

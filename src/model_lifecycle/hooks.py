@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -441,6 +442,7 @@ class TrainedOnHook:
 
     @hook_impl
     def before_node_run(self, node: Any, inputs: dict[str, Any]) -> None:
+        _check_report_measured(inputs)
         images = _images_of(inputs)
         if images is None:
             return
@@ -466,14 +468,36 @@ class TrainedOnHook:
         images = _images_of(inputs)
         if images is None:
             return
-        for name, value in outputs.items():
-            if name in _VARIANT_DATASETS and hasattr(value, "state_dict"):
+        for value in outputs.values():
+            if hasattr(value, "state_dict"):  # every model: variants and encoders
                 value.trained_on = {"images": images.fingerprint(),
-                                    "image_shape": list(images.image_shape)}
+                                    "image_shape": list(images.image_shape),
+                                    # which model this is: the report's rows name it
+                                    "model_id": f"m-{uuid.uuid4().hex[:12]}"}
 
 
 # The variants' datasets and the pipeline that makes each.
 _VARIANT_DATASETS = {v.dataset: v.produced_by for v in variants()}
+
+
+def _check_report_measured(inputs: dict[str, Any]) -> None:
+    """A node that reads the evaluation report beside the models (register) must get the
+    models the report measured: a variant made again since (`--pipelines=finetune`, then
+    `--pipelines=register`) would be registered with another model's figures."""
+    report = inputs.get("evaluation_report")
+    if not hasattr(report, "columns") or "model_id" not in report.columns:
+        return
+    measured = dict(zip(report["variant"], report["model_id"], strict=True))
+    for variant in variants():
+        model = inputs.get(variant.dataset)
+        made = (getattr(model, "trained_on", None) or {}).get("model_id")
+        if made and isinstance(measured.get(variant.name), str) \
+                and measured[variant.name] != made:
+            raise LifecycleError(
+                f"The evaluation report measured another {variant.dataset} than the latest "
+                f"(made since by `kedro run --pipelines={variant.produced_by}`): run `kedro "
+                "run --pipelines=explain,evaluate` first, so that each version is registered "
+                "with its own figures.")
 
 
 def _images_of(inputs: dict[str, Any]) -> Any:

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -430,3 +431,49 @@ def _yaml_error(text: str) -> yaml.YAMLError:
     except yaml.YAMLError as exc:
         return exc
     raise AssertionError(f"{text!r} is valid YAML")
+
+
+def test_a_terminated_run_is_marked_killed_like_an_interrupted_one(tmp_path):
+    """`timeout`, `docker stop` or a batch scheduler send SIGTERM: the run must not stay
+    RUNNING in MLflow."""
+    import signal  # noqa: PLC0415
+
+    from model_lifecycle.cli import _one_sentence  # noqa: PLC0415
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("terminated")
+
+    def run_terminated(**_kwargs):
+        mlflow.start_run()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the signal arrives first
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            _one_sentence(run_terminated)()
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    assert mlflow.active_run() is None
+    assert mlflow.search_runs(search_all_experiments=True)["status"].tolist() == ["KILLED"]
+
+
+def test_a_file_the_run_cannot_write_is_one_sentence():
+    from kedro.io import DatasetError  # noqa: PLC0415
+
+    from model_lifecycle.cli import _one_sentence  # noqa: PLC0415
+
+    def save_refused(**_kwargs):
+        try:
+            raise PermissionError(1, "Operation not permitted", "/data/06_models/x.pt")
+        except PermissionError as exc:
+            raise DatasetError("Failed while saving data to dataset TorchModelDataset(…).\n"
+                               "[Errno 1] Operation not permitted") from exc
+
+    with pytest.raises(click.ClickException) as caught:
+        _one_sentence(save_refused)()
+    assert caught.value.message == (
+        "Failed while saving data to dataset TorchModelDataset(…): Operation not permitted "
+        "'/data/06_models/x.pt': check that the path exists, can be written by this user "
+        "and has free space, then run again (versions saved before are untouched).")

@@ -207,6 +207,11 @@ def test_every_variant_is_registered_and_the_aliases_obey_the_rule(lifecycle, re
         row = report.set_index("variant").loc[variant]
         assert float(version.tags["accuracy"]) == pytest.approx(row["accuracy"], rel=1e-5)
         assert version.tags["method"] == row["method"]
+    # each torch version names the model the report measured, the one it was saved as
+    model = TorchModelDataset(filepath=str(_latest(lifecycle.work,
+                                                   "data/06_models/finetuned_model.pt"))).load()
+    assert versions["finetuned"].tags["model_id"] == model.trained_on["model_id"]
+    assert model.trained_on["model_id"].startswith("m-")
     aliases = registry.get_registered_model(NAME).aliases
     assert str(aliases["baseline"]) == str(versions["finetuned"].version)
     decision = choose_champion(report.to_dict(orient="records"), prefer="size",

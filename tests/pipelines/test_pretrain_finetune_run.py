@@ -101,3 +101,26 @@ def test_a_model_of_other_images_of_the_same_shape_is_said_so():
                        r"pixels or labels\): run `kedro run --pipelines=compress` again"):
         TrainedOnHook(preflight).before_node_run(None, {"images": images,
                                                         "pruned_model": old})
+
+
+def test_a_report_of_other_models_is_not_registered():
+    """`--pipelines=finetune` then `--pipelines=register`: the new fine-tuned model would
+    be registered with the figures the report measured on the one before."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    import pandas as pd  # noqa: PLC0415
+
+    from model_lifecycle.hooks import PreflightHook, TrainedOnHook  # noqa: PLC0415
+
+    report = pd.DataFrame({"variant": ["finetuned", "onnx_int8"],
+                           "model_id": ["m-measured", None]})
+    hook = TrainedOnHook(PreflightHook())
+    measured = SimpleNamespace(trained_on={"model_id": "m-measured"})
+    hook.before_node_run(None, {"evaluation_report": report, "finetuned_model": measured,
+                                "onnx_int8_model": object()})
+    retrained = SimpleNamespace(trained_on={"model_id": "m-retrained"})
+    with pytest.raises(LifecycleError, match=r"^The evaluation report measured another "
+                       r"finetuned_model than the latest \(made since by `kedro run "
+                       r"--pipelines=finetune`\): run `kedro run --pipelines=explain,evaluate`"):
+        hook.before_node_run(None, {"evaluation_report": report,
+                                    "finetuned_model": retrained})

@@ -39,16 +39,18 @@ def _loss(model, views, labels):
 
 
 def _train(epochs, *, checkpoint=None, resume=False, evaluate=None, monitor=None,
-           patience=None, model=None, ema_decay=None, loss=_loss, config=None):
+           patience=None, model=None, ema_decay=None, loss=_loss, config=None, seed=3,
+           train=None, trained_from=None):
     images, labels = _data()
     torch.manual_seed(0)
     model = model or build_model("small_cnn", 3, 1, width=4)
-    stream = BatchStream(images, labels, np.arange(len(labels)), batch_size=16,
-                         augment=None, seed=1)
+    model.trained_from = trained_from
+    stream = BatchStream(images, labels, np.arange(len(labels)) if train is None else train,
+                         batch_size=16, augment=None, seed=1)
     result = fit(model, loss, stream, epochs=epochs, optimizer=OptimizerParams(lr=0.05),
                  schedule=ScheduleParams(kind="cosine", warmup_epochs=1),
                  checkpoint=checkpoint, resume=resume, evaluate=evaluate, monitor=monitor,
-                 patience=patience, seed=3, ema_decay=ema_decay, config=config)
+                 patience=patience, seed=seed, ema_decay=ema_decay, config=config)
     return model, result
 
 
@@ -103,6 +105,31 @@ def test_resume_with_other_settings_is_refused_naming_them(tmp_path):
     budget = {**written, "budget_seconds": 60}
     _train(1, checkpoint=checkpoint, config=budget)
     _train(2, checkpoint=checkpoint, resume=True, config={**budget, "epochs": 7.5})
+
+
+def test_resume_from_a_training_of_other_inputs_is_refused(tmp_path):
+    """A finished fine-tuning's checkpoint, then a newer encoder (or another seed, other
+    training images) and `resume: true`: its epochs must not pass for this run's."""
+    checkpoint = tmp_path / "ckpt.pt"
+    _train(1, checkpoint=checkpoint, trained_from="m-encoder1")
+    _train(2, checkpoint=checkpoint, resume=True, trained_from="m-encoder1")  # the same
+    for change, named in (({"trained_from": "m-encoder2"}, "the model it starts from"),
+                          ({"trained_from": "m-encoder1", "seed": 4}, "runtime.seed"),
+                          ({"trained_from": "m-encoder1", "train": np.arange(80)},
+                           "the training images")):
+        with pytest.raises(LifecycleError, match=rf"^Checkpoint .*ckpt\.pt continues a train "
+                           rf"of other inputs \({named}.* changed since it was written\): "
+                           r"delete it, or set resume: false"):
+            _train(3, checkpoint=checkpoint, resume=True, **change)
+
+
+def test_a_checkpoint_that_cannot_be_written_names_the_key(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(LifecycleError, match=r"^Cannot write the checkpoint .*file/ckpt\.pt "
+                       r"\(.*\): set train\.checkpoint to a file this user can write, or to "
+                       r"null\.$"):
+        _train(1, checkpoint=blocker / "ckpt.pt")
 
 
 def test_the_loop_learns_and_logs_one_value_per_epoch():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from model_lifecycle.params import StrictModel, UserPath
 
@@ -12,8 +12,18 @@ from model_lifecycle.params import StrictModel, UserPath
 class RegisterParams(StrictModel):
     """Validated ``register`` group of ``parameters_register.yml``."""
 
-    model_name: str = Field("model-lifecycle", min_length=1)
-    """Name of the registered MLflow model."""
+    model_name: str = Field("model-lifecycle", min_length=1, max_length=256)
+    """Name of the registered MLflow model (no `/`, `:` or `%`: it becomes part of the
+    `models:/<name>@<alias>` URI)."""
+
+    @field_validator("model_name")
+    @classmethod
+    def _a_name_mlflow_takes(cls, value: str) -> str:
+        if bad := sorted(set(value) & set("/:%")):
+            raise ValueError(f"a registered model's name cannot hold {' or '.join(bad)} (it "
+                             "is part of the models:/<name>@<alias> URI): use e.g. "
+                             f"{value.replace('/', '-').replace(':', '-').replace('%', '')}")
+        return value
     prefer: Literal["size", "latency"] = "size"
     """What makes a champion: the smallest file (`size`) or the lowest batch-1 latency
     (`latency`)."""

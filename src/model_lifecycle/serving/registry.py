@@ -37,7 +37,7 @@ OPTIONAL_TAGGED = ("corruption_accuracy", "corruption_robust_drop", "fgsm_accura
                    "pgd_accuracy", "attack", "explained_with", "deletion_auc",
                    "insertion_auc", "attribution_drift", "onnx_top1_agreement",
                    "onnx_max_probability_difference", "onnx_latency_b1_p50_ms",
-                   "onnx_latency_b32_p50_ms", "onnx_size_bytes")
+                   "onnx_latency_b32_p50_ms", "onnx_size_bytes", "model_id")
 # What the registered model imports when it is served (pinned to what trained it).
 # (torch-pruning: models.structure imports it; a test loads a version with only these.)
 REQUIREMENTS = ("mlflow", "torch", "torchvision", "numpy", "pandas", "pillow", "kedro",

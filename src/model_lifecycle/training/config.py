@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from model_lifecycle.params import StrictModel, UserPath
 from model_lifecycle.trust.config import AttackParams, PixelAmount
@@ -135,6 +135,16 @@ class RuntimeParams(StrictModel):
     distillation (docs/distributed.md)."""
 
 
+def resume_needs_checkpoint(params: Any, info: ValidationInfo) -> Any:
+    """`resume: true` without a `checkpoint` would train from the start, silently."""
+    if params.resume and not params.checkpoint:
+        group = (info.context or {}).get("group", "the group")
+        raise ValueError(f"{group}.resume is true but {group}.checkpoint is null, so there "
+                         f"is nothing to resume from: set {group}.checkpoint to a file "
+                         "(written after every epoch) or resume to false")
+    return params
+
+
 class PretrainParams(StrictModel):
     """Validated ``pretrain`` group of ``parameters_pretrain.yml``."""
 
@@ -171,7 +181,11 @@ class PretrainParams(StrictModel):
     checkpoint: str | None = None
     """A file written after every epoch; null: none."""
     resume: bool = False
-    """Continue a killed run from `checkpoint` when it exists."""
+    """Continue a killed run from `checkpoint` when it exists (needs `checkpoint`)."""
+
+    @model_validator(mode="after")
+    def _resume_from_a_checkpoint(self, info: ValidationInfo) -> Any:
+        return resume_needs_checkpoint(self, info)
 
 
 class AdversarialTrainingParams(AttackParams):
@@ -296,7 +310,11 @@ class FinetuneParams(StrictModel):
     checkpoint: str | None = None
     """A file written after every epoch; null: none."""
     resume: bool = False
-    """Continue a killed run from `checkpoint` when it exists."""
+    """Continue a killed run from `checkpoint` when it exists (needs `checkpoint`)."""
+
+    @model_validator(mode="after")
+    def _resume_from_a_checkpoint(self, info: ValidationInfo) -> Any:
+        return resume_needs_checkpoint(self, info)
     adversarial: AdversarialTrainingParams = AdversarialTrainingParams()
     """Adversarial fine-tuning of `robust_model` (`kedro run --pipelines=robust`);
     `finetuned_model` trains on clean images."""

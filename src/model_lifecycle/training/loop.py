@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import logging
 import math
 import time
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -128,11 +130,9 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
     average = None if ema_decay is None else AveragedModel(
         model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
     scored = model if average is None else average.module  # what evaluation sees
-    result, best_state, start_epoch = FitResult(), None, 0
-    if resume and checkpoint is not None and (saved := load_checkpoint(checkpoint)):
-        _refuse_other_settings(saved.get("config") or {}, config or {}, checkpoint, name)
-        result, best_state, start_epoch = _resume(saved, checkpoint, model, opt, average)
-        log.info("%s: resuming from %s after epoch %d", name, checkpoint, start_epoch)
+    inputs = _inputs(model, data, seed)
+    result, best_state, start_epoch = _start(checkpoint if resume else None, config, inputs,
+                                             name, model, opt, average)
 
     seen_images, seen_seconds = 0, 0.0
     epoch = start_epoch - 1
@@ -174,9 +174,10 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
         _progress(name, epoch, plan.passes, epoch_metrics, steps * data.batch_size / seconds,
                   seconds * (plan.passes - epoch - 1))
         if checkpoint is not None and is_main_process():
-            save_checkpoint(checkpoint, {
+            _save(checkpoint, name, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                 "result": vars(result), "best_state": best_state, "config": config or {},
+                "inputs": inputs,
                 "average": None if average is None else average.state_dict(),
             })
         seen_seconds += time.perf_counter() - tic - eval_seconds
@@ -222,6 +223,60 @@ def _refuse_other_settings(saved: dict[str, Any], current: dict[str, Any], check
             f"Checkpoint {checkpoint} was written with other settings ("
             f"{', '.join(changed[:4])}{', …' if len(changed) > 4 else ''}): resume with "
             "the settings it was written with, delete it, or set resume: false.")
+
+
+def _start(checkpoint: Path | None, config: dict[str, Any] | None, inputs: dict[str, Any],
+           name: str, model: nn.Module, opt: torch.optim.Optimizer,
+           average: AveragedModel | None) -> tuple[FitResult, dict | None, int]:
+    """The result so far, the best state and the first epoch: a fresh start, or where the
+    ``checkpoint`` to resume from left off."""
+    saved = None if checkpoint is None else load_checkpoint(checkpoint)
+    if saved is None:
+        if checkpoint is not None:
+            log.info("%s: no checkpoint at %s yet: training from the start", name, checkpoint)
+        return FitResult(), None, 0
+    _refuse_other_settings(saved.get("config") or {}, config or {}, checkpoint, name)
+    _refuse_other_inputs(saved.get("inputs") or {}, inputs, checkpoint, name)
+    result, best_state, start_epoch = _resume(saved, checkpoint, model, opt, average)
+    log.info("%s: resuming from %s after epoch %d", name, checkpoint, start_epoch)
+    return result, best_state, start_epoch
+
+
+def _save(checkpoint: Path, name: str, state: dict[str, Any]) -> None:
+    try:
+        save_checkpoint(checkpoint, state)
+    except OSError as exc:
+        raise LifecycleError(
+            f"Cannot write the checkpoint {checkpoint} ({exc.strerror or exc}): set "
+            f"{name.rsplit(maxsplit=1)[-1]}.checkpoint to a file this user can write, or "
+            "to null."
+        ) from None
+
+
+def _inputs(model: nn.Module, data: BatchStream, seed: int) -> dict[str, Any]:
+    """What a run trains from, beside its settings: the seed, which images (the training
+    indices and the size of the set they index) and the model it starts from (the
+    ``trained_from`` a caller sets: the pretrained encoder's ``model_id``)."""
+    # a BatchStream's indices are a tensor, an episode stream's an array
+    indices = np.asarray(getattr(data, "indices", ()), dtype=np.int64).tobytes()
+    size = str(len(getattr(data, "images", ()))).encode()
+    return {"seed": seed, "images": hashlib.sha256(indices + size).hexdigest()[:16],
+            "start": getattr(model, "trained_from", None)}
+
+
+def _refuse_other_inputs(saved: dict[str, Any], current: dict[str, Any], checkpoint: Path,
+                         name: str) -> None:
+    """Refuse to continue a checkpoint of a training that started from another model,
+    other images or another seed: its epochs would be passed off as this run's."""
+    what = {"seed": "runtime.seed", "images": "the training images",
+            "start": "the model it starts from (a newer pretrained encoder)"}
+    changed = [what[key] for key in what
+               if key in saved and saved[key] != current.get(key)]
+    if changed:
+        raise LifecycleError(
+            f"Checkpoint {checkpoint} continues a {name} of other inputs "
+            f"({', '.join(changed)} changed since it was written): delete it, or set "
+            "resume: false to train from the start.")
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -79,7 +79,8 @@ def evaluate_variants(images: ImageSet, splits: dict[str, np.ndarray],
         row, details[name] = evaluate_model(model, images.images, images.labels, test,
                                             images.class_names, config, latency[name])
         method = next(v for v in variants() if v.name == name).method_text(compress_config)
-        rows.append({"variant": name, "method": method, **row})
+        made = (getattr(model, "trained_on", None) or {}).get("model_id")
+        rows.append({"variant": name, "method": method, **row, "model_id": made})
         log.info("%s: test accuracy %.2f%%, %.2f ms at batch 1", name,
                  100 * row["accuracy"], row["latency_b1_p50_ms"])
     return pd.DataFrame(rows), {"class_names": list(images.class_names), "variants": details}

@@ -63,6 +63,10 @@ def finetune_with_adapter(images: ImageSet, splits: dict[str, np.ndarray],
     device = prepare_runtime(run)
     model = (initial_model(config, pretrained_encoder, images) if start is None
              else copy.deepcopy(start).train())  # the input model stays as it was
+    origin = start if start is not None else (
+        pretrained_encoder if config.init == "pretrained" else None)
+    # what a checkpoint of this training must have started from to be resumed
+    model.trained_from = (getattr(origin, "trained_on", None) or {}).get("model_id")
     tuner, targets = None, config.lora.target_modules or default_targets(model)
     if config.strategy == "lora":
         if config.lora.lr is not None:
