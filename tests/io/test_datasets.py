@@ -43,6 +43,24 @@ def test_versions_accumulate_and_latest_wins(tmp_path):
     assert len(first.load()["test"]) == 3
 
 
+def test_a_run_reads_back_what_it_saved_while_another_run_saves_a_newer_version(tmp_path):
+    """Two `kedro run`s in one project: each run's later nodes must read its own
+    encoder. A run's versions carry its start time, so the run started second, if it
+    saves first, holds the latest version when the first run saves its own."""
+    path = str(tmp_path / "splits.npz")
+    NpzDataset(filepath=path, version=Version(None, "2026-01-02T00.00.00.000Z")).save(
+        {"test": np.arange(5)})  # the other run, started later, saved first
+    ours = NpzDataset(filepath=path, version=Version(None, "2026-01-01T00.00.00.000Z"))
+    ours.save({"test": np.arange(3)})
+    assert len(ours.load()["test"]) == 3
+    pinned = NpzDataset(filepath=path, version=Version("2026-01-02T00.00.00.000Z",
+                                                       "2026-01-03T00.00.00.000Z"))
+    pinned.save({"test": np.arange(7)})
+    assert len(pinned.load()["test"]) == 5  # --load-versions still wins
+    assert len(NpzDataset(filepath=path, version=Version(None, None)).load()["test"]) == 7
+    # (a new run, reading what it did not write, gets the latest: Kedro's rule)
+
+
 def test_a_save_that_dies_mid_write_leaves_the_latest_version_intact(tmp_path, monkeypatch):
     path = str(tmp_path / "splits.npz")
     NpzDataset(filepath=path, version=Version(None, "2026-01-01T00.00.00.000Z")).save(

@@ -45,6 +45,7 @@ class AtomicFileDataset(AbstractVersionedDataset[T, T], Generic[T]):
         self._protocol = protocol
         self._fs = fsspec.filesystem(protocol, **(credentials or {}), **fs_args)
         self._mlflow_artifact_path = mlflow_artifact_path
+        self._saved_version: str | None = None
         self.metadata = metadata
         super().__init__(filepath=PurePosixPath(path), version=version,
                          exists_function=self._fs.exists, glob_function=self._fs.glob)
@@ -82,7 +83,17 @@ class AtomicFileDataset(AbstractVersionedDataset[T, T], Generic[T]):
             if self._fs.exists(tmp):
                 self._fs.rm(tmp)
         self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
+        self._saved_version = self.resolve_save_version()
         self._log_to_mlflow(path)
+
+    def resolve_load_version(self) -> str | None:
+        """The version to load: the one asked for (``--load-versions``), else the one this
+        run saved, else the latest. A run reads back what it wrote itself, even when
+        another run in the same project (a second terminal) has saved a newer version
+        since; Kedro's own rule, the latest, would hand it the other run's."""
+        if self._version and not self._version.load and self._saved_version:
+            return self._saved_version
+        return super().resolve_load_version()
 
     def _log_to_mlflow(self, path: str) -> None:
         if self._mlflow_artifact_path is None:
