@@ -156,10 +156,16 @@ def _check_settings(groups: dict[str, Any], pipeline: Pipeline, catalog: DataCat
         _check_image_size(groups)
     if {"source.ingest", "source.pretrain", "ingest", "finetune"} <= set(groups):
         _check_transfer_size(groups)
-    if "inference" in groups:  # the folder to predict: before a run is opened
-        from model_lifecycle.serving.predict import files_to_predict  # noqa: PLC0415
+    _check_architectures(groups)
+    if "inference" in groups:  # the folder and the model: before a run is opened
+        from model_lifecycle.serving.predict import (  # noqa: PLC0415
+            files_to_predict,
+            registered_version,
+        )
 
         files_to_predict(groups["inference"].input_dir)
+        if "register" in groups:
+            registered_version(groups["register"].model_name, groups["inference"].alias)
     if "fewshot" in groups and "meta_trained" not in groups["fewshot"].encoders:
         _skip_meta_training(pipeline, catalog)
     if "runtime" in groups and groups["runtime"].device == "cuda":
@@ -170,6 +176,25 @@ def _check_settings(groups: dict[str, Any], pipeline: Pipeline, catalog: DataCat
         # imports torch: only for a run that asks for distributed training
         from model_lifecycle.training.distributed import check_launch  # noqa: PLC0415
         check_launch(groups["runtime"], _training_stages(groups))
+
+
+def _check_architectures(groups: dict[str, Any]) -> None:
+    """A misspelt architecture stops the run before anything runs, not at its stage after
+    the ones before it (`compress.distill.student_arch` after pretraining and
+    fine-tuning)."""
+    named = {f"{group}.arch": groups[group].arch for group in ("pretrain", "finetune")
+             if group in groups}
+    if "compress" in groups:
+        named["compress.distill.student_arch"] = groups["compress"].distill.student_arch
+    if not named:
+        return
+    from model_lifecycle.models.registry import available  # noqa: PLC0415 - imports torch
+
+    known = available()
+    for key, arch in named.items():
+        if arch not in known:
+            raise LifecycleError(f"{key} '{arch}' is not an architecture: choose one of "
+                                 f"{', '.join(known)}.")
 
 
 def _check_image_size(groups: dict[str, Any]) -> None:
@@ -446,6 +471,12 @@ class TrainedOnHook:
         images = _images_of(inputs)
         if images is None:
             return
+        encoder = (getattr(inputs.get("pretrained_encoder"), "trained_on", None) or {})
+        if encoder.get("images") not in (None, images.fingerprint()):
+            log.warning("%s reads a pretrained_encoder pretrained on other images than the "
+                        "latest (re-ingested since): images now in val or test may have been "
+                        "among its training images; `kedro run --pipelines=pretrain` first "
+                        "for a clean measure.", getattr(node, "name", "this node"))
         for name, value in inputs.items():
             made_from = getattr(value, "trained_on", None)
             if name in _VARIANT_DATASETS and name not in self._preflight.unneeded \

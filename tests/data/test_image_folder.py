@@ -63,9 +63,16 @@ def test_truncated_jpeg_names_the_file(image_tree):
 
 
 def test_an_image_format_it_cannot_read_names_the_file(image_tree):
-    make_image("RGB", (4, 4), 0).save(image_tree / "dog" / "clip.gif")
-    with pytest.raises(LifecycleError, match=r"dog/clip.gif \(not an image file"):
+    (image_tree / "dog" / "photo.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    with pytest.raises(LifecycleError, match=r"dog/photo.heic \(not an image format ingest "
+                       r"reads \(expected .*\): convert it or leave it out\)"):
         load_image_folder(image_tree, (8, 8))
+
+
+def test_a_gif_and_a_jfif_are_read_as_inference_reads_them(image_tree):
+    make_image("RGB", (9, 9), 0).save(image_tree / "dog" / "clip.gif")
+    make_image("RGB", (9, 9), 1).save(image_tree / "cat" / "photo.jfif", format="JPEG")
+    assert len(load_image_folder(image_tree, (8, 8))) == 32
 
 
 def test_files_that_are_never_images_are_left_out_with_a_log_line(image_tree, caplog):

@@ -106,6 +106,25 @@ def test_finetune_starts_from_the_probe_and_only_the_head_moves_under_linear_pro
     assert accuracy(probed, images, labels, splits["val"]) > 0.9
 
 
+def test_fine_tuning_that_loses_the_probe_keeps_the_probe(caplog):
+    """The kept epoch is the best on val, and the probe it starts from is a candidate too:
+    a recipe too harsh for the images (here a learning rate that wrecks the model) must
+    not leave a model worse than where it started."""
+    images, labels = _data(3, n=90)
+    order = np.random.default_rng(1).permutation(len(labels))
+    splits = {"train_labeled": order[:30], "val": order[30:60], "test": order[60:]}
+    params = FinetuneParams(epochs=2, batch_size=8, head_init="linear_probe",
+                            optimizer={"name": "sgd", "lr": 1e4})
+    policy = policy_from_artifact(resolve_policy(AugmentParams()), "supervised")
+    model = _model(3)
+    with caplog.at_level("WARNING"):
+        result, scores = finetune(model, images, labels, splits, policy, params,
+                                  RuntimeParams(num_threads=1), torch.device("cpu"))
+    assert result.best_value < 0.9  # every epoch wrecked
+    assert scores["val_accuracy"] > 0.9  # the probe, kept
+    assert "no epoch beat the linear probe it started from on val" in caplog.text
+
+
 def test_a_scratch_model_keeps_its_random_head():
     images, labels = _data(3, n=90)
     splits = {"train_labeled": np.arange(30), "val": np.arange(30, 60),

@@ -386,6 +386,7 @@ def test_inference_errors_name_the_fix(project, tmp_path):
     with pytest.raises(LifecycleError, match=r"No version of registered model "
                        r"'model-lifecycle' holds the alias 'champion'.*run `kedro run`"):
         project(["inference"], {"inference": {"input_dir": str(empty)}})
+    assert _runs(project.work).empty  # found before the run opened, too
 
 
 def _free_port() -> int:

@@ -124,3 +124,34 @@ def test_a_report_of_other_models_is_not_registered():
                        r"--pipelines=finetune`\): run `kedro run --pipelines=explain,evaluate`"):
         hook.before_node_run(None, {"evaluation_report": report,
                                     "finetuned_model": retrained})
+
+
+def test_an_encoder_pretrained_on_other_images_is_warned_of(caplog):
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from model_lifecycle.hooks import PreflightHook, TrainedOnHook  # noqa: PLC0415
+
+    images = SimpleNamespace(fingerprint=lambda: "new", image_shape=(1, 8, 8))
+    preflight = PreflightHook()
+    preflight.unneeded = set()
+    hook = TrainedOnHook(preflight)
+    node = SimpleNamespace(name="finetune_model")
+    with caplog.at_level("WARNING"):
+        hook.before_node_run(node, {"images": images, "pretrained_encoder": SimpleNamespace(
+            trained_on={"images": "new"})})
+        assert not caplog.text
+        hook.before_node_run(node, {"images": images, "pretrained_encoder": SimpleNamespace(
+            trained_on={"images": "old"})})
+    assert "finetune_model reads a pretrained_encoder pretrained on other images" in caplog.text
+
+
+def test_a_misspelt_architecture_stops_the_run_before_anything_runs(project):
+    """The student's architecture is read by compress, after pretraining and fine-tuning:
+    a typo must not cost them."""
+    typo = {**TINY, "compress": {**TINY["compress"],
+                                 "distill": {**TINY["compress"]["distill"],
+                                             "student_arch": "small_cnnn"}}}
+    with pytest.raises(LifecycleError, match=r"^compress\.distill\.student_arch 'small_cnnn' "
+                       r"is not an architecture: choose one of .*small_cnn"):
+        project(None, typo)
+    assert not _versions(project.work, "data/03_primary/images.npz")

@@ -12,7 +12,9 @@ from typing import IO, Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+# (a GIF is read as its first frame, as inference and the served model read it)
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".webp",
+                            ".tif", ".tiff", ".gif"})
 # Pillow's own decompression-bomb threshold (it refuses twice this outright): the default
 # of ``ingest.max_pixels``, the largest image (width × height) ingest, inference and
 # serving decode.
@@ -140,7 +142,8 @@ def decode_files(paths: list[str], size_hw: tuple[int, int], channels: int,
     errors: dict[int, str] = {}
     for i, path in enumerate(paths):
         if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
-            errors[i] = f"not an image file (expected {', '.join(sorted(IMAGE_SUFFIXES))})"
+            errors[i] = (f"not an image format ingest reads (expected "
+                         f"{', '.join(sorted(IMAGE_SUFFIXES))}): convert it or leave it out")
             continue
         try:
             out[i] = decode_file(path, size_hw, channels, resize, max_pixels=max_pixels)

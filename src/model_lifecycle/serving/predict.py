@@ -12,18 +12,23 @@ from model_lifecycle.data.image_folder import files_under
 from model_lifecycle.errors import LifecycleError
 
 
-def load_registered(name: str, alias: str) -> tuple[mlflow.pyfunc.PyFuncModel, str]:
-    """The version of registered model ``name`` that holds ``alias``, and its number."""
+def registered_version(name: str, alias: str) -> str:
+    """The number of the version of registered model ``name`` that holds ``alias``."""
     try:
-        version = mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
+        return str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
     except MlflowException:
         raise LifecycleError(
             f"No version of registered model '{name}' holds the alias '{alias}' in the "
             f"registry at {mlflow.get_registry_uri()}: run `kedro run` (or `kedro run "
             f"--pipelines=register`) first, or set register.model_name / "
             f"inference.alias.") from None
+
+
+def load_registered(name: str, alias: str) -> tuple[mlflow.pyfunc.PyFuncModel, str]:
+    """The version of registered model ``name`` that holds ``alias``, and its number."""
+    version = registered_version(name, alias)
     # by number, so that an alias moved meanwhile cannot mix two versions in one answer
-    return mlflow.pyfunc.load_model(f"models:/{name}/{version}"), str(version)
+    return mlflow.pyfunc.load_model(f"models:/{name}/{version}"), version
 
 
 def files_to_predict(folder: str | Path | None) -> list[Path]:

@@ -65,7 +65,8 @@ def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
     the final ``val_accuracy`` and ``test_accuracy``, the ``epochs`` trained for and the
     ``train_seconds`` used (warm-up included, final scoring not).
     """
-    start, deadline = time.perf_counter(), None
+    start, deadline, probed = time.perf_counter(), None, None
+    tta = {"flip_tta": params.flip_tta, "shift_tta": params.shift_tta}
     if params.head_init == "linear_probe" and params.init != "scratch":
         # once, before any rank starts; its seconds count against the budget
         settle_batch_norms(model, images, splits["train_labeled"],
@@ -74,6 +75,9 @@ def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
         log.info("%s: head initialised as a linear probe (train_labeled accuracy %.4f, "
                  "%.1f s)", name, probe, time.perf_counter() - start)
         params = params.model_copy(update={"head_init": "random"})
+        if adversarial is None and not fans_out(runtime):  # a candidate as good as any epoch
+            probed = (accuracy(model, images, labels, splits["val"], **tta),
+                      copy.deepcopy(model.state_dict()))
     if fans_out(runtime):  # DDP: every rank runs this function (docs/distributed.md)
         return launch(runtime, finetune, model, images, labels, splits, policy, params,
                       runtime, name=name, adversarial=adversarial)
@@ -83,8 +87,13 @@ def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
         params, deadline = plan.apply(params, start)
     result = _train(model, images, labels, splits, policy, params, runtime, device, name,
                     deadline, adversarial)
+    if probed is not None and result.best_value is not None and probed[0] > result.best_value:
+        model.load_state_dict(probed[1])
+        log.warning("%s: no epoch beat the linear probe it started from on val (%.4f against "
+                    "%.4f at best): the probe is kept. A lower finetune.optimizer.lr, or "
+                    "finetune.strategy: linear_probe, may suit these images better", name,
+                    probed[0], result.best_value)
     seconds = time.perf_counter() - start
-    tta = {"flip_tta": params.flip_tta, "shift_tta": params.shift_tta}
     return result, {
         "val_accuracy": accuracy(model, images, labels, splits["val"], **tta),
         "test_accuracy": accuracy(model, images, labels, splits["test"], **tta),
