@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import tarfile
 from pathlib import Path
 
@@ -101,7 +103,7 @@ def cifar_archive(cifar_dir: Path, tmp_path: Path) -> Path:
 
 
 def test_the_cifar10_environment_runs_end_to_end_on_a_tiny_archive(cifar_archive, tmp_path,
-                                                                   monkeypatch):
+                                                                   monkeypatch, caplog):
     work = scratch_project(tmp_path / "work")
     monkeypatch.chdir(work)
     run = project_runner(work)
@@ -125,7 +127,12 @@ def test_the_cifar10_environment_runs_end_to_end_on_a_tiny_archive(cifar_archive
             # bfloat16's first calls (oneDNN building its kernels) made a 10-s budget too
             # short for a tiny run; bfloat16 itself is tests/training/test_loop.py's
             "runtime": {"num_threads": 2, "cpu_bfloat16": False}}
-    run(None, tiny, env="cifar10")
+    budget_log = logging.getLogger("model_lifecycle.training.budget")
+    budget_log.addHandler(caplog.handler)  # (Kedro's logging does not propagate it)
+    try:
+        run(None, tiny, env="cifar10")
+    finally:
+        budget_log.removeHandler(caplog.handler)
     mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
     [result] = mlflow.search_runs(experiment_names=["model-lifecycle"]).to_dict("records")
     assert result["status"] == "FINISHED"
@@ -133,8 +140,10 @@ def test_the_cifar10_environment_runs_end_to_end_on_a_tiny_archive(cifar_archive
     assert result["params.ingest.source"] == "auto"
     assert result["metrics.ingest.n_images"] == 100  # 80 training + 20 test images
     # the budget, not the conf's `epochs: 1`, set the epochs (how well it keeps time is
-    # tests/training/test_budget.py's business)
-    assert result["metrics.finetune.epochs"] != 1.0
+    # tests/training/test_budget.py's business; on a busy machine its deadline may end
+    # the run at exactly one epoch, so the plan is read from the log)
+    assert re.search(r"finetune\.budget_seconds = 3: .* warm-up, .*: [0-9.]+ epochs",
+                     caplog.text)
     assert 0 < result["metrics.finetune.train_seconds"] < 3 * 2
     assert result["metrics.pruned.macs_reduction"] >= 2.0
     client = mlflow.MlflowClient()

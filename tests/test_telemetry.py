@@ -22,7 +22,9 @@ def test_mlflow_telemetry_is_off_without_the_makefiles_variables():
 def test_a_user_can_turn_mlflow_telemetry_back_on():
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
            "MLFLOW_DISABLE_TELEMETRY": "false"}
-    code = "import model_lifecycle, os; print(os.environ['MLFLOW_DISABLE_TELEMETRY'])"
+    code = ("import mlflow, model_lifecycle\n"
+            "from mlflow.telemetry.utils import is_telemetry_disabled\n"
+            "print(is_telemetry_disabled())")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=PROJECT_ROOT,
                          capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "false"
+    assert out.strip() == "False"

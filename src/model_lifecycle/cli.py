@@ -6,6 +6,7 @@ Kedro loads this module's ``cli`` group and lets it override its own commands.
 
 from __future__ import annotations
 
+import errno
 import functools
 import re
 import signal
@@ -41,9 +42,8 @@ def _one_sentence(callback):
                 f"{str(exc).strip().rstrip('.')}: `kedro catalog describe-datasets` lists "
                 "the datasets.") from None
         except DatasetError as exc:
-            if isinstance(exc.__cause__ or exc.__context__, OSError):
-                raise click.ClickException(_os_sentence(exc.__cause__ or exc.__context__,
-                                                        str(exc))) from None
+            if _about_a_file(exc.__cause__):
+                raise click.ClickException(_os_sentence(exc.__cause__, str(exc))) from None
             if not (found := _CATALOG_ENTRY.match(str(exc))):
                 raise
             raise click.ClickException(
@@ -56,13 +56,19 @@ def _one_sentence(callback):
                 if message.startswith(start):
                     raise click.ClickException(sentence.format(message=message)) from None
             raise
-        except OSError as exc:  # a file the run writes or reads: the machine, not a bug
+        except OSError as exc:
+            if not _about_a_file(exc):
+                raise
             raise click.ClickException(_os_sentence(exc)) from None
         except KeyboardInterrupt:
             _end_runs("KILLED")  # else MLflow's exit handler records it as FINISHED
+            from model_lifecycle.hooks import RUNNING_NODE  # noqa: PLC0415 - loaded by now
+
+            node = RUNNING_NODE[0] if RUNNING_NODE else "<node>"
             click.echo("Interrupted: the MLflow run is marked KILLED and every version saved "
-                       "before stays; a stage with a checkpoint (pretrain, finetune) goes on "
-                       "from it with --params <stage>.resume=true.", err=True)
+                       f"before stays. To go on: `kedro run --from-nodes={node}`, with --params "
+                       "<stage>.resume=true for a stage that writes a checkpoint (pretrain, "
+                       "finetune).", err=True)
             raise
 
     return wrapper
@@ -152,8 +158,21 @@ def _stop_on_termination() -> None:
     def interrupt(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupt)
+    for name in ("SIGTERM", "SIGHUP"):  # (no SIGHUP on Windows)
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:  # nohup's
+            signal.signal(sig, interrupt)
+
+
+# What a file system says when a path cannot be read or written: the machine's state,
+# not a bug of the project (other OSErrors keep their traceback).
+_FILE_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS,
+                          errno.EDQUOT, errno.EISDIR, errno.ENOTDIR, errno.EEXIST})
+
+
+def _about_a_file(exc: BaseException | None) -> bool:
+    return isinstance(exc, OSError) and (exc.errno in _FILE_ERRNOS
+                                         or (exc.filename is not None and exc.errno is not None))
 
 
 def _os_sentence(exc: OSError, context: str | None = None) -> str:

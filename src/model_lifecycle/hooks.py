@@ -7,7 +7,6 @@ import logging
 import os
 import socket
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from model_lifecycle.params import dotted_keys, dropped_by_env, parse_params
 from model_lifecycle.pipeline_registry import BEYOND, LIFECYCLE, NAMESPACES, OPTIONAL
 from model_lifecycle.serving.config import InferenceParams, RegisterParams
 from model_lifecycle.tracking_server import probe
+from model_lifecycle.training.checkpoint import process_alive
 from model_lifecycle.training.config import FinetuneParams, PretrainParams, RuntimeParams
 from model_lifecycle.training.fewshot_config import FewshotParams
 from model_lifecycle.training.tta_config import AdaptParams, adaptable_variants
@@ -39,6 +39,9 @@ from model_lifecycle.trust.config import ExplainParams
 from model_lifecycle.variants import variants
 
 log = logging.getLogger(__name__)
+
+# The node running now (NodeTimingHook), for the sentence of an interrupted run (cli.py).
+RUNNING_NODE: list[str] = []
 
 # The validated model of each parameter group a pipeline reads as ``params:<group>``.
 PARAMETER_MODELS: dict[str, type[BaseModel]] = {
@@ -164,7 +167,7 @@ def _check_settings(groups: dict[str, Any], pipeline: Pipeline, catalog: DataCat
         )
 
         files_to_predict(groups["inference"].input_dir)
-        if "register" in groups:
+        if "register" in groups and "registry_summary" not in pipeline.all_outputs():
             registered_version(groups["register"].model_name, groups["inference"].alias)
     if "fewshot" in groups and "meta_trained" not in groups["fewshot"].encoders:
         _skip_meta_training(pipeline, catalog)
@@ -182,10 +185,13 @@ def _check_architectures(groups: dict[str, Any]) -> None:
     """A misspelt architecture stops the run before anything runs, not at its stage after
     the ones before it (`compress.distill.student_arch` after pretraining and
     fine-tuning)."""
-    named = {f"{group}.arch": groups[group].arch for group in ("pretrain", "finetune")
-             if group in groups}
-    if "compress" in groups:
-        named["compress.distill.student_arch"] = groups["compress"].distill.student_arch
+    named = {}
+    for group, params in groups.items():  # `source.pretrain` of transfer too
+        stage = group.rpartition(".")[2]
+        if stage == "pretrain" or (stage == "finetune" and params.init != "pretrained"):
+            named[f"{group}.arch"] = params.arch
+        elif stage == "compress":
+            named[f"{group}.distill.student_arch"] = params.distill.student_arch
     if not named:
         return
     from model_lifecycle.models.registry import available  # noqa: PLC0415 - imports torch
@@ -472,7 +478,8 @@ class TrainedOnHook:
         if images is None:
             return
         encoder = (getattr(inputs.get("pretrained_encoder"), "trained_on", None) or {})
-        if encoder.get("images") not in (None, images.fingerprint()):
+        if "pretrained_encoder" not in self._preflight.unneeded \
+                and encoder.get("images") not in (None, images.fingerprint()):
             log.warning("%s reads a pretrained_encoder pretrained on other images than the "
                         "latest (re-ingested since): images now in val or test may have been "
                         "among its training images; `kedro run --pipelines=pretrain` first "
@@ -501,10 +508,12 @@ class TrainedOnHook:
             return
         for value in outputs.values():
             if hasattr(value, "state_dict"):  # every model: variants and encoders
+                from model_lifecycle.models.structure import weights_id  # noqa: PLC0415
+
                 value.trained_on = {"images": images.fingerprint(),
                                     "image_shape": list(images.image_shape),
                                     # which model this is: the report's rows name it
-                                    "model_id": f"m-{uuid.uuid4().hex[:12]}"}
+                                    "model_id": weights_id(value)}
 
 
 # The variants' datasets and the pipeline that makes each.
@@ -525,9 +534,10 @@ def _check_report_measured(inputs: dict[str, Any]) -> None:
         if made and isinstance(measured.get(variant.name), str) \
                 and measured[variant.name] != made:
             raise LifecycleError(
-                f"The evaluation report measured another {variant.dataset} than the latest "
-                f"(made since by `kedro run --pipelines={variant.produced_by}`): run `kedro "
-                "run --pipelines=explain,evaluate` first, so that each version is registered "
+                f"The evaluation report measured another {variant.dataset} than the one "
+                f"loaded (made since by `kedro run --pipelines={variant.produced_by}`, or "
+                "another version pinned with --load-versions): run `kedro run "
+                "--pipelines=explain,evaluate` first, so that each version is registered "
                 "with its own figures.")
 
 
@@ -666,7 +676,7 @@ class RunBookkeepingHook:
             filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'")
         for other in stale:
             pid = int(other.data.tags.get(PID_TAG, "0"))
-            if other.info.run_id != run.info.run_id and pid and not _alive(pid):
+            if other.info.run_id != run.info.run_id and pid and not process_alive(pid):
                 client.set_terminated(other.info.run_id, "KILLED")
                 log.warning("MLflow run %s (process %d on %s) was still RUNNING but its "
                             "process is gone: marked KILLED.", other.info.run_id, pid, host)
@@ -702,6 +712,7 @@ class NodeTimingHook:
 
     @hook_impl
     def before_node_run(self, node: Any) -> None:
+        RUNNING_NODE[:] = [node.name]  # what an interrupted run names to go on from
         self._begin(node.name)
 
     @hook_impl
@@ -727,16 +738,6 @@ class NodeTimingHook:
     @hook_impl
     def on_pipeline_error(self) -> None:
         self._spans = {}  # a failed run's times are no measurement
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
 
 
 class TrackingServerHook:

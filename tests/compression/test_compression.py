@@ -344,3 +344,21 @@ def test_a_flip_teacher_gives_soft_targets_averaged_over_each_view_and_its_mirro
         with torch.no_grad():
             torch.testing.assert_close(target, (teacher(view) + teacher(mirror)) / 2)
         assert not torch.allclose(target, teacher(view))  # the mirror changed the targets
+
+
+def test_a_models_weights_id_names_its_weights_int8_ones_included():
+    """The `model_id` the registry's versions and the report's rows carry: one model, one
+    name (a retrained model that came out bit-identical too); another model, another."""
+    from model_lifecycle.models.structure import weights_id  # noqa: PLC0415
+
+    model = _trained_like("small_cnn")
+    assert weights_id(model) == weights_id(copy.deepcopy(model))
+    calibration = [torch.rand(16, 3, 16, 16) for _ in range(2)]
+    quantized = quantize(model, calibration[0], mode="static", calibration=calibration)
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        changed.head.weight[0, 0] += 1.0  # the head: a packed linear once quantized
+    requantized = quantize(changed, calibration[0], mode="static", calibration=calibration)
+    ids = {weights_id(m) for m in (model, changed, quantized, requantized)}
+    assert len(ids) == 4
+    assert weights_id(quantized) == weights_id(copy.deepcopy(quantized))

@@ -8,6 +8,7 @@ import torch
 from model_lifecycle.augment.config import SupervisedPolicy
 from model_lifecycle.compression.config import CompressParams, PruneParams, RecoveryParams
 from model_lifecycle.compression.int8 import calibration_batches, quantize_variant
+from model_lifecycle.compression.prune import prune_unstructured
 from model_lifecycle.compression.recover import prune_and_recover, recovery_params
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.models import build_model
@@ -70,6 +71,28 @@ def test_prune_and_recover_reaches_the_target_and_recovers(caplog):
     lines = [r.getMessage() for r in caplog.records if "epoch" in r.getMessage()]
     assert sum(line.startswith("prune recovery epoch") for line in lines) == 4
     assert not any(line.startswith("finetune epoch") for line in lines)
+
+
+@pytest.mark.parametrize("teacher", [None, {"temperature": 1.0, "alpha": 0.9}])
+def test_unstructured_pruning_keeps_its_zeros_through_recovery(teacher):
+    """Recovery trains every weight: without the masks on, the zeros grew back (0% zero
+    after one epoch) and the pruned model was the fine-tuned one, retrained."""
+    images, labels, splits = _bars()
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 3, 3, width=8).eval()
+    params = PruneParams(method="unstructured", structured=None,
+                         unstructured={"amount": 0.6},
+                         recovery={"final_epochs": 2, "batch_size": 20, "teacher": teacher})
+    pruned, report = prune_and_recover(model, images, labels, splits, SupervisedPolicy(),
+                                       params, RuntimeParams(), CPU)
+    layers = [m for m in pruned.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    zeros = sum(int((m.weight == 0).sum()) for m in layers)
+    assert zeros / sum(m.weight.numel() for m in layers) == pytest.approx(0.6, abs=0.01)
+    assert report["sparsity"] == pytest.approx(0.6, abs=0.01)
+    assert not any(hasattr(m, "weight_mask") for m in layers)  # plain weights, saved as such
+    assert any(not torch.equal(a, b) for a, b in zip(  # and recovery did train it
+        pruned.state_dict().values(),
+        prune_unstructured(model, amount=0.6)[0].state_dict().values(), strict=True))
 
 
 def test_recovery_with_a_teacher_distils_from_the_unpruned_model(caplog, monkeypatch):

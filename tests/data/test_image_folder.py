@@ -265,3 +265,42 @@ def test_every_bad_file_is_counted_in_one_sentence(image_tree):
                        r".*cat/01.jpg \(.*\); .*dog/02.png \(.*\); .*fox/03.png \(.*\), and 1 "
                        r"more: replace or delete them, or set ingest.on_bad_image: skip"):
         load_image_folder(image_tree, (8, 8))
+
+
+@pytest.mark.parametrize("names", [("bus", "car", "train", "truck"), ("invalid", "valid"),
+                                   ("control", "test")])
+def test_classes_named_like_a_split_are_classes(tmp_path, names, caplog):
+    """A vehicle set has a class `train`, a document set `valid` and `invalid`: their
+    folders hold images, so they are classes (with a warning), not splits."""
+    root = tmp_path / "classes"
+    for i, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        make_image("RGB", (9, 9), i).save(root / name / "a.png")
+    with caplog.at_level("WARNING"):
+        data = load_image_folder(root, (8, 8))
+    assert data.class_names == tuple(sorted(names))
+    assert "named like a split of a data set, are read as classes" in caplog.text
+
+
+def test_dogs_vs_cats_as_it_ships_is_warned_of(tmp_path, caplog):
+    """train/cat.0.jpg … beside test1/1.jpg: labels in file names, which ingest does not
+    read: two classes, `test1` and `train`, with a warning saying what a split is."""
+    root = tmp_path / "dogs-vs-cats"
+    for folder, name in (("train", "cat.0.png"), ("train", "dog.0.png"), ("test1", "1.png")):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        make_image("RGB", (9, 9), 0).save(root / folder / name)
+    with caplog.at_level("WARNING"):
+        load_image_folder(root, (8, 8))
+    assert "the folder(s) train, named like a split" in caplog.text
+
+
+def test_a_bad_image_stops_decoding_at_its_chunk(image_tree, monkeypatch):
+    """One corrupt file early in a large folder: the run stops there, not after decoding
+    every other image, and says how far it read."""
+    monkeypatch.setattr(image_folder, "_CHUNK", 10)
+    for name in ("cat/01.jpg", "fox/05.jpg"):
+        (image_tree / name).write_bytes(b"not an image")
+    with pytest.raises(LifecycleError, match=r"^Cannot read 1 of the first 10 of 30 image "
+                       r"files \(the rest not read yet\): .*cat/01.jpg \(.*\): replace or "
+                       r"delete them"):
+        load_image_folder(image_tree, (8, 8))

@@ -440,6 +440,7 @@ def test_a_terminated_run_is_marked_killed_like_an_interrupted_one(tmp_path):
 
     from model_lifecycle.cli import _one_sentence  # noqa: PLC0415
 
+    uri = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_experiment("terminated")
 
@@ -452,11 +453,17 @@ def test_a_terminated_run_is_marked_killed_like_an_interrupted_one(tmp_path):
     try:
         with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
             _one_sentence(run_terminated)()
+        assert mlflow.active_run() is None
+        assert mlflow.search_runs(search_all_experiments=True)["status"].tolist() == [
+            "KILLED"]
+        # `nohup kedro run &` ignores SIGHUP: a closed terminal must not stop it
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        _one_sentence(lambda **_kwargs: None)()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)
-    assert mlflow.active_run() is None
-    assert mlflow.search_runs(search_all_experiments=True)["status"].tolist() == ["KILLED"]
+        mlflow.set_tracking_uri(uri)
 
 
 def test_a_file_the_run_cannot_write_is_one_sentence():

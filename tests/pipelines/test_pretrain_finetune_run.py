@@ -120,8 +120,9 @@ def test_a_report_of_other_models_is_not_registered():
                                 "onnx_int8_model": object()})
     retrained = SimpleNamespace(trained_on={"model_id": "m-retrained"})
     with pytest.raises(LifecycleError, match=r"^The evaluation report measured another "
-                       r"finetuned_model than the latest \(made since by `kedro run "
-                       r"--pipelines=finetune`\): run `kedro run --pipelines=explain,evaluate`"):
+                       r"finetuned_model than the one loaded \(made since by `kedro run "
+                       r"--pipelines=finetune`, or another version pinned with "
+                       r"--load-versions\): run `kedro run --pipelines=explain,evaluate`"):
         hook.before_node_run(None, {"evaluation_report": report,
                                     "finetuned_model": retrained})
 

@@ -2,6 +2,10 @@
 frozen, EMA averages every step, val is checked when asked, per-group lr scales apply,
 fractional epochs stop part-way."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -369,3 +373,18 @@ def test_finetune_trains_in_bfloat16_when_runtime_asks(bfloat16_cpu, setting):
     # training steps in bfloat16 only when asked; the val check always in float32
     assert seen == ({torch.bfloat16, torch.float32} if setting else {torch.float32})
     assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_a_killed_runs_temporary_checkpoint_is_removed_by_the_next_save(tmp_path):
+    from model_lifecycle.training.checkpoint import save_checkpoint  # noqa: PLC0415
+
+    checkpoint = tmp_path / "ckpt.pt"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"ckpt.pt.tmp-{dead.pid}"  # a run killed mid-save
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / f"ckpt.pt.tmp-{os.getppid()}"  # a live run's: kept
+    other.write_bytes(b"being written")
+    save_checkpoint(checkpoint, {"epoch": 1})
+    assert not stale.exists() and other.exists()
+    assert checkpoint.exists()

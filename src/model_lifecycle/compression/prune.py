@@ -113,7 +113,17 @@ def prune_structured(model: Classifier, example: torch.Tensor, *, target: float,
                 break
     pruned.zero_grad(set_to_none=True)
     pruned.encoder.feature_dim = pruned.head.in_features
-    return pruned.eval(), {
+    return pruned.eval(), _report(before, now, metric, target)
+
+
+def _report(before: dict[str, float], now: dict[str, float], metric: str,
+            target: float) -> dict[str, float]:
+    if before[metric] / now[metric] < target:
+        log.warning("structured pruning stopped at %.2f× fewer %s, short of "
+                    "compress.prune.structured.target %g: the layers reached their least "
+                    "width (round_to, keep_stem, layer_ratios); lower the target",
+                    before[metric] / now[metric], metric, target)
+    return {
         "macs_before": before["macs"], "macs_after": now["macs"],
         "params_before": before["params"], "params_after": now["params"],
         "macs_reduction": before["macs"] / now["macs"],
@@ -128,9 +138,13 @@ def _taylor_gradients(model: Classifier, batch: Batch) -> None:
     nn.functional.cross_entropy(model(images), labels).backward()
 
 
-def prune_unstructured(model: Classifier, *, amount: float) -> tuple[Classifier, dict[str, float]]:
+def prune_unstructured(model: Classifier, *, amount: float, permanent: bool = True
+                       ) -> tuple[Classifier, dict[str, float]]:
     """A copy of ``model`` with the ``amount`` smallest-magnitude weights (globally, over
-    every convolution and linear layer) set to zero, masks made permanent."""
+    every convolution and linear layer) set to zero, masks made permanent — or, with
+    ``permanent=False``, kept on (torch's ``weight = weight_orig * weight_mask``), so that
+    training the copy (recovery) cannot bring the zeros back; :func:`make_permanent`
+    after it."""
     if not 0 < amount < 1:
         raise ValueError(f"amount must be in (0, 1), got {amount}")
     # torch's global pruning flattens each weight with .view(-1), which a channels-last
@@ -139,8 +153,21 @@ def prune_unstructured(model: Classifier, *, amount: float) -> tuple[Classifier,
     targets = [(m, "weight") for m in pruned.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     torch_prune.global_unstructured(targets, pruning_method=torch_prune.L1Unstructured,
                                     amount=amount)
-    for module, name in targets:
-        torch_prune.remove(module, name)  # the zeros are now plain weights
-    zeros = sum(int((m.weight == 0).sum()) for m, _ in targets)
-    total = sum(m.weight.numel() for m, _ in targets)
-    return pruned.eval(), {"sparsity": zeros / total}
+    if permanent:
+        make_permanent(pruned)
+    return pruned.eval(), {"sparsity": sparsity(pruned)}
+
+
+def make_permanent(model: nn.Module) -> nn.Module:
+    """Turn the masks of unstructured pruning into plain weights (zeros where masked)."""
+    for module in model.modules():
+        if hasattr(module, "weight_mask"):
+            torch_prune.remove(module, "weight")
+    return model
+
+
+def sparsity(model: nn.Module) -> float:
+    """Share of zero weights over every convolution and linear layer."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    return (sum(int((m.weight == 0).sum()) for m in layers)
+            / sum(m.weight.numel() for m in layers))

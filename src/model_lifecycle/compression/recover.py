@@ -16,7 +16,12 @@ import torch
 from model_lifecycle.augment.config import SupervisedPolicy
 from model_lifecycle.compression.config import DistillParams, PruneParams, RecoveryParams
 from model_lifecycle.compression.distill_train import distill
-from model_lifecycle.compression.prune import prune_structured, prune_unstructured
+from model_lifecycle.compression.prune import (
+    make_permanent,
+    prune_structured,
+    prune_unstructured,
+    sparsity,
+)
 from model_lifecycle.models.classifier import Classifier
 from model_lifecycle.training.config import FinetuneParams, RuntimeParams
 from model_lifecycle.training.finetune import finetune
@@ -82,8 +87,12 @@ def prune_and_recover(model: Classifier, images: np.ndarray, labels: np.ndarray,
             keep_stem=settings.keep_stem, layer_ratios=settings.layer_ratios, batch=batch,
             recover=lambda m, _milestone: recover(m, recovery.epochs_per_step))
     else:
-        pruned, report = prune_unstructured(model, amount=params.unstructured.amount)
+        # the masks stay on through recovery, which would otherwise train the zeros back
+        pruned, report = prune_unstructured(model, amount=params.unstructured.amount,
+                                            permanent=False)
         log.info("unstructured pruning: %.1f%% of weights are zero (no speed-up: dense "
                  "kernels still multiply them)", 100 * report["sparsity"])
     recover(pruned, recovery.final_epochs)
+    if params.method != "structured":
+        report["sparsity"] = sparsity(make_permanent(pruned))
     return pruned.eval(), report

@@ -61,17 +61,19 @@ def load_image_folder(root: str | Path, size_hw: tuple[int, int], *, channels: i
     failures: dict[int, str] = {}
     paths = [str(entry.path) for entry in entries]
     with PixelSink(len(entries), (channels, *size_hw), in_memory_below=in_memory_below) as sink:
+        read = 0
         for start, chunk, errors in _decode_all(paths, size_hw, channels, resize,
                                                 num_workers, max_pixels):
             failures.update(errors)
+            read = max(read, start + len(chunk))
             if failures and on_bad_image == "error":
-                continue  # nothing is kept: decode on only to name every bad file at once
+                break  # the bad files of this chunk, named together; not hours more decoding
             readable = np.ones(len(chunk), dtype=bool)
             if errors:  # skipped files leave no row: the rows stay in file order
                 readable[[index - start for index in errors]] = False
             sink.append(chunk[readable] if errors else chunk)
         if failures and on_bad_image == "error":
-            raise LifecycleError(_bad_images_sentence(paths, failures))
+            raise LifecycleError(_bad_images_sentence(paths, failures, read))
         images = sink.finish()
     keep = np.ones(len(entries), dtype=bool)
     keep[list(failures)] = False
@@ -169,21 +171,28 @@ def _scan(root: Path) -> tuple[list[_Entry], tuple[str, ...], bool]:
 
 def _split_folders(root: Path, subdirs: dict[str, Path]) -> dict[str, str]:
     """Folder name → split of a split layout (empty: ``root`` holds class folders). A
-    split's name beside folders that are no split is refused: those are not classes."""
-    splits = {name: split_of(name) for name in subdirs}
-    named = {name: split for name, split in splits.items() if split}
-    if not named:
+    folder is a split when it is named like one and holds folders, not images (a class
+    may be called `train` or `valid`: its folder holds images). A split beside folders
+    that are no split is refused: those are not classes."""
+    named = {name: split for name in subdirs if (split := split_of(name))}
+    splits = {name: split for name, split in named.items() if _holds_folders(subdirs[name])}
+    if not splits:
+        if named:
+            log.warning("%s: the folder(s) %s, named like a split of a data set, are read "
+                        "as classes (they hold images). If they are splits, lay the images "
+                        "out as %s/train/<class>/<image> (and test/ beside it).", root,
+                        ", ".join(sorted(named)), root)
         return {}
-    others = sorted(set(splits) - set(named))
-    if others or TRAIN not in named.values():
+    others = sorted(set(subdirs) - set(named))
+    if others or TRAIN not in splits.values():
         beside = (f"beside {', '.join(repr(n) for n in others[:3])}, which "
                   f"{'is' if len(others) == 1 else 'are'} not a split name" if others
                   else "but no training folder")
         raise LifecycleError(
-            f"{root} holds the split folder(s) {', '.join(repr(n) for n in sorted(named))} "
+            f"{root} holds the split folder(s) {', '.join(repr(n) for n in sorted(splits))} "
             f"{beside}: lay the images out as {root}/train/<class>/<image> (and test/ or "
-            "val/ beside it), or, if these folders are your classes, rename the ones named "
-            "like a split."
+            "val/ beside it), or, if these folders are your classes, put their images "
+            "directly in them."
         )
     for split in set(named.values()):
         same = sorted(name for name, s in named.items() if s == split)
@@ -195,14 +204,28 @@ def _split_folders(root: Path, subdirs: dict[str, Path]) -> dict[str, str]:
     return named
 
 
+def _holds_folders(folder: Path) -> bool:
+    """Whether ``folder`` holds visible folders and no image file of its own."""
+    folders = False
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if _hidden(entry.name):
+                continue
+            if entry.is_dir():
+                folders = True
+            elif Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+                return False
+    return folders
+
+
 def _warn_of_unnamed_splits(root: Path, class_dirs: dict[str, Path]) -> None:
     """Class folders that all hold the same folders and no images of their own are most
     likely splits under names ingest does not know (``fold1``/``fold2``, ``A``/``B``)."""
-    inner = [(frozenset(_name(p) for p in _visible(d) if p.is_dir()),
-              any(p.is_file() for p in _visible(d))) for d in class_dirs.values()]
-    folders = {names for names, _files in inner}
-    if (len(class_dirs) >= 2 and len(folders) == 1 and len(next(iter(folders))) >= 2
-            and not any(files for _names, files in inner)):
+    if len(class_dirs) < 2 or not all(_holds_folders(d) for d in class_dirs.values()):
+        return  # (stops at the first class folder holding an image: no full listing)
+    folders = {frozenset(_name(p) for p in _visible(d) if p.is_dir())
+               for d in class_dirs.values()}
+    if len(folders) == 1 and len(next(iter(folders))) >= 2:
         log.warning(
             "The class folders %s under %s each hold the same folders (%s): they are read "
             "as %d classes named after them. If they are splits of one data set, name them "
@@ -277,16 +300,20 @@ def _refuse_loose_images(folder: Path) -> None:
         )
 
 
-def _bad_images_sentence(paths: list[str], failures: dict[int, str]) -> str:
+def _bad_images_sentence(paths: list[str], failures: dict[int, str], read: int) -> str:
+    """The unreadable files among the first ``read`` of ``paths`` (decoding stops at the
+    first chunk with one: the rest may hold more)."""
     first = sorted(failures.items())[:3]
     named = "; ".join(f"{paths[index]} ({reason})" for index, reason in first)
-    if len(failures) == 1:
+    if len(failures) == 1 and read >= len(paths):
         return (f"Cannot read image {named}: replace or delete the file, or set "
                 "ingest.on_bad_image: skip to leave such files out.")
     more = f", and {len(failures) - len(first)} more" if len(failures) > len(first) else ""
-    return (f"Cannot read {len(failures)} of the {len(paths)} image files: {named}{more}: "
-            "replace or delete them, or set ingest.on_bad_image: skip to leave such files "
-            "out (the dataset report then lists them).")
+    among = (f"the {len(paths)} image files" if read >= len(paths) else
+             f"the first {read} of {len(paths)} image files (the rest not read yet)")
+    return (f"Cannot read {len(failures)} of {among}: {named}{more}: replace or delete "
+            "them, or set ingest.on_bad_image: skip to leave such files out (the dataset "
+            "report then lists them).")
 
 
 def _check_classes(labels: np.ndarray, class_names: tuple[str, ...], root: Path,

@@ -9,6 +9,8 @@ built model before its weights are loaded (hand-written for that reason).
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 import torch_pruning as tp
 from torch import nn
@@ -74,3 +76,19 @@ def cost(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
     """MACs (multiply-accumulates per image, traced on ``example``) and parameter count."""
     macs, params = tp.utils.count_ops_and_params(model, example)
     return {"macs": float(macs), "params": float(params)}
+
+
+def weights_id(model: nn.Module) -> str:
+    """A name for the model's weights: the same weights (a retrained model that came out
+    bit-identical, a reloaded file) get the same name, others another. Every tensor of
+    the state dict counts, quantized ones by their integer values, scales and zero points."""
+    digest = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        digest.update(key.encode())
+        # a quantized linear keeps (weight, bias) in a tuple
+        for tensor in (value if isinstance(value, tuple | list) else (value,)):
+            if isinstance(tensor, torch.Tensor):
+                plain = tensor.dequantize() if tensor.is_quantized else tensor
+                digest.update(plain.detach().cpu().contiguous().reshape(-1)
+                              .view(torch.uint8).numpy().tobytes())
+    return f"m-{digest.hexdigest()[:12]}"

@@ -19,6 +19,8 @@ class RegisterParams(StrictModel):
     @field_validator("model_name")
     @classmethod
     def _a_name_mlflow_takes(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a registered model's name cannot be blank")
         if bad := sorted(set(value) & set("/:%")):
             raise ValueError(f"a registered model's name cannot hold {' or '.join(bad)} (it "
                              "is part of the models:/<name>@<alias> URI): use e.g. "

@@ -255,12 +255,14 @@ def _save(checkpoint: Path, name: str, state: dict[str, Any]) -> None:
 
 def _inputs(model: nn.Module, data: BatchStream, seed: int) -> dict[str, Any]:
     """What a run trains from, beside its settings: the seed, which images (the training
-    indices and the size of the set they index) and the model it starts from (the
-    ``trained_from`` a caller sets: the pretrained encoder's ``model_id``)."""
+    indices, the size of the set they index and, when a caller sets ``trained_images``,
+    the images' fingerprint) and the model it starts from (the ``trained_from`` a caller
+    sets: the pretrained encoder's ``model_id``)."""
     # a BatchStream's indices are a tensor, an episode stream's an array
     indices = np.asarray(getattr(data, "indices", ()), dtype=np.int64).tobytes()
     size = str(len(getattr(data, "images", ()))).encode()
-    return {"seed": seed, "images": hashlib.sha256(indices + size).hexdigest()[:16],
+    pixels = str(getattr(model, "trained_images", "")).encode()
+    return {"seed": seed, "images": hashlib.sha256(indices + size + pixels).hexdigest()[:16],
             "start": getattr(model, "trained_from", None)}
 
 

@@ -126,6 +126,12 @@ def distill_model(finetuned_model: Classifier, images: ImageSet, splits: dict[st
     device = prepare_runtime(run)
     data = checked_splits(images, splits)
     student = build_student(finetuned_model, images.images, data, config, run)
+    sizes = [sum(p.numel() for p in m.parameters()) for m in (student, finetuned_model)]
+    if sizes[0] >= sizes[1]:
+        log.warning("the student (%s, %s parameters) is no smaller than its teacher (%s): "
+                    "compress.distill.student_arch / student_kwargs make a larger model than "
+                    "the one it compresses", config.distill.student_arch, f"{sizes[0]:,}",
+                    f"{sizes[1]:,}")
     _result, budget = distill(student, finetuned_model, images.images, images.labels, data,
                               policy_from_artifact(policy, "supervised"), config, run, device)
     student.cpu().eval()

@@ -67,6 +67,7 @@ def finetune_with_adapter(images: ImageSet, splits: dict[str, np.ndarray],
         pretrained_encoder if config.init == "pretrained" else None)
     # what a checkpoint of this training must have started from to be resumed
     model.trained_from = (getattr(origin, "trained_on", None) or {}).get("model_id")
+    model.trained_images = images.fingerprint()
     tuner, targets = None, config.lora.target_modules or default_targets(model)
     if config.strategy == "lora":
         if config.lora.lr is not None:
