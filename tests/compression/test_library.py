@@ -73,13 +73,17 @@ def test_prune_and_recover_reaches_the_target_and_recovers(caplog):
     assert not any(line.startswith("finetune epoch") for line in lines)
 
 
-@pytest.mark.parametrize("teacher", [None, {"temperature": 1.0, "alpha": 0.9}])
-def test_unstructured_pruning_keeps_its_zeros_through_recovery(teacher):
+@pytest.mark.parametrize(("arch", "kwargs", "teacher"), [
+    ("small_cnn", {"width": 8}, None),
+    ("small_cnn", {"width": 8}, {"temperature": 1.0, "alpha": 0.9}),
+    # attention reads out_proj.weight without calling out_proj (no mask hook there)
+    ("vit", {"width": 16, "depth": 1, "heads": 2, "mlp_dim": 32}, None)])
+def test_unstructured_pruning_keeps_its_zeros_through_recovery(arch, kwargs, teacher):
     """Recovery trains every weight: without the masks on, the zeros grew back (0% zero
     after one epoch) and the pruned model was the fine-tuned one, retrained."""
     images, labels, splits = _bars()
     torch.manual_seed(0)
-    model = build_model("small_cnn", 3, 3, width=8).eval()
+    model = build_model(arch, 3, 3, input_size=(8, 8), **kwargs).eval()
     params = PruneParams(method="unstructured", structured=None,
                          unstructured={"amount": 0.6},
                          recovery={"final_epochs": 2, "batch_size": 20, "teacher": teacher})

@@ -155,6 +155,14 @@ def prune_unstructured(model: Classifier, *, amount: float, permanent: bool = Tr
                                     amount=amount)
     if permanent:
         make_permanent(pruned)
+    else:
+        for attention in (m for m in pruned.modules() if isinstance(m, nn.MultiheadAttention)):
+            # it reads out_proj.weight without calling out_proj, so the mask's forward hook
+            # would never recompute it: plain weights there, the zeros put back afterwards
+            out = attention.out_proj
+            mask = out.weight_mask.detach().clone()
+            torch_prune.remove(out, "weight")
+            out.register_buffer("zeros_after_recovery", mask)
     return pruned.eval(), {"sparsity": sparsity(pruned)}
 
 
@@ -163,6 +171,10 @@ def make_permanent(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if hasattr(module, "weight_mask"):
             torch_prune.remove(module, "weight")
+        if hasattr(module, "zeros_after_recovery"):
+            with torch.no_grad():
+                module.weight.mul_(module.zeros_after_recovery)
+            del module._buffers["zeros_after_recovery"]
     return model
 
 
