@@ -28,8 +28,9 @@ HEADER = """# Parameters
 
 Every parameter group, one table each: the key, its value in `conf/base` (the embedded
 default run) and in `conf/cifar10` (the CIFAR-10 recipe, `kedro run --env=cifar10`;
-blank where it is the same), and what it does. Every group is validated before a run
-starts: an unknown key or a bad value stops the run with one sentence naming it.
+blank where it is the same), and what it does. Every group the run's pipelines read is
+validated before the run starts: an unknown key or a bad value stops it with one
+sentence naming it (a group no node of the run reads is not checked).
 Override any of them with `kedro run --params "group.key=value"`. The groups under
 `source` (`parameters_source.yml`: the data set the `transfer` pipeline pretrains on)
 take the keys of `ingest`, `augment` and `pretrain` below, e.g. `source.pretrain.epochs`.
