@@ -506,10 +506,10 @@ class TrainedOnHook:
         images = _images_of(inputs)
         if images is None:
             return
+        from model_lifecycle.models.structure import weights_id  # noqa: PLC0415 - torch
+
         for value in outputs.values():
             if hasattr(value, "state_dict"):  # every model: variants and encoders
-                from model_lifecycle.models.structure import weights_id  # noqa: PLC0415
-
                 value.trained_on = {"images": images.fingerprint(),
                                     "image_shape": list(images.image_shape),
                                     # which model this is: the report's rows name it
@@ -527,10 +527,12 @@ def _check_report_measured(inputs: dict[str, Any]) -> None:
     report = inputs.get("evaluation_report")
     if not hasattr(report, "columns") or "model_id" not in report.columns:
         return
+    from model_lifecycle.models.structure import model_id  # noqa: PLC0415 - torch
+
     measured = dict(zip(report["variant"], report["model_id"], strict=True))
     for variant in variants():
         model = inputs.get(variant.dataset)
-        made = (getattr(model, "trained_on", None) or {}).get("model_id")
+        made = model_id(model)
         if made and isinstance(measured.get(variant.name), str) \
                 and measured[variant.name] != made:
             raise LifecycleError(

@@ -65,7 +65,7 @@ def load_image_folder(root: str | Path, size_hw: tuple[int, int], *, channels: i
         for start, chunk, errors in _decode_all(paths, size_hw, channels, resize,
                                                 num_workers, max_pixels):
             failures.update(errors)
-            read = max(read, start + len(chunk))
+            read = start + len(chunk)  # (chunks come in file order)
             if failures and on_bad_image == "error":
                 break  # the bad files of this chunk, named together; not hours more decoding
             readable = np.ones(len(chunk), dtype=bool)

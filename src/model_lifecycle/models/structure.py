@@ -92,3 +92,9 @@ def weights_id(model: nn.Module) -> str:
                 digest.update(plain.detach().cpu().contiguous().reshape(-1)
                               .view(torch.uint8).numpy().tobytes())
     return f"m-{digest.hexdigest()[:12]}"
+
+
+def model_id(model: object) -> str | None:
+    """The ``model_id`` a saved model carries (``trained_on``, set when its node saved
+    it: :func:`weights_id` of its weights), or None for one that carries none."""
+    return (getattr(model, "trained_on", None) or {}).get("model_id")

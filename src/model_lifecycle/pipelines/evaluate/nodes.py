@@ -30,6 +30,7 @@ from model_lifecycle.evaluation.plots import (
     tradeoff_figure,
 )
 from model_lifecycle.evaluation.report import evaluate_model, mark_pareto
+from model_lifecycle.models.structure import model_id
 from model_lifecycle.params import parse_params
 from model_lifecycle.trust.explanations import report_columns
 from model_lifecycle.trust.robustness import (
@@ -79,8 +80,7 @@ def evaluate_variants(images: ImageSet, splits: dict[str, np.ndarray],
         row, details[name] = evaluate_model(model, images.images, images.labels, test,
                                             images.class_names, config, latency[name])
         method = next(v for v in variants() if v.name == name).method_text(compress_config)
-        made = (getattr(model, "trained_on", None) or {}).get("model_id")
-        rows.append({"variant": name, "method": method, **row, "model_id": made})
+        rows.append({"variant": name, "method": method, **row, "model_id": model_id(model)})
         log.info("%s: test accuracy %.2f%%, %.2f ms at batch 1", name,
                  100 * row["accuracy"], row["latency_b1_p50_ms"])
     return pd.DataFrame(rows), {"class_names": list(images.class_names), "variants": details}

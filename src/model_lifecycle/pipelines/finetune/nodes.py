@@ -22,6 +22,7 @@ from model_lifecycle.models.lora import (
     merge_lora,
 )
 from model_lifecycle.models.registry import build_model
+from model_lifecycle.models.structure import model_id
 from model_lifecycle.models.transfer import match_channels
 from model_lifecycle.params import parse_params
 from model_lifecycle.training.config import RuntimeParams
@@ -66,7 +67,7 @@ def finetune_with_adapter(images: ImageSet, splits: dict[str, np.ndarray],
     origin = start if start is not None else (
         pretrained_encoder if config.init == "pretrained" else None)
     # what a checkpoint of this training must have started from to be resumed
-    model.trained_from = (getattr(origin, "trained_on", None) or {}).get("model_id")
+    model.trained_from = model_id(origin)
     model.trained_images = images.fingerprint()
     tuner, targets = None, config.lora.target_modules or default_targets(model)
     if config.strategy == "lora":
