@@ -388,3 +388,11 @@ def test_a_killed_runs_temporary_checkpoint_is_removed_by_the_next_save(tmp_path
     save_checkpoint(checkpoint, {"epoch": 1})
     assert not stale.exists() and other.exists()
     assert checkpoint.exists()
+
+
+def test_a_warm_up_as_long_as_the_schedule_is_named(caplog):
+    _train(1.5)  # 9 steps, 6 of them warm-up: the learning rate comes down
+    assert "warm-up" not in caplog.text
+    _train(1)  # 6 steps, all warm-up: it never does
+    assert "warm-up (6 steps) is as long as the whole schedule (6 steps" in caplog.text
+    assert "schedule.warmup_epochs" in caplog.text

@@ -122,6 +122,12 @@ def fit(model: nn.Module, loss_fn: LossFn, data: BatchStream, *, epochs: float,
     opt = build_optimizer(model, optimizer)
     plan = _Plan(epoch_count(epochs, len(data))[1], len(data))
     warmup = schedule.warmup_steps(plan.total_steps, len(data))
+    if 0 < plan.total_steps <= warmup:
+        log.warning("%s: the warm-up (%d steps) is as long as the whole schedule (%d steps, "
+                    "%.2f epochs): the learning rate rises to its peak and ends there, never "
+                    "coming down; shorten schedule.warmup_epochs, or set "
+                    "schedule.warmup_fraction instead (warmup_epochs: null)", name, warmup,
+                    plan.total_steps, plan.total_steps / len(data))
 
     def lr_at(step: int) -> float:
         return learning_rate(step, plan.total_steps, base_lr=optimizer.lr,
