@@ -139,6 +139,24 @@ def test_evaluate_rows_follow_the_declaration(data, finetuned):
     assert list(with_scratch["variant"]) == ["finetuned", "scratch"]
 
 
+def test_evaluate_names_a_model_no_better_than_guessing(data, caplog):
+    images, splits, policy = data
+    model, _ = finetune_model(images, splits, policy, None,
+                              {"init": "scratch", "arch_kwargs": {"width": 4}, "epochs": 15,
+                               "batch_size": 8, "checkpoint": None}, RUNTIME)
+    guesser = copy.deepcopy(model)
+    for parameter in guesser.head.parameters():  # every image: the same logits
+        torch.nn.init.zeros_(parameter)
+    report, _ = evaluate_variants(images, splits, COMPRESS, EVALUATE, finetuned=model,
+                                  distilled=guesser)
+    accuracy = report.set_index("variant")["accuracy"]
+    assert accuracy["finetuned"] > 0.6  # the fine-tuned model learnt: not named
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and warned[0].startswith(
+        f"distilled answers {100 * accuracy['distilled']:.2f}% of the test images, no "
+        "better than always answering the most frequent class")
+
+
 @pytest.fixture(scope="module")
 def quantized(data, finetuned):
     images, splits, policy = data

@@ -42,3 +42,12 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
                                            output_dict=True, zero_division=0),
         "confusion_matrix": confusion_matrix(labels, predicted, labels=classes).tolist(),
     }
+
+
+def guessing_accuracy(labels: np.ndarray, accuracy: float) -> float | None:
+    """The accuracy of always answering the most frequent class of ``labels`` when
+    ``accuracy`` is not clearly above it (within two binomial standard errors of it on
+    this many images: a model that learnt nothing), else None."""
+    guess = float(np.bincount(labels).max() / len(labels))
+    margin = 2 * np.sqrt(guess * (1 - guess) / len(labels))
+    return guess if accuracy <= guess + margin else None

@@ -23,6 +23,7 @@ from model_lifecycle.data.splits import checked_splits
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.evaluation.config import EvaluateParams
 from model_lifecycle.evaluation.cost import side_by_side_latencies_ms
+from model_lifecycle.evaluation.metrics import guessing_accuracy
 from model_lifecycle.evaluation.plots import (
     confusion_matrices_figure,
     reliability_figure,
@@ -52,7 +53,7 @@ def evaluated_models(config: EvaluateParams, models: dict[str, nn.Module | None]
     for variant in variants():
         model = models.get(variant.name)
         wanted = not variant.evaluated_when or getattr(config, variant.evaluated_when)
-        if wanted and variant.name not in models:
+        if variant.evaluated_when and wanted and variant.name not in models:
             log.warning("evaluate.%s is set but this run does not read %s: run `kedro run "
                         "--pipelines=evaluate` to include it.", variant.evaluated_when,
                         variant.dataset)
@@ -83,6 +84,13 @@ def evaluate_variants(images: ImageSet, splits: dict[str, np.ndarray],
         rows.append({"variant": name, "method": method, **row, "model_id": model_id(model)})
         log.info("%s: test accuracy %.2f%%, %.2f ms at batch 1", name,
                  100 * row["accuracy"], row["latency_b1_p50_ms"])
+        guess = guessing_accuracy(images.labels[test], row["accuracy"])
+        if guess is not None:
+            log.warning("%s answers %.2f%% of the test images, no better than always "
+                        "answering the most frequent class (%.2f%%): it learnt nothing "
+                        "from its training; check the labels and its stage's settings "
+                        "(learning rate, epochs) before registering or serving it", name,
+                        100 * row["accuracy"], 100 * guess)
     return pd.DataFrame(rows), {"class_names": list(images.class_names), "variants": details}
 
 
