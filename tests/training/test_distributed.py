@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -141,10 +143,33 @@ def probe(model: torch.nn.Module, *, device: torch.device) -> dict:
     return everyone
 
 
+def stop_the_launcher(model: torch.nn.Module, *, device: torch.device) -> None:
+    """A job whose rank 0 sends SIGTERM to the process that launched it, as `timeout`
+    or `docker stop` would, while the ranks train."""
+    import torch.distributed as dist  # noqa: PLC0415
+    if dist.get_rank() == 0:
+        os.kill(os.getppid(), signal.SIGTERM)
+    time.sleep(60)
+
+
+SIGNALS = [getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")]
+
+
+def test_a_signal_during_a_launch_stops_it_as_ctrl_c_and_leaves_the_handlers_as_they_were():
+    before = [signal.getsignal(sig) for sig in SIGNALS]
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):  # the run: KILLED, not FAILED
+        launch(RuntimeParams(num_threads=2, distributed=TWO), stop_the_launcher,
+               torch.nn.Linear(2, 2))
+    assert [signal.getsignal(sig) for sig in SIGNALS] == before
+
+
 def test_ranks_import_neither_kedro_nor_mlflow_and_share_the_cores(monkeypatch):
     monkeypatch.setenv("MLFLOW_RUN_ID", "0123456789abcdef")  # as inside a tracked run
     model = torch.nn.Linear(2, 2)
+    before = [signal.getsignal(sig) for sig in SIGNALS]
     ranks = launch(RuntimeParams(num_threads=2, distributed=TWO), probe, model)
+    # the launcher's own handlers are gone: a later Ctrl-C or SIGTERM ends the run KILLED
+    assert [signal.getsignal(sig) for sig in SIGNALS] == before
     assert [r["rank"] for r in ranks] == [0, 1]
     for seen in ranks:
         assert seen["world"] == 2 and seen["threads"] == 1 and seen["device"] == "cpu"

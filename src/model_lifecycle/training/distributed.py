@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 import torch
 from torch import nn
+from torch.distributed.elastic.multiprocessing import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -38,6 +39,9 @@ from model_lifecycle.errors import LifecycleError
 from model_lifecycle.training.config import DistributedParams, RuntimeParams
 
 log = logging.getLogger(__name__)
+# the signals torch elastic's launcher handles (its TORCHELASTIC_SIGNALS_TO_HANDLE default)
+_LAUNCHER_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP",
+                                                             "SIGQUIT") if hasattr(signal, name))
 
 R = TypeVar("R")
 WORKER = "model_lifecycle.training.distributed_worker"
@@ -117,14 +121,24 @@ def run_ranks(config: DistributedParams, worker_args: list[str], *,
     """Start this machine's ``nproc_per_node`` ranks (``python -m …distributed_worker
     rank <worker_args>``) with ``elastic_launch`` and wait for all of them."""
     launch_config = launch_config_for(config, node_rank=node_rank)
+    # The launcher replaces the process's handlers of these signals with its own, which
+    # raise its SignalException, and leaves them there: Ctrl-C or SIGTERM, during the
+    # launch or after it, would end the run FAILED instead of KILLED (model_lifecycle.cli).
+    handlers = {sig: signal.getsignal(sig) for sig in _LAUNCHER_SIGNALS}
     try:
         elastic_launch(launch_config, sys.executable)("-m", WORKER, "rank", *worker_args)
+    except SignalException as exc:  # the launcher has stopped the ranks
+        raise KeyboardInterrupt(signal.Signals(exc.sigval).name) from None
     except ChildFailedError as exc:
         rank, failure = _root_failure(exc)
         raise LifecycleError(
             f"Distributed training stopped: rank {rank} failed ({_reason(failure)}); "
             "nothing of this node was saved, and earlier versions are as they were."
         ) from None
+    finally:
+        for sig, handler in handlers.items():
+            if handler is not None and handler is not signal.getsignal(sig):
+                signal.signal(sig, handler)
 
 
 def _root_failure(exc: ChildFailedError) -> tuple[int, ProcessFailure]:
