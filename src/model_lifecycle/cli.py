@@ -17,6 +17,7 @@ import click
 import kedro.runner
 import yaml
 from kedro.framework.cli.project import run as kedro_run
+from kedro.framework.cli.utils import _split_load_versions
 from kedro.framework.project import settings
 from kedro.io import DatasetError, DatasetNotFoundError
 from omegaconf import OmegaConf
@@ -239,12 +240,30 @@ def _top_level_items(text: str) -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
-def _with_list_params(option: click.Parameter) -> click.Parameter:
-    if option.name != "params":
+def split_load_versions(ctx: click.Context | None, param: click.Parameter | None,
+                        value: Any) -> dict[str, str]:
+    """Kedro's ``--load-versions`` parser, whose refusal (a value without
+    ``dataset:version``) reaches the terminal as ``NoneType: None`` and not its message:
+    said as click's own bad-parameter sentence instead."""
+    try:
+        return _split_load_versions(ctx, param, value)
+    except click.ClickException as exc:
+        raise click.BadParameter(
+            f"{exc.message.rstrip('.')} (a dataset's versions are the folder names under "
+            "data/<layer>/<dataset>/)", ctx=ctx, param=param) from None
+
+
+_OUR_PARSERS = {"params": (split_params, " Lists in brackets: key=[a,b]."),
+                "load_versions": (split_load_versions, "")}
+
+
+def _with_our_parsers(option: click.Parameter) -> click.Parameter:
+    if option.name not in _OUR_PARSERS:
         return option
+    callback, more_help = _OUR_PARSERS[option.name]
     copied = click.Option(option.opts, type=option.type, default=option.default,
-                          help=f"{option.help} Lists in brackets: key=[a,b].",
-                          callback=split_params)
+                          multiple=option.multiple, help=f"{option.help}{more_help}",
+                          callback=callback)
     copied.name = option.name
     return copied
 
@@ -256,7 +275,7 @@ def cli() -> None:
 
 cli.add_command(click.Command(
     name="run",
-    params=[_with_list_params(p) for p in kedro_run.params],
+    params=[_with_our_parsers(p) for p in kedro_run.params],
     callback=_one_sentence(kedro_run.callback),
     help=kedro_run.help,
     short_help=kedro_run.short_help,

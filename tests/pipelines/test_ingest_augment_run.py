@@ -328,6 +328,26 @@ def test_cli_typos_in_env_and_pipeline_names_are_one_sentence(args, sentence):
     assert "Traceback" not in result.output
 
 
+def test_load_versions_without_a_version_is_one_sentence():
+    """Kedro's own parser refuses it with an error whose message never reaches the
+    terminal (`NoneType: None`)."""
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from model_lifecycle.cli import cli  # noqa: PLC0415
+
+    result = CliRunner().invoke(cli, ["run", "--load-versions=images"])
+    assert result.exit_code == 2  # click's usage error
+    assert re.search(r"Error: Invalid value for '--load-versions' / '-lv': Expected the form "
+                     r"of 'load_versions' to be 'dataset_name:YYYY-MM-DDThh.mm.ss.sssZ',found "
+                     r"images instead \(a dataset's versions are the folder names under "
+                     r"data/<layer>/<dataset>/\)$", result.output.strip()), result.output
+    assert "NoneType" not in result.output
+    # a good value still reaches the run as Kedro's parser gives it
+    result = CliRunner().invoke(cli, ["run", "--pipelines=nosuch",
+                                      "--load-versions=images:2026-12-04T10.15.00.000Z"])
+    assert "Unknown pipeline 'nosuch'" in result.output
+
+
 @pytest.mark.parametrize(("raised", "sentence"), [
     # Kedro's own errors, as its pipeline filter, catalog and config loader word them
     (ValueError("Pipeline contains no nodes after applying all provided filters. Please "
