@@ -106,10 +106,14 @@ def test_finetune_starts_from_the_probe_and_only_the_head_moves_under_linear_pro
     assert accuracy(probed, images, labels, splits["val"]) > 0.9
 
 
-def test_fine_tuning_that_loses_the_probe_keeps_the_probe(caplog):
+@pytest.mark.parametrize("runtime", [
+    RuntimeParams(num_threads=1),
+    RuntimeParams(num_threads=2, distributed={"nproc_per_node": 2}),  # DDP: two ranks
+], ids=["one process", "two ranks"])
+def test_fine_tuning_that_loses_the_probe_keeps_the_probe(caplog, runtime):
     """The kept epoch is the best on val, and the probe it starts from is a candidate too:
     a recipe too harsh for the images (here a learning rate that wrecks the model) must
-    not leave a model worse than where it started."""
+    not leave a model worse than where it started, in one process or on several ranks."""
     images, labels = _data(3, n=90)
     order = np.random.default_rng(1).permutation(len(labels))
     splits = {"train_labeled": order[:30], "val": order[30:60], "test": order[60:]}
@@ -118,10 +122,11 @@ def test_fine_tuning_that_loses_the_probe_keeps_the_probe(caplog):
     policy = policy_from_artifact(resolve_policy(AugmentParams()), "supervised")
     model = _model(3)
     with caplog.at_level("WARNING"):
-        result, scores = finetune(model, images, labels, splits, policy, params,
-                                  RuntimeParams(num_threads=1), torch.device("cpu"))
+        result, scores = finetune(model, images, labels, splits, policy, params, runtime,
+                                  torch.device("cpu"))
     assert result.best_value < 0.9  # every epoch wrecked
     assert scores["val_accuracy"] > 0.9  # the probe, kept
+    assert scores["val_accuracy"] == accuracy(model, images, labels, splits["val"])
     assert "no epoch beat the linear probe it started from on val" in caplog.text
 
 

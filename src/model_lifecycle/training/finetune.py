@@ -75,24 +75,29 @@ def finetune(model: Classifier, images: np.ndarray, labels: np.ndarray,
         log.info("%s: head initialised as a linear probe (train_labeled accuracy %.4f, "
                  "%.1f s)", name, probe, time.perf_counter() - start)
         params = params.model_copy(update={"head_init": "random"})
-        if adversarial is None and not fans_out(runtime):  # a candidate as good as any epoch
+        if adversarial is None:  # a candidate as good as any epoch
             probed = (accuracy(model, images, labels, splits["val"], **tta),
                       copy.deepcopy(model.state_dict()))
     if fans_out(runtime):  # DDP: every rank runs this function (docs/distributed.md)
-        return launch(runtime, finetune, model, images, labels, splits, policy, params,
-                      runtime, name=name, adversarial=adversarial)
-    if params.budget_seconds is not None:
-        plan = _plan(model, images, labels, splits, policy, params, runtime, device,
-                     adversarial)
-        params, deadline = plan.apply(params, start)
-    result = _train(model, images, labels, splits, policy, params, runtime, device, name,
-                    deadline, adversarial)
+        result, scores = launch(runtime, finetune, model, images, labels, splits, policy,
+                                params, runtime, name=name, adversarial=adversarial)
+    else:
+        if params.budget_seconds is not None:
+            plan = _plan(model, images, labels, splits, policy, params, runtime, device,
+                         adversarial)
+            params, deadline = plan.apply(params, start)
+        result = _train(model, images, labels, splits, policy, params, runtime, device,
+                        name, deadline, adversarial)
+        scores = None
     if probed is not None and result.best_value is not None and probed[0] > result.best_value:
         model.load_state_dict(probed[1])
         log.warning("%s: no epoch beat the linear probe it started from on val (%.4f against "
                     "%.4f at best): the probe is kept. A lower finetune.optimizer.lr, or "
                     "finetune.strategy: linear_probe, may suit these images better", name,
                     probed[0], result.best_value)
+        scores = None  # the ranks scored the model they trained
+    if scores is not None:
+        return result, scores
     seconds = time.perf_counter() - start
     return result, {
         "val_accuracy": accuracy(model, images, labels, splits["val"], **tta),
