@@ -179,3 +179,24 @@ def test_meta_training_runs_only_when_its_encoder_is_compared(project, monkeypat
     assert not [c for c in run.index if c.startswith("metrics.fewshot.meta_train")
                 and pd.notna(run[c])]
     assert run["metrics.fewshot.scratch.3way_1shot.accuracy"] > 0
+
+
+def test_an_encoder_trained_on_other_images_is_skipped(caplog):
+    """Re-ingested with another hold-out of as many classes, the latest fine-tuned model
+    has the right number of outputs, but one of today's novel classes was among its
+    training labels: it must not be scored on them."""
+    from model_lifecycle.data.imageset import ImageSet  # noqa: PLC0415
+    from model_lifecycle.models import build_model  # noqa: PLC0415
+    from model_lifecycle.pipelines.fewshot.nodes import unusable  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    before = ImageSet(rng.integers(0, 255, (6, 1, 8, 8), dtype=np.uint8),
+                      np.array([0, 0, 1, 1, 2, 2]), ("0", "1", "7"), "digits")
+    now = ImageSet(before.images, before.labels, ("0", "1", "8"), "digits")  # 7 held out
+    model = build_model("small_cnn", 3, 1, input_size=(8, 8), width=4)
+    model.trained_on = {"images": before.fingerprint()}
+    assert unusable(model, "supervised", before) is None
+    assert unusable(model, "supervised", now) == (
+        "the latest finetuned_model was trained on other images than the latest base images "
+        "(ingested since, perhaps with another hold-out), so it may have seen the novel "
+        "classes: run `kedro run --pipelines=finetune` again")

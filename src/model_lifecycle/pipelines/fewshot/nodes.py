@@ -160,4 +160,9 @@ def unusable(model: Classifier | None, name: str, images: ImageSet) -> str | Non
                 f"classes are {len(images.class_names)}, so it was trained before this "
                 f"hold-out and may have seen the novel classes: run `kedro run "
                 f"--pipelines={pipeline}` again")
+    made_from = (getattr(model, "trained_on", None) or {}).get("images")
+    if made_from is not None and made_from != images.fingerprint():
+        return (f"the latest {dataset} was trained on other images than the latest base "
+                "images (ingested since, perhaps with another hold-out), so it may have seen "
+                f"the novel classes: run `kedro run --pipelines={pipeline}` again")
     return None
