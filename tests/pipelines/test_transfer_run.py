@@ -34,11 +34,16 @@ def _run(work, params, **kwargs):
 
 def test_an_encoder_pretrained_on_rgb_cifar_is_fine_tuned_on_grayscale_digits(
         project, cifar_dir):
-    catalog = _run(project.work, _transfer_params(cifar_dir), to_nodes=["finetune_model"])
+    # two digits held out for few-shot episodes: the target's classes, not the source's
+    params = {**_transfer_params(cifar_dir), "fewshot": {"novel_classes": ["8", "9"],
+                                                         "way": 2}}
+    catalog = _run(project.work, params, to_nodes=["finetune_model"])
 
     source, target = catalog.load("source.images"), catalog.load("images")
     assert (source.source, source.image_shape) == ("cifar10", (3, 12, 12))
     assert (target.source, target.image_shape) == ("digits", (1, 8, 8))
+    assert catalog.load("novel_images").class_names == ("8", "9")
+    assert len(source.class_names) == 10  # the source keeps every class of its own
     assert set(catalog.load("source.splits")) >= {"train_labeled", "val", "test"}
 
     encoder, model = catalog.load("source.pretrained_encoder"), catalog.load("finetuned_model")
@@ -88,3 +93,14 @@ def test_a_vit_source_of_another_image_size_is_refused_before_pretraining(projec
         _run(project.work, params)
     assert not (project.work / "data" / "03_primary").exists() or \
         not any((project.work / "data" / "03_primary").rglob("*.npz"))
+
+
+def test_a_source_of_the_same_classes_holds_out_those_it_holds():
+    """A source that holds some of the novel classes (the same data set, or one sharing
+    class names) never pretrains on them; the target's other classes are not its own."""
+    from model_lifecycle.pipelines.ingest.nodes import ingest_source_images  # noqa: PLC0415
+
+    images, _, novel = ingest_source_images({"source": "digits", "image_size": 8},
+                                            {"novel_classes": ["9", "cat"], "way": 2})
+    assert novel.class_names == ("9",) and len(novel) == 180
+    assert images.class_names == tuple("012345678")

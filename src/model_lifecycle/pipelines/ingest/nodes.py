@@ -36,6 +36,19 @@ def ingest_images(params: dict[str, Any], fewshot: dict[str, Any] | None = None
     be made stops the run before ``images`` is saved: the latest ``images``, ``splits``
     and ``novel_images`` always belong together.
     """
+    return _ingest(params, fewshot, source=False)
+
+
+def ingest_source_images(params: dict[str, Any], fewshot: dict[str, Any] | None = None
+                         ) -> tuple[ImageSet, dict[str, np.ndarray], ImageSet]:
+    """:func:`ingest_images` of the ``transfer`` pipeline's source data set: of
+    ``fewshot.novel_classes`` (the project's own classes), those the source holds too are
+    set apart, so that pretraining never sees them; the others are not the source's."""
+    return _ingest(params, fewshot, source=True)
+
+
+def _ingest(params: dict[str, Any], fewshot: dict[str, Any] | None, *, source: bool
+            ) -> tuple[ImageSet, dict[str, np.ndarray], ImageSet]:
     config = parse_params(IngestParams, params, "ingest")
     holdout = parse_params(FewshotParams, fewshot, "fewshot")
     images = load_source(config)
@@ -43,13 +56,19 @@ def ingest_images(params: dict[str, Any], fewshot: dict[str, Any] | None = None
              len(images.class_names),
              f"{config.path} ({images.source})" if config.path else images.source,
              images.image_shape)
-    images, novel = hold_out_classes(images, holdout.novel_classes)
-    if len(novel.class_names):
+    if source:
+        held = [name for name in holdout.novel_classes if name in images.class_names]
+        images, novel = hold_out_classes(images, held, key="fewshot.novel_classes (in the "
+                                         "source data set, source.ingest)")
+    else:
+        images, novel = hold_out_classes(images, holdout.novel_classes)
+    if len(novel.class_names) and not source:
         # episodes that cannot be filled are refused now, not after hours of training
         for shot in sorted(holdout.shots, reverse=True):  # the most demanding first
             check_episodes(novel.labels, novel.class_names, way=holdout.way, shot=shot,
                            queries=holdout.queries, pool="novel",
                            keys=("fewshot.way", "fewshot.shots", "fewshot.queries"))
+    if len(novel.class_names):
         log.info("Held out %d images of %d novel classes (%s); %d images of %d base "
                  "classes remain", len(novel), len(novel.class_names),
                  ", ".join(novel.class_names), len(images), len(images.class_names))

@@ -5,7 +5,8 @@ The source stages are the ``ingest``, ``augment`` and ``pretrain`` pipelines und
 Kedro namespace ``source``: their datasets are ``source.images``, ``source.splits``, …
 ``source.pretrained_encoder`` (versioned, ``conf/base/catalog.yml``) and their
 parameters the groups under ``source`` (``parameters_source.yml``); the other groups
-(``runtime``) are shared. ``finetune`` reads ``source.pretrained_encoder`` instead of
+(``runtime``, ``fewshot``) are shared: the source holds out those of the novel classes it
+holds, so that pretraining never sees them. ``finetune`` reads ``source.pretrained_encoder`` instead of
 ``pretrained_encoder``, so kedro-viz draws which data the encoder came from.
 """
 
@@ -30,7 +31,7 @@ SOURCE = "source"
 
 def create_pipeline(**kwargs) -> Pipeline:
     policy = augment.create_pipeline().only_nodes("resolve_augmentation_policy")
-    stages = ingest.create_pipeline() + policy + pretrain.create_pipeline()
+    stages = ingest.create_pipeline(source=True) + policy + pretrain.create_pipeline()
     shared = {name for name in stages.inputs()  # runtime, fewshot: one for both data sets
               if name.startswith("params:") and name[7:] not in NAMESPACES[SOURCE]}
     source = Pipeline(stages, namespace=SOURCE, parameters=shared)
