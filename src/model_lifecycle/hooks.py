@@ -607,6 +607,23 @@ class BatchedParamsMlflowHook(MlflowHook):
         self._logged: dict[str, str] = {}
 
     @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        """kedro-mlflow's set-up, with a relative SQLite store (``sqlite:///mlflow.db``)
+        and a relative or unset artifact location taken in the project folder:
+        kedro-mlflow leaves a relative SQLite path to the working directory, so `kedro
+        run` from a sub-folder (`src/`, `notebooks/`) tracked into a second store there,
+        which `make ui` and `make serve` never read."""
+        loader = context.config_loader
+        loader.config_patterns.setdefault("mlflow", ["mlflow*", "mlflow*/**", "**/mlflow*"])
+        try:
+            conf = loader["mlflow"]
+        except MissingConfigException:  # kedro-mlflow's defaults (./mlruns, made absolute)
+            conf = None
+        if conf:
+            loader["mlflow"] = in_project(conf, Path(context.project_path))
+        super().after_context_created(context)
+
+    @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline,
                             catalog: DataCatalog) -> None:
         self._logged = {}
@@ -630,6 +647,27 @@ class BatchedParamsMlflowHook(MlflowHook):
             self._pending[name] = value
         else:
             super()._log_param(name, value)
+
+
+def in_project(conf: dict[str, Any], project: Path) -> dict[str, Any]:
+    """``mlflow.yml``'s settings with relative SQLite stores made absolute in ``project``,
+    and the artifacts of a new experiment in ``project/mlruns`` when unset (MLflow puts
+    them in ``./mlruns`` of the working directory)."""
+    server = dict(conf.get("server") or {})
+    for key in ("mlflow_tracking_uri", "mlflow_registry_uri"):
+        uri = server.get(key)
+        if isinstance(uri, str) and uri.startswith("sqlite:///") \
+                and not uri.startswith("sqlite:////"):
+            server[key] = f"sqlite:///{project / uri.removeprefix('sqlite:///')}"
+    tracking = dict(conf.get("tracking") or {})
+    experiment = dict(tracking.get("experiment") or {})
+    created = dict(experiment.get("create_experiment_kwargs") or {})
+    if created.get("artifact_location") is None and str(
+            server.get("mlflow_tracking_uri", "")).startswith("sqlite:"):
+        created["artifact_location"] = "mlruns"  # kedro-mlflow: relative to the project
+    experiment["create_experiment_kwargs"] = created
+    tracking["experiment"] = experiment
+    return {**conf, "server": server, "tracking": tracking}
 
 
 def _active_run_stack() -> list | None:

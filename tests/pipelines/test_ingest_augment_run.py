@@ -330,6 +330,28 @@ def test_cli_typos_in_env_and_pipeline_names_are_one_sentence(args, sentence):
     assert "Traceback" not in result.output
 
 
+def test_a_run_from_a_sub_folder_tracks_into_the_projects_store(tmp_path, monkeypatch):
+    """base's `sqlite:///mlflow.db` is the project's store wherever `kedro run` starts
+    (`make ui` and `make serve` read the one in the project folder)."""
+    from model_lifecycle.hooks import in_project  # noqa: PLC0415
+    from tests.conftest import project_runner  # noqa: PLC0415
+
+    work = scratch_project(tmp_path / "work", store=False)
+    (work / "conf" / "local" / "mlflow.yml").unlink()  # base's relative store, as shipped
+    monkeypatch.chdir(work / "src")
+    project_runner(work)(["ingest"], {"ingest": {"image_size": 8}})
+    assert not [p.name for p in (work / "src").iterdir()]  # no store, no artifacts
+    run = _runs(work).iloc[-1]
+    assert run["status"] == "FINISHED"
+    assert run["artifact_uri"].startswith((work / "mlruns").as_uri())
+    # absolute stores and set artifact locations are the user's: left as they are
+    conf = {"server": {"mlflow_tracking_uri": "sqlite:////srv/m.db",
+                       "mlflow_registry_uri": "http://127.0.0.1:5005"},
+            "tracking": {"experiment": {"create_experiment_kwargs": {
+                "artifact_location": "s3://bucket/x"}}}}
+    assert in_project(conf, work) == conf
+
+
 def test_load_versions_without_a_version_is_one_sentence():
     """Kedro's own parser refuses it with an error whose message never reaches the
     terminal (`NoneType: None`)."""

@@ -6,8 +6,9 @@ Kedro namespace ``source``: their datasets are ``source.images``, ``source.split
 ``source.pretrained_encoder`` (versioned, ``conf/base/catalog.yml``) and their
 parameters the groups under ``source`` (``parameters_source.yml``); the other groups
 (``runtime``, ``fewshot``) are shared: the source holds out those of the novel classes it
-holds, so that pretraining never sees them. ``finetune`` reads ``source.pretrained_encoder`` instead of
-``pretrained_encoder``, so kedro-viz draws which data the encoder came from.
+holds, so that pretraining never sees them. ``finetune`` reads
+``source.pretrained_encoder`` instead of ``pretrained_encoder``, so kedro-viz draws which
+data the encoder came from.
 """
 
 import warnings
