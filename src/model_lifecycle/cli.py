@@ -43,8 +43,8 @@ def _one_sentence(callback):
                 f"{str(exc).strip().rstrip('.')}: `kedro catalog describe-datasets` lists "
                 "the datasets.") from None
         except DatasetError as exc:
-            if _about_a_file(exc.__cause__):
-                raise click.ClickException(_os_sentence(exc.__cause__, str(exc))) from None
+            if _about_a_file(cause := _file_cause(exc)):
+                raise click.ClickException(_os_sentence(cause, str(exc))) from None
             if not (found := _CATALOG_ENTRY.match(str(exc))):
                 raise
             raise click.ClickException(
@@ -143,8 +143,9 @@ def _check_runner(runner: str | None, is_async: bool | None) -> None:
             "each other in memory, which cannot cross processes; run without --runner "
             "(SequentialRunner) or with --runner=ThreadRunner.")
     if runner and "." not in runner and not hasattr(kedro.runner, runner):
-        raise LifecycleError(f"Unknown runner '{runner}': use {' or '.join(RUNNERS)} "
-                             "(the default), or give your own runner class's dotted path.")
+        raise LifecycleError(f"Unknown runner '{runner}': use {RUNNERS[0]} (the default) or "
+                             f"{' or '.join(RUNNERS[1:])}, or give your own runner class's "
+                             "dotted path.")
     if is_async:
         raise LifecycleError(
             "--async cannot be used with this project: it loads and saves datasets in "
@@ -174,6 +175,15 @@ _FILE_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOSPC,
 def _about_a_file(exc: BaseException | None) -> bool:
     return isinstance(exc, OSError) and (exc.errno in _FILE_ERRNOS
                                          or (exc.filename is not None and exc.errno is not None))
+
+
+def _file_cause(exc: DatasetError) -> BaseException | None:
+    """The error under a DatasetError, past the DatasetErrors Kedro wraps it in (a failed
+    save is wrapped twice: the dataset's, then the catalog's)."""
+    cause = exc.__cause__
+    while isinstance(cause, DatasetError):
+        cause = cause.__cause__
+    return cause
 
 
 def _os_sentence(exc: OSError, context: str | None = None) -> str:

@@ -314,8 +314,8 @@ def test_cli_params_take_lists_as_the_docs_write_them(tmp_path):
     (["--runner=ParallelRunner"], r"^Error: ParallelRunner cannot run this project: .* run "
                                   r"without --runner \(SequentialRunner\) or with "
                                   r"--runner=ThreadRunner\.$"),
-    (["--runner=Bogus"], r"^Error: Unknown runner 'Bogus': use SequentialRunner or "
-                         r"ThreadRunner"),
+    (["--runner=Bogus"], r"^Error: Unknown runner 'Bogus': use SequentialRunner \(the "
+                         r"default\) or ThreadRunner, or give"),
     (["--async"], r"^Error: --async cannot be used with this project: .* run without "
                   r"--async\.$"),
 ])
@@ -528,3 +528,28 @@ def test_a_file_the_run_cannot_write_is_one_sentence():
         "Failed while saving data to dataset TorchModelDataset(…): Operation not permitted "
         "'/data/06_models/x.pt': check that the path exists, can be written by this user "
         "and has free space, then run again (versions saved before are untouched).")
+
+
+def test_a_read_only_data_folder_is_one_sentence():
+    """A failed save reaches the command wrapped twice (the dataset's DatasetError, then the
+    catalog's, naming the dataset), as `kedro run` with data/ mounted read-only shows."""
+    from kedro.io import DatasetError  # noqa: PLC0415
+
+    from model_lifecycle.cli import _one_sentence  # noqa: PLC0415
+
+    def save_refused(**_kwargs):
+        try:
+            try:
+                raise OSError(30, "Read-only file system", "data/03_primary/images.npz")
+            except OSError as exc:
+                raise DatasetError("Failed while saving data to dataset "
+                                   "ImageSetDataset(…).") from exc
+        except DatasetError as exc:
+            raise DatasetError(f"images: {exc}") from exc
+
+    with pytest.raises(click.ClickException) as caught:
+        _one_sentence(save_refused)()
+    assert caught.value.message == (
+        "images: Failed while saving data to dataset ImageSetDataset(…): Read-only file "
+        "system 'data/03_primary/images.npz': check that the path exists, can be written by "
+        "this user and has free space, then run again (versions saved before are untouched).")
