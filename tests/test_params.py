@@ -29,6 +29,14 @@ def test_split_fractions_of_one_or_more_are_refused(key):
         parse_params(IngestParams, {"splits": {key: 1.5}}, "ingest")
 
 
+@pytest.mark.parametrize("size", [[20], [12, 14, 3]])
+def test_an_image_size_of_other_than_one_or_two_numbers_says_what_it_takes(size):
+    with pytest.raises(LifecycleError, match=r"'ingest.image_size' = \[.*\] .*give one "
+                                             r"number \(a square\) or two, \[height, width\]"):
+        parse_params(IngestParams, {"image_size": size}, "ingest")
+    assert parse_params(IngestParams, {"image_size": [12, 14]}, "ingest").size_hw == (12, 14)
+
+
 def test_source_that_reads_files_needs_a_path():
     with pytest.raises(LifecycleError, match="set ingest.path"):
         parse_params(IngestParams, {"source": "image_folder"}, "ingest")

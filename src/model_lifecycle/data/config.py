@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -54,6 +54,15 @@ class IngestParams(StrictModel):
     outright."""
     num_workers: int | None = Field(None, ge=1)
     """Decoding processes for image folders; null: all cores."""
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _one_or_two_sizes(cls, value: Any) -> Any:
+        # pydantic would answer a list of another length with the int branch's
+        # "Input should be a valid integer"
+        if isinstance(value, list | tuple) and len(value) != 2:  # noqa: PLR2004
+            raise ValueError("give one number (a square) or two, [height, width]")
+        return value
 
     @field_validator("image_size")
     @classmethod
