@@ -118,7 +118,7 @@ def test_a_path_from_the_home_folder_is_expanded_as_the_shell_would(tmp_path, mo
                           "ingest", context={"reads_files": True})
     assert ingest.path == str(tmp_path / "shots")
     inference = parse_params(InferenceParams, {"input_dir": "~/shots"}, "inference")
-    assert files_to_predict(inference.input_dir) == [tmp_path / "shots" / "a.png"]
+    assert files_to_predict(inference.input_dir)[0] == [tmp_path / "shots" / "a.png"]
 
 
 def test_resume_without_a_checkpoint_is_refused():

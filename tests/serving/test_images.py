@@ -66,8 +66,22 @@ def test_inference_reads_every_file_under_the_folder_but_hidden_ones_and_non_ima
                      "Thumbs.db", "sub/notes.txt"):
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_bytes(b"x")
-    assert [p.relative_to(tmp_path).as_posix() for p in files_to_predict(tmp_path)] == [
-        "a.png", "sub/b.jpg", "sub/deeper/c"]  # a file without a suffix may be an image
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")  # its row says so
+    files, left_out = files_to_predict(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in files] == [
+        "a.png", "gone.png", "sub/b.jpg", "sub/deeper/c"]  # no suffix: may be an image
+    assert sorted(p.name for p in left_out) == ["Thumbs.db", "notes.txt"]
+
+
+def test_a_folder_of_no_image_says_what_it_left_out(tmp_path):
+    from model_lifecycle.errors import LifecycleError  # noqa: PLC0415
+    from model_lifecycle.serving.predict import files_to_predict  # noqa: PLC0415
+
+    for name in ("a.txt", "b.csv", "c.json", "d.md"):
+        (tmp_path / name).write_text("x")
+    with pytest.raises(LifecycleError, match=r"holds no image files \(left out as never "
+                                             r"images: a.txt, b.csv, c.json and 1 more\): put"):
+        files_to_predict(tmp_path)
 
 
 def test_a_plain_text_image_file_and_a_data_url_in_bytes_are_read():

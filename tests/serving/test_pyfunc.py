@@ -157,3 +157,13 @@ def test_batch_inference_sends_at_most_max_rows_per_call(rgb_model, tmp_path: Pa
     files = sorted(tmp_path.iterdir())
     answer = predict_files(rgb_model, tmp_path, files, batch_size=100)
     assert len(answer) == len(files) and answer["error"].isna().all()
+    # a link to nothing and an empty file: rows of their own, the others still answered
+    (tmp_path / "5.png").unlink()
+    (tmp_path / "5.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "6.png").write_bytes(b"")
+    answer = predict_files(rgb_model, tmp_path, files, batch_size=100).set_index("file")
+    assert answer.loc["5.png", "error"].startswith("cannot read the file: No such file")
+    assert answer.loc["6.png", "error"] == "the file is empty"
+    assert answer.loc[["5.png", "6.png"], "class"].isna().all()
+    assert answer.drop(["5.png", "6.png"])["error"].isna().all()
+    assert answer["class"].notna().sum() == len(files) - 2

@@ -31,9 +31,10 @@ def load_registered(name: str, alias: str) -> tuple[mlflow.pyfunc.PyFuncModel, s
     return mlflow.pyfunc.load_model(f"models:/{name}/{version}"), version
 
 
-def files_to_predict(folder: str | Path | None) -> list[Path]:
-    """Every file under ``folder`` (recursively, hidden ones and those that are never
-    images skipped), in name order."""
+def files_to_predict(folder: str | Path | None) -> tuple[list[Path], list[Path]]:
+    """Every file under ``folder`` (recursively, hidden ones skipped) in name order, and
+    those of them left out as never images (``notes.txt``, ``Thumbs.db`` …). A link to
+    nothing is among the files: its row says so."""
     if folder is None:
         raise LifecycleError("inference.input_dir is not set: run `kedro run "
                              "--pipelines=inference --params=inference.input_dir=<folder>`.")
@@ -41,11 +42,18 @@ def files_to_predict(folder: str | Path | None) -> list[Path]:
     if not folder.is_dir():
         raise LifecycleError(f"inference.input_dir '{folder}' is not a folder: give the "
                              f"folder that holds the images to predict.")
-    files = [path for path in files_under(folder)[0] if path.is_file()]
+    files, left_out = files_under(folder)
     if not files:
-        raise LifecycleError(f"inference.input_dir '{folder}' holds no files: put the "
-                             f"images to predict in it.")
-    return files
+        also = (f" (left out as never images: {_some(left_out, folder)})" if left_out
+                else "")
+        raise LifecycleError(f"inference.input_dir '{folder}' holds no image files{also}: "
+                             "put the images to predict in it.")
+    return files, left_out
+
+
+def _some(paths: list[Path], folder: Path, shown: int = 3) -> str:
+    names = ", ".join(path.relative_to(folder).as_posix() for path in paths[:shown])
+    return names + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
 
 
 def predict_files(model: mlflow.pyfunc.PyFuncModel, folder: str | Path, files: list[Path], *,
@@ -58,7 +66,24 @@ def predict_files(model: mlflow.pyfunc.PyFuncModel, folder: str | Path, files: l
     tables = []
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]
-        answer = model.predict(pd.DataFrame({"image": [path.read_bytes() for path in chunk]}))
+        read, errors = {}, {}
+        for i, path in enumerate(chunk):
+            try:
+                read[i] = path.read_bytes()
+            except OSError as exc:  # a link to nothing, a file gone or not readable
+                errors[i] = f"cannot read the file: {exc.strerror or exc}"
+                continue
+            if not read[i]:
+                errors[i] = "the file is empty"
+                del read[i]
+        answer = pd.DataFrame({"class": [None] * len(chunk), "confidence": float("nan"),
+                               "error": [errors.get(i) for i in range(len(chunk))]},
+                              dtype=object)
+        if read:
+            answered = model.predict(pd.DataFrame({"image": list(read.values())}))
+            answer.loc[list(read), ["class", "confidence", "error"]] = \
+                answered[["class", "confidence", "error"]].to_numpy(dtype=object)
+        answer["confidence"] = answer["confidence"].astype(float)
         answer.insert(0, "file", [path.relative_to(Path(folder)).as_posix() for path in chunk])
-        tables.append(answer[["file", "class", "confidence", "error"]])
+        tables.append(answer)
     return pd.concat(tables, ignore_index=True)

@@ -20,7 +20,10 @@ def predict_folder(params: dict[str, Any], register: dict[str, Any]) -> pd.DataF
     ``error``, ``model_version``). Unreadable files get their reason in ``error``."""
     config = parse_params(InferenceParams, params, "inference")
     name = parse_params(RegisterParams, register, "register").model_name
-    files = files_to_predict(config.input_dir)
+    files, left_out = files_to_predict(config.input_dir)
+    if left_out:
+        log.info("%d files under %s left out as never images, e.g. %s", len(left_out),
+                 config.input_dir, left_out[0].name)
     model, version = load_registered(name, config.alias)
     predictions = predict_files(model, config.input_dir, files, batch_size=config.batch_size)
     predictions["model_version"] = version
