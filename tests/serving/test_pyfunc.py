@@ -125,6 +125,10 @@ def test_bad_rows_get_an_error_and_nulls_in_strict_json(rgb_model):
                     {"instances": [{"image": {"b64": good}}, {"image": other}]}):
         status, body = _invoke(rgb_model, request)
         assert status == 200 and body["predictions"] == [first, *alone["predictions"]], request
+    # no image at all, in every form: no prediction (not one row of error)
+    for request in ({"inputs": {"image": []}}, {"instances": {"image": []}},
+                    {"dataframe_split": {"columns": ["image"], "data": []}}):
+        assert _invoke(rgb_model, request) == (200, {"predictions": []}), request
 
 
 @pytest.mark.parametrize("columns, rows, sentence", [

@@ -149,9 +149,9 @@ def _one_image_per_row(table: pd.DataFrame) -> pd.DataFrame:
     ``{"b64": "…"}`` for binary values is unwrapped too."""
     if "image" in table.columns and len(table) == 1 and "pixels" not in table.columns:
         cell = table["image"].iloc[0]
-        if isinstance(cell, list | tuple | np.ndarray) and len(cell) and all(
+        if isinstance(cell, list | tuple | np.ndarray) and all(
                 isinstance(item, str | bytes | dict) for item in cell):
-            table = pd.DataFrame({"image": list(cell)})
+            table = pd.DataFrame({"image": list(cell)})  # none at all: no row to answer
     if "image" in table.columns:
         table = table.assign(image=[value["b64"] if isinstance(value, dict)
                                     and set(value) == {"b64"} else value
