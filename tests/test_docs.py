@@ -1,6 +1,9 @@
 """docs/parameters.md is generated from the parameter models and must not go stale."""
 
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +55,18 @@ def test_architecture_md_lists_every_catalog_dataset_under_its_layer():
         named = re.sub(r"\s*\([^)]*\)", "", datasets)  # not the remarks in brackets
         documented[layer] = set(re.findall(r"`([^`]+)`", named))
     assert documented == layers
+
+
+@pytest.mark.parametrize(("variables", "uri"), [
+    ([], "models:/model-lifecycle@champion"),
+    (["ALIAS=baseline"], "models:/model-lifecycle@baseline"),
+    (["VERSION=3"], "models:/model-lifecycle/3"),  # as the README's `make serve` line says
+    (["MODEL=flowers", "VERSION=12"], "models:/flowers/12"),
+])
+def test_make_serve_serves_the_model_the_readme_says(variables, uri):
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+    root = Path(__file__).resolve().parents[1]
+    shown = subprocess.run(["make", "-n", "serve", *variables],
+                           cwd=root, capture_output=True, text=True, check=True).stdout
+    assert f'-m "{uri}"' in shown
