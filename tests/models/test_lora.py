@@ -188,6 +188,23 @@ def test_a_target_pattern_matching_no_layer_is_one_sentence(arch, pattern, says)
                       [pattern])
 
 
+def test_the_layers_a_bad_pattern_is_shown_can_all_be_targeted():
+    with pytest.raises(LifecycleError) as refused:
+        add_lora(_model("vit"), rank=2, alpha=2, target_modules=["qkv"])
+    named = str(refused.value).partition("such as ")[2].rstrip(".").split(", ")
+    assert "encoder.stages.1.self_attention" in named
+    for name in named[:-1]:  # the last: "…"
+        add_lora(_model("vit"), rank=2, alpha=2, target_modules=[name])  # no refusal
+
+
+def test_a_rank_as_large_as_a_layer_is_named(caplog):
+    add_lora(_model("vit"), rank=8, alpha=2)  # attention and MLP widths 24 and 48
+    assert "full rank" not in caplog.text
+    add_lora(_model("vit"), rank=24, alpha=2)
+    assert ("finetune.lora.rank = 24 is at least the full rank of 6 of the 6 adapted layers "
+            "(e.g. encoder.stages.1.self_attention: 24)") in caplog.text
+
+
 def test_lora_parameters_are_checked_before_anything_runs():
     with pytest.raises(LifecycleError, match=r"'finetune.lora.rank' = 0 .*greater than or "
                        r"equal to 1"):

@@ -11,6 +11,7 @@ plain :class:`Classifier` of the same architecture after training.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 
 # peft is imported inside the functions: it imports transformers (seconds), which a run
 # without LoRA never needs.
+
+log = logging.getLogger(__name__)
 
 ADAPTER = "default"
 # layer types peft's LoRA wraps (nn.MultiheadAttention: in_proj and out_proj together)
@@ -118,7 +121,8 @@ def add_lora(model: Classifier, *, rank: int, alpha: float, dropout: float = 0.0
     patterns = list(target_modules) if target_modules else default_targets(model)
     modules = dict(model.named_modules())
     layers, parameters = [], []
-    for pattern, names in matched_modules(model, patterns).items():
+    matched = matched_modules(model, patterns)
+    for pattern, names in matched.items():
         if any(isinstance(modules[name], nn.MultiheadAttention) for name in names):
             parameters.append(f"{pattern}.in_proj_weight")
             layers += [n for n in names if not isinstance(modules[n], nn.MultiheadAttention)]
@@ -127,9 +131,31 @@ def add_lora(model: Classifier, *, rank: int, alpha: float, dropout: float = 0.0
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout,
                         target_modules=layers or None, target_parameters=parameters or None,
                         exclude_modules=["head"])
+    _warn_of_full_rank(rank, [name for names in matched.values() for name in names], modules)
     tuner = LoraModel(model, config, ADAPTER)  # replaces the targets in place
     model.head.requires_grad_(True)
     return tuner
+
+
+def _full_rank(layer: nn.Module) -> int:
+    """The largest rank an update of ``layer``'s weight can have."""
+    if isinstance(layer, nn.Linear):
+        return min(layer.in_features, layer.out_features)
+    if isinstance(layer, nn.Conv2d):  # peft's A: a convolution in → r, B: 1×1 r → out
+        kernel = layer.kernel_size[0] * layer.kernel_size[1]
+        return min(layer.in_channels // layer.groups * kernel, layer.out_channels)
+    return layer.embed_dim  # attention's q, k, v projection: embed_dim → 3 × embed_dim
+
+
+def _warn_of_full_rank(rank: int, names: list[str], modules: dict[str, nn.Module]) -> None:
+    full = [(name, _full_rank(modules[name])) for name in names]
+    over = [(name, limit) for name, limit in full if rank >= limit]
+    if over:
+        log.warning("finetune.lora.rank = %d is at least the full rank of %d of the %d "
+                    "adapted layers (e.g. %s: %d): their adapters are no smaller than the "
+                    "layers and LoRA's saving is gone; lower finetune.lora.rank (below %d)",
+                    rank, len(over), len(full), over[0][0], over[0][1],
+                    min(limit for _, limit in full))
 
 
 def adapter_state_dict(model: Classifier) -> dict[str, torch.Tensor]:
@@ -177,5 +203,7 @@ def merge_lora(tuner: LoraModel) -> Classifier:
 
 
 def _examples(modules: dict[str, nn.Module], count: int = 6) -> list[str]:
-    names = [name for name, module in modules.items() if isinstance(module, _LORA_LAYERS)]
+    # not an attention layer's out_proj, which the attention uses without calling it
+    names = [name for name, module in modules.items() if isinstance(module, _LORA_LAYERS)
+             and not isinstance(modules.get(name.rpartition(".")[0]), nn.MultiheadAttention)]
     return names[:count] if len(names) <= count else [*names[:count - 1], "…"]
