@@ -27,6 +27,8 @@ from model_lifecycle.training.tta_streams import (
     adaptation_figure,
     adaptation_sweep,
     folder_stream,
+    hurt_warning,
+    mean_errors,
     stream_batches,
     stream_order,
 )
@@ -328,3 +330,16 @@ def test_models_without_the_layers_a_method_needs_are_refused():
 def test_bad_parameters_are_one_sentence_naming_the_key(raw, message):
     with pytest.raises(LifecycleError, match=message):
         parse_params(AdaptParams, raw, "adapt")
+
+
+def test_adaptation_that_raises_the_error_is_named():
+    import pandas as pd  # noqa: PLC0415
+
+    report = pd.DataFrame({"corruption": ["folder"] * 2, "severity": [0, 0],
+                           "method": ["bn", "tent"], "error_before": [0.10, 0.10],
+                           "error_after": [0.467, 0.105]})
+    means = mean_errors(report)
+    assert hurt_warning(means).startswith(
+        "test-time adaptation raised the mean error from 0.100 unadapted to bn 0.467:")
+    assert "tent" not in hurt_warning(means)  # within a point of it: noise
+    assert hurt_warning({**means, "bn_error": 0.05}) is None

@@ -186,6 +186,22 @@ def mean_errors(report: pd.DataFrame) -> dict[str, float]:
     return means
 
 
+def hurt_warning(means: dict[str, float], margin: float = 0.01) -> str | None:
+    """A sentence for the methods whose mean error is above the unadapted model's by more
+    than ``margin`` (the means of :func:`mean_errors`), or None."""
+    before = means["none_error"]
+    worse = {key.removesuffix("_error"): error for key, error in means.items()
+             if key != "none_error" and error > before + margin}
+    if not worse:
+        return None
+    listed = ", ".join(f"{method} {error:.3f}" for method, error in worse.items())
+    return (f"test-time adaptation raised the mean error from {before:.3f} unadapted to "
+            f"{listed}: batch statistics and entropy minimisation assume batches like the "
+            "test set, with its classes mixed; a stream of few classes or images, or a "
+            "small adapt.batch_size, misleads them. The adapted model is saved all the "
+            "same: serve the unadapted variant for these images")
+
+
 def adaptation_figure(report: pd.DataFrame) -> plt.Figure:
     """Error per stream (corruption, and severity when there are several), one bar per
     method; the model as it is (``none``) always shown."""

@@ -23,6 +23,7 @@ from model_lifecycle.training.tta_streams import (
     adaptation_sweep,
     corruption_streams,
     folder_stream,
+    hurt_warning,
     mean_errors,
 )
 from model_lifecycle.variants import variant
@@ -60,6 +61,8 @@ def adapt_variant(images: ImageSet, splits: dict[str, np.ndarray], params: dict[
     means = mean_errors(report)
     log.info("%s adapted: mean error %s", config.variant,
              ", ".join(f"{k.removesuffix('_error')} {v:.3f}" for k, v in means.items()))
+    if hurt := hurt_warning(means):
+        log.warning("%s: %s.", config.variant, hurt)
     return report, history_for_mlflow({}, **means), adaptation_figure(report), adapted
 
 
