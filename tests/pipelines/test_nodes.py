@@ -74,6 +74,22 @@ def _state(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+def test_ingest_says_at_once_when_meta_training_will_lack_labelled_images(caplog):
+    """5% of the digits' labels leave 6 of a class; an episode of 5 shots and 15 queries
+    needs 20: said at ingest, with the fix, not after pretraining and fine-tuning."""
+    ingest_images({"source": "digits", "image_size": 8, "labeled_fraction": 0.05},
+                  {"novel_classes": ["8", "9"], "way": 2})
+    assert ("Meta-training (fewshot.encoders lists meta_trained) will be refused on these "
+            "images: Class '0' has 6 train_labeled images but fewshot.meta_train.shot = 5 "
+            "with fewshot.meta_train.queries = 15 needs 20 per class: lower them (together "
+            "at most 6) or label more of the training images (a higher "
+            "ingest.labeled_fraction, then ingest again).") in caplog.text
+    caplog.clear()
+    ingest_images({"source": "digits", "image_size": 8, "labeled_fraction": 0.05},
+                  {"novel_classes": ["8", "9"], "way": 2, "encoders": ["pretrained"]})
+    assert "Meta-training" not in caplog.text
+
+
 def test_ingest_returns_images_and_their_splits_together():
     images, splits, novel = ingest_images({"source": "digits", "image_size": 8})
     assert images.images.shape == (1797, 1, 8, 8)

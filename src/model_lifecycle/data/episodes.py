@@ -39,10 +39,12 @@ def seeded_episodes(labels: np.ndarray, *, way: int, shots: tuple[int, ...] | li
 
 
 def check_episodes(labels: np.ndarray, class_names: tuple[str, ...], *, way: int,
-                   shot: int, queries: int, keys: tuple[str, str, str], pool: str) -> None:
+                   shot: int, queries: int, keys: tuple[str, str, str], pool: str,
+                   more: str | None = None) -> None:
     """Refuse, in one sentence, episodes that ``labels`` cannot fill: fewer classes than
     ``way``, or a class with fewer than ``shot + queries`` images. ``keys`` name the way,
-    shot and queries parameters; ``pool`` says which images these are."""
+    shot and queries parameters; ``pool`` says which images these are; ``more``: how to
+    get more of them (default: add images of the class)."""
     way_key, shot_key, queries_key = keys
     present, counts = np.unique(labels, return_counts=True)
     if len(present) < way:
@@ -56,4 +58,4 @@ def check_episodes(labels: np.ndarray, class_names: tuple[str, ...], *, way: int
         raise LifecycleError(
             f"Class '{name}' has {count} {pool} images but {shot_key} = {shot} with "
             f"{queries_key} = {queries} needs {need} per class: lower them (together at "
-            f"most {count}) or add images of '{name}'.")
+            f"most {count}) or {more or f'add images of {name!r}'}.")

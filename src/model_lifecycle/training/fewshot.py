@@ -20,14 +20,13 @@ from model_lifecycle.models.classifier import Classifier
 from model_lifecycle.models.predict import predict
 from model_lifecycle.models.protonet import episode_accuracies, protonet_loss
 from model_lifecycle.training.config import OptimizerParams, RuntimeParams, ScheduleParams
-from model_lifecycle.training.fewshot_config import MetaTrainParams
+from model_lifecycle.training.fewshot_config import META_KEYS, MORE_LABELED, MetaTrainParams
 from model_lifecycle.training.loop import Deadline, FitResult, fit
 
 log = logging.getLogger(__name__)
 
 EPISODES_PER_EPOCH = 100
 VAL_EPISODES = 200  # episodes of the validation check after every epoch
-KEYS = ("fewshot.meta_train.way", "fewshot.meta_train.shot", "fewshot.meta_train.queries")
 
 
 class EpisodeStream:
@@ -81,7 +80,8 @@ def meta_train(model: Classifier, images: np.ndarray, labels: np.ndarray,
     """
     train = splits["train_labeled"]
     check_episodes(labels[train], class_names, way=params.way, shot=params.shot,
-                   queries=params.queries, keys=KEYS, pool="train_labeled")
+                   queries=params.queries, keys=META_KEYS, pool="train_labeled",
+                   more=MORE_LABELED)
     start = time.perf_counter()
     deadline = (Deadline(start + params.budget_seconds)
                 if params.budget_seconds is not None else None)

@@ -25,6 +25,13 @@ def _names(value: Any) -> Any:
     return value
 
 
+# the keys a meta-training episode's refusal names, and how to get more labelled images
+META_KEYS = ("fewshot.meta_train.way", "fewshot.meta_train.shot",
+             "fewshot.meta_train.queries")
+MORE_LABELED = ("label more of the training images (a higher ingest.labeled_fraction, "
+                "then ingest again)")
+
+
 class MetaTrainParams(StrictModel):
     """Episodic meta-training of an encoder with the Prototypical Networks loss on the base
     classes' ``train_labeled`` images (Snell et al. 2017)."""

@@ -19,8 +19,9 @@ from model_lifecycle.data.report import (
 )
 from model_lifecycle.data.sources import load_source
 from model_lifecycle.data.splits import SPLIT_NAMES, make_splits
+from model_lifecycle.errors import LifecycleError
 from model_lifecycle.params import parse_params
-from model_lifecycle.training.fewshot_config import FewshotParams
+from model_lifecycle.training.fewshot_config import META_KEYS, MORE_LABELED, FewshotParams
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,17 @@ def _ingest(params: dict[str, Any], fewshot: dict[str, Any] | None, *, source: b
                  ", ".join(novel.class_names), len(images), len(images.class_names))
     splits = make_splits(images, config.splits, labeled_fraction=config.labeled_fraction,
                          seed=config.seed)
+    if len(novel.class_names) and not source and "meta_trained" in holdout.encoders:
+        # said now, not after pretraining and fine-tuning (a run that meta-trains later,
+        # or not at all, may still use these images: a warning, not a refusal)
+        meta = holdout.meta_train
+        try:
+            check_episodes(images.labels[splits["train_labeled"]], images.class_names,
+                           way=meta.way, shot=meta.shot, queries=meta.queries,
+                           keys=META_KEYS, pool="train_labeled", more=MORE_LABELED)
+        except LifecycleError as refused:
+            log.warning("Meta-training (fewshot.encoders lists meta_trained) will be refused "
+                        "on these images: %s", refused)
     sizes = {name: len(splits[name]) for name in SPLIT_NAMES}
     log.info("Split: %d test, %d val, %d training images, %d of them with their labels "
              "(train_labeled: ingest.labeled_fraction %g) and %d without (train_unlabeled, "
