@@ -35,8 +35,9 @@ def _run(work, params, **kwargs):
 def test_an_encoder_pretrained_on_rgb_cifar_is_fine_tuned_on_grayscale_digits(
         project, cifar_dir):
     # two digits held out for few-shot episodes: the target's classes, not the source's
-    params = {**_transfer_params(cifar_dir), "fewshot": {"novel_classes": ["8", "9"],
-                                                         "way": 2}}
+    checkpoint = str(project.work / "source-pretrain.pt")
+    params = {**_transfer_params(cifar_dir, checkpoint=checkpoint),
+              "fewshot": {"novel_classes": ["8", "9"], "way": 2}}
     catalog = _run(project.work, params, to_nodes=["finetune_model"])
 
     source, target = catalog.load("source.images"), catalog.load("images")
@@ -59,6 +60,11 @@ def test_an_encoder_pretrained_on_rgb_cifar_is_fine_tuned_on_grayscale_digits(
     assert run["params.source.ingest.source"] == "cifar10"
     assert run["params.ingest.source"] == "digits"
     assert "metrics.source.pretrain.knn_accuracy" in run and "metrics.finetune.val_accuracy" in run
+
+    # resuming the source's pretraining with other settings names the key as it is given
+    params["source"]["pretrain"].update(resume=True, epochs=3)
+    with pytest.raises(LifecycleError, match=r"source.pretrain.epochs 2 → 3"):
+        _run(project.work, params, node_names=["source.pretrain_encoder"])
 
 
 def test_an_unknown_group_under_source_is_named(project, cifar_dir):

@@ -53,8 +53,10 @@ class SSLModel(nn.Module):
 
 def pretrain(model: Classifier, images: np.ndarray, labels: np.ndarray,
              splits: dict[str, np.ndarray], policy: ViewPolicy, params: PretrainParams,
-             runtime: RuntimeParams, device: torch.device) -> tuple[FitResult, dict[str, float]]:
+             runtime: RuntimeParams, device: torch.device, *, group: str = "pretrain"
+             ) -> tuple[FitResult, dict[str, float]]:
     """Train ``model.encoder`` in place on every training image (labels unused).
+    ``group``: the parameter group ``params`` came from, as messages name its keys.
 
     With ``params.budget_seconds`` the epoch count is planned from a measured warm-up.
     Returns the fit result and the final representation quality: k-NN and linear-probe
@@ -63,7 +65,7 @@ def pretrain(model: Classifier, images: np.ndarray, labels: np.ndarray,
     """
     if fans_out(runtime):  # DDP: every rank runs this function (docs/distributed.md)
         return launch(runtime, pretrain, model, images, labels, splits, policy, params,
-                      runtime)
+                      runtime, group=group)
     start, deadline = time.perf_counter(), None
     if params.budget_seconds is not None:
         one_epoch = params.model_copy(update={"epochs": 1, "budget_seconds": None,
@@ -74,13 +76,13 @@ def pretrain(model: Classifier, images: np.ndarray, labels: np.ndarray,
             # trains on a slice; the k-NN check still uses every labeled image as its
             # memory bank, as the real run's does
             return _train(copy.deepcopy(model), images, labels, splits, policy, one_epoch,
-                          runtime, device, "pretrain warm-up",
+                          runtime, device, f"{group} warm-up",
                           train=warmup_sample(train, n_images, runtime.seed))
 
         plan = plan_epochs(params.budget_seconds, len(train), trial,
-                           key="pretrain.budget_seconds", eval_every=params.eval_every)
+                           key=f"{group}.budget_seconds", eval_every=params.eval_every)
         params, deadline = plan.apply(params, start)
-    result = _train(model, images, labels, splits, policy, params, runtime, device, "pretrain",
+    result = _train(model, images, labels, splits, policy, params, runtime, device, group,
                     deadline=deadline)
     seconds = time.perf_counter() - start
     quality = _quality(model.encoder, images, labels, splits, params.knn_k, probe=True)
