@@ -160,11 +160,11 @@ def _check_settings(groups: dict[str, Any], pipeline: Pipeline, catalog: DataCat
     if ("compress" in groups and "finetune" in groups
             and "finetuned_model" in pipeline.all_outputs()):
         _check_structured_pruning(groups)
+    _check_architectures(groups)
     if "ingest" in groups and ({"pretrain", "finetune"} & set(groups)):
         _check_image_size(groups)
     if {"source.ingest", "source.pretrain", "ingest", "finetune"} <= set(groups):
         _check_transfer_size(groups)
-    _check_architectures(groups)
     if "inference" in groups:  # the folder and the model: before a run is opened
         from model_lifecycle.serving.predict import (  # noqa: PLC0415
             files_to_predict,
@@ -227,8 +227,12 @@ def _check_image_size(groups: dict[str, Any]) -> None:
             model = shape_only(arch, channels, input_size=(height, width), **kwargs)
             with torch.device("meta"):
                 model.eval()(torch.zeros(1, channels, height, width))
-        except (LifecycleError, NotImplementedError):
-            continue  # the architecture's own sentence, or an op without a meta kernel
+        except NotImplementedError:
+            continue  # an op without a meta kernel: the stage itself will tell
+        except LifecycleError as exc:  # the architecture's own sentence (vit's patches)
+            raise LifecycleError(f"{group}.arch '{arch}' cannot take images of "
+                                 f"ingest.image_size {height}×{width}: "
+                                 f"{str(exc).removeprefix(arch + ': ')}") from None
         except RuntimeError as exc:
             raise LifecycleError(
                 f"ingest.image_size {height}×{width} is too small for {group}.arch "

@@ -156,3 +156,16 @@ def test_a_misspelt_architecture_stops_the_run_before_anything_runs(project):
                        r"is not an architecture: choose one of .*small_cnn"):
         project(None, typo)
     assert not _versions(project.work, "data/03_primary/images.npz")
+
+
+def test_images_an_architecture_cannot_take_are_refused_before_ingest_saves_them(project):
+    """vit cuts images into patches: 18 pixels do not divide into 4-pixel patches. Said
+    before the run, not by pretraining after ingest has saved the 18-pixel images."""
+    params = {"ingest": {"image_size": 18},
+              "pretrain": {"arch": "vit", "arch_kwargs": {"patch_size": 4, "depth": 1,
+                                                          "width": 16, "heads": 2}}}
+    with pytest.raises(LifecycleError, match=r"^pretrain.arch 'vit' cannot take images of "
+                       r"ingest.image_size 18×18: images of 18×18 pixels do not divide into "
+                       r"4-pixel patches: set arch_kwargs.patch_size"):
+        project(["ingest", "augment", "pretrain"], params)
+    assert not (project.work / "data" / "03_primary").exists()
