@@ -661,8 +661,12 @@ class BatchedParamsMlflowHook(MlflowHook):
 def in_project(conf: dict[str, Any], project: Path) -> dict[str, Any]:
     """``mlflow.yml``'s settings with relative SQLite stores made absolute in ``project``,
     and the artifacts of a new experiment in ``project/mlruns`` when unset (MLflow puts
-    them in ``./mlruns`` of the working directory)."""
+    them in ``./mlruns`` of the working directory). No tracking URI at all (the file
+    `kedro mlflow init` writes, without MLFLOW_TRACKING_URI set) is the project's own
+    store: kedro-mlflow's default, a file store, is one MLflow 3 refuses."""
     server = dict(conf.get("server") or {})
+    if server.get("mlflow_tracking_uri") is None and not os.environ.get("MLFLOW_TRACKING_URI"):
+        server["mlflow_tracking_uri"] = "sqlite:///mlflow.db"
     for key in ("mlflow_tracking_uri", "mlflow_registry_uri"):
         uri = server.get(key)
         if isinstance(uri, str) and uri.startswith("sqlite:///") \

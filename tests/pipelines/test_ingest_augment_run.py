@@ -350,6 +350,10 @@ def test_a_run_from_a_sub_folder_tracks_into_the_projects_store(tmp_path, monkey
             "tracking": {"experiment": {"create_experiment_kwargs": {
                 "artifact_location": "s3://bucket/x"}}}}
     assert in_project(conf, work) == conf
+    # no store named (the mlflow.yml `kedro mlflow init` writes): the project's own
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert in_project({"server": {"mlflow_tracking_uri": None}}, work)["server"] == {
+        "mlflow_tracking_uri": f"sqlite:///{work / 'mlflow.db'}"}
 
 
 def test_load_versions_without_a_version_is_one_sentence():
