@@ -16,7 +16,9 @@ from typing import Any
 import click
 import kedro.runner
 import yaml
+from kedro.framework.cli.catalog import catalog as kedro_catalog
 from kedro.framework.cli.project import run as kedro_run
+from kedro.framework.cli.registry import registry as kedro_registry
 from kedro.framework.cli.utils import _split_load_versions
 from kedro.framework.project import settings
 from kedro.io import DatasetError, DatasetNotFoundError
@@ -283,6 +285,35 @@ def cli() -> None:
     """Project commands."""
 
 
+def _checked(callback):
+    """Kedro's other commands that take a pipeline or an environment (`kedro registry
+    describe`, `kedro catalog describe-datasets -p …`, the ones the run's sentences
+    recommend) refuse a name that does not exist in one sentence, as `kedro run` does,
+    instead of a traceback (an ImportError, or MLflow's refusal of a file store)."""
+    @functools.wraps(callback)
+    def wrapper(*args, **kwargs):
+        named = kwargs.get("pipeline", kwargs.get("name"))
+        try:
+            _check_env(kwargs.get("env"), None)
+            _check_pipelines(list(named) if isinstance(named, list | tuple) else [named])
+        except LifecycleError as exc:
+            raise click.ClickException(str(exc)) from None
+        return callback(*args, **kwargs)
+
+    return wrapper
+
+
+def _with_checks(group: click.Group) -> click.Group:
+    checked = click.Group(name=group.name, help=group.help, short_help=group.short_help)
+    for name, command in group.commands.items():
+        checked.add_command(click.Command(
+            name=name, params=command.params, callback=_checked(command.callback),
+            help=command.help, short_help=command.short_help), name)
+    return checked
+
+
+cli.add_command(_with_checks(kedro_registry))
+cli.add_command(_with_checks(kedro_catalog))
 cli.add_command(click.Command(
     name="run",
     params=[_with_our_parsers(p) for p in kedro_run.params],

@@ -356,6 +356,19 @@ def test_a_run_from_a_sub_folder_tracks_into_the_projects_store(tmp_path, monkey
         "mlflow_tracking_uri": f"sqlite:///{work / 'mlflow.db'}"}
 
 
+@pytest.mark.parametrize("args", [["registry", "describe", "nosuch"],
+                                  ["catalog", "describe-datasets", "-p", "nosuch"]])
+def test_the_commands_the_sentences_recommend_refuse_typos_in_one_sentence(args):
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from model_lifecycle.cli import cli  # noqa: PLC0415
+
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: Unknown pipeline 'nosuch': the pipelines are ")
+    assert isinstance(result.exception, SystemExit)  # click's exit, not an ImportError
+
+
 def test_load_versions_without_a_version_is_one_sentence():
     """Kedro's own parser refuses it with an error whose message never reaches the
     terminal (`NoneType: None`)."""
