@@ -104,7 +104,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# keeps data/server (the tracking server's database and artifacts)
+# Every version under data/ (their folders too), the MLflow store and its artifacts
+# (mlruns/); keeps data/server (the tracking server's database and artifacts).
 clean-data:
 	find data -path data/server -prune -o -type f ! -name .gitkeep -exec rm -f {} +
-	rm -f mlflow.db
+	find data -mindepth 2 -type d -empty ! -path "data/server/*" -delete
+	rm -rf mlflow.db mlruns

@@ -303,7 +303,9 @@ def _replace(catalog: DataCatalog, name: str, dataset: MemoryDataset) -> None:
 def _no_such_version(name: str, version: str, catalog: DataCatalog) -> str:
     """One sentence for ``--load-versions`` naming a version that was never saved."""
     folder = Path(str(getattr(catalog[name], "_filepath", "")))
-    versions = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    # a version is a folder holding the file (`make clean-data` of old left them empty)
+    versions = sorted(p.name for p in folder.iterdir() if (p / folder.name).exists()) \
+        if folder.is_dir() else []
     listed = (f"the versions under {folder} are {', '.join(versions[-3:])}"
               + (" (the latest three)" if len(versions) > 3 else "") if versions
               else "it has no saved version")

@@ -478,6 +478,8 @@ def test_cli_bad_yaml_and_node_names_are_one_sentence():
 def test_a_pinned_version_that_does_not_exist_is_named_with_those_that_do(project):
     project(["ingest"], {"ingest": {"image_size": 8}})
     [saved] = _versions(project.work, "data/03_primary/images.npz")
+    # an empty version folder (what deleting the files leaves) is no version
+    (saved.parent.parent / "2099-01-01T00.00.00.000Z").mkdir()
     with pytest.raises(LifecycleError, match=(
             r"^--load-versions asks for version 2099-01-01T00.00.00.000Z of 'images', which "
             r"does not exist: the versions under .*images.npz are "
