@@ -110,6 +110,7 @@ def test_bad_rows_get_an_error_and_nulls_in_strict_json(rgb_model):
     assert answers[1] == answers[6]  # whole-number floats are the integers they hold
     assert "fractions" in answers[2]["error"] and "no image" in answers[3]["error"]
     assert answers[5]["error"] == "both an 'image' and a 'pixels' value: give one per row"
+    assert answers[4]["error"].startswith("a number (7) in the 'image' column: give the base64")
     _, text_pixels = _invoke(rgb_model, {"inputs": [{"pixels": "abc"}]})
     assert text_pixels["predictions"][0]["error"].startswith("text in the 'pixels' column")
     # base64 in MLflow's `inputs` and `instances` forms, and as a data URL, as in a split

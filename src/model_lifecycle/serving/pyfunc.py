@@ -195,6 +195,10 @@ def _images(table: pd.DataFrame) -> list[Any]:
             images.append(ImageDecodeError(
                 "text in the 'pixels' column: give pixels as nested lists of 0-255 values "
                 "(H×W or H×W×C), or an image file's base64 in the 'image' column"))
+        elif isinstance(image, int | float | np.number):
+            images.append(ImageDecodeError(
+                f"a number ({image}) in the 'image' column: give the base64 of an image "
+                "file's bytes, or pixels (nested lists of 0-255 values) in 'pixels'"))
         else:
             images.append(image if image is not None else pixels)
     return images
