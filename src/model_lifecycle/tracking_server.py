@@ -222,14 +222,18 @@ class TrackingServer:
                 f"server.mlflow_tracking_uri at it.")
         self._wait_until_ready(self._start_server(), timeout)
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
         """Stop the MLflow server, then PostgreSQL (fast shutdown: open sessions are
-        rolled back); nothing happens for what is not running."""
+        rolled back); nothing happens for what is not running. Returns whether anything
+        was running."""
+        running = self._server_pid() is not None
         self._stop_server()
         bindir = postgres_bindir()
         if bindir is not None and self._postgres_running(bindir):
+            running = True
             self._pg_ctl(bindir, "stop", "-w", "-t", "60", "-m", "fast",
                          failure="PostgreSQL did not stop")
+        return running
 
     def status(self) -> dict[str, bool]:
         """Whether PostgreSQL runs, and whether the MLflow server answers."""
@@ -496,12 +500,17 @@ def main(argv: list[str] | None = None) -> int:
                                 allowed_hosts=args.allowed_hosts)
         if args.action == "start":
             server.start()
+            how = ("`kedro run --env=server`" if args.port == DEFAULT_PORT else
+                   f"`kedro run --env=server` once conf/server/mlflow.yml names {server.uri} "
+                   f"(it names port {DEFAULT_PORT})")
             print(f"MLflow tracking server on {server.uri} (PostgreSQL in {server.cluster}, "
-                  f"artifacts in {server.artifacts}); runs log to it with "
-                  f"`kedro run --env=server`.")
+                  f"artifacts in {server.artifacts}); runs log to it with {how}.")
         elif args.action == "stop":
-            server.stop()
-            print(f"Stopped the MLflow tracking server and PostgreSQL of {server.folder}.")
+            if server.stop():
+                print(f"Stopped the MLflow tracking server and PostgreSQL of {server.folder}.")
+            else:
+                print(f"Nothing to stop: no tracking server or PostgreSQL of {server.folder} "
+                      "was running.")
         else:
             state = server.status()
             print(f"PostgreSQL ({server.cluster}): "

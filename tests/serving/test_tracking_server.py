@@ -143,8 +143,9 @@ def test_the_models_are_registered_on_the_server(server, logged, tmp_path):
 def test_stop_stops_both_and_a_new_start_finds_every_run(server, logged):
     run_id = logged["run"].info.run_id
     pid = json.loads(server.pid_file.read_text())["pid"]
-    server.stop()
+    assert server.stop() is True
     assert server.status() == {"postgres": False, "mlflow": False}
+    assert server.stop() is False  # `make server-stop` says there was nothing to stop
     assert not (server.cluster / "postmaster.pid").exists()  # PostgreSQL shut down
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # no MLflow server process (nor worker) is left
