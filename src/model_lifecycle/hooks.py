@@ -109,16 +109,21 @@ class PreflightHook:
         overrides = dotted_keys(run_params.get("runtime_params") or {})
         _check_groups(catalog.load("parameters"), overrides)
         inputs = sorted(pipeline.inputs())
-        groups = {}
+        groups, refused = {}, []
         for name in inputs:
             group = name.removeprefix("params:")
             model = PARAMETER_MODELS.get(group.rpartition(".")[2])
             if name.startswith("params:") and model is not None:
                 reads = f"{group.rpartition('.')[0]}.images" if "." in group else "images"
-                groups[group] = parse_params(
-                    model, catalog.load(name), group, overrides=overrides,
-                    context={"reads_files": reads in pipeline.all_outputs()},
-                    env=run_params.get("env"))
+                try:
+                    groups[group] = parse_params(
+                        model, catalog.load(name), group, overrides=overrides,
+                        context={"reads_files": reads in pipeline.all_outputs()},
+                        env=run_params.get("env"))
+                except LifecycleError as exc:  # every group's first problem, in one go
+                    refused.append(str(exc))
+        if refused:
+            raise LifecycleError(" ".join(refused))
         _check_settings(groups, pipeline, catalog)
         for sentence in dropped_by_env(groups, run_params.get("env"), overrides):
             log.warning(sentence)

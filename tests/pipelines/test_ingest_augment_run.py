@@ -238,6 +238,18 @@ def test_unknown_parameter_stops_with_one_sentence(project):
         project(["augment"], {"augment": {"pretrain": {"flip": {"p": 0.5}}}})
 
 
+def test_problems_in_several_groups_are_named_together(project, tmp_path):
+    """A missing folder and a misspelt key of another group: both in one refusal, not the
+    second only after the first is fixed."""
+    with pytest.raises(LifecycleError) as refused:
+        project(["ingest", "augment", "pretrain"],
+                {"ingest": {"source": "image_folder", "path": str(tmp_path / "nowhere")},
+                 "pretrain": {"epoch": 3}})
+    message = str(refused.value)
+    assert f"ingest.path {tmp_path / 'nowhere'} does not exist" in message
+    assert "Unknown parameter 'pretrain.epoch'" in message
+
+
 def test_pipeline_alone_without_its_inputs_names_the_pipeline_to_run(project):
     with pytest.raises(LifecycleError,
                        match=r"^Inputs 'images', 'splits' have never been produced: run "

@@ -376,7 +376,7 @@ def test_inference_errors_name_the_fix(project, tmp_path):
         project(["inference"])
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(LifecycleError, match=r"inference.input_dir '.*empty' holds no files"):
+    with pytest.raises(LifecycleError, match=r"inference.input_dir '.*empty' holds no image files"):
         project(["inference"], {"inference": {"input_dir": str(empty)}})
     with pytest.raises(LifecycleError, match=r"'.*missing' is not a folder"):
         project(["inference"], {"inference": {"input_dir": str(tmp_path / "missing")}})
