@@ -10,7 +10,7 @@ import torch
 from model_lifecycle.augment.config import SupervisedPolicy, ViewPolicy
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.models import build_model
-from model_lifecycle.training.budget import MARGIN, plan_epochs
+from model_lifecycle.training.budget import MARGIN, plan_epochs, trial_settings
 from model_lifecycle.training.config import (
     FinetuneParams,
     PretrainParams,
@@ -130,6 +130,17 @@ def test_pretrain_with_a_budget_reports_its_epochs_and_seconds():
     assert quality["train_seconds"] <= 6.0 * 1.05
     assert 0 < quality["epochs"] < 1000
     assert 0 <= quality["knn_accuracy"] <= 1
+
+
+def test_a_trial_epoch_has_no_learning_rate_warm_up():
+    """The base recipe's 4 warm-up epochs would span a one-epoch trial, which the loop
+    names as a mistake (the budgeted run's own schedule keeps them)."""
+    params = FinetuneParams(budget_seconds=60, epochs=40, checkpoint="c.pt",
+                            schedule=ScheduleParams(warmup_epochs=4))
+    trial = trial_settings(params, checkpoint=None)
+    assert (trial.epochs, trial.budget_seconds, trial.checkpoint) == (1, None, None)
+    assert trial.schedule.warmup_steps(10, 10) == 0 and trial.schedule.kind == "cosine"
+    assert params.schedule.warmup_steps(400, 10) == 40  # the run's own: untouched
 
 
 def test_a_schedule_takes_one_kind_of_warm_up():

@@ -17,7 +17,7 @@ from model_lifecycle.compression.distill import distillation_loss
 from model_lifecycle.models.classifier import Classifier
 from model_lifecycle.models.predict import accuracy
 from model_lifecycle.models.registry import build_model
-from model_lifecycle.training.budget import plan_epochs, warmup_sample
+from model_lifecycle.training.budget import plan_epochs, trial_settings, warmup_sample
 from model_lifecycle.training.config import RuntimeParams
 from model_lifecycle.training.data import BatchStream
 from model_lifecycle.training.device import rank, world_size
@@ -60,7 +60,7 @@ def distill(student: Classifier, teacher: nn.Module, images: np.ndarray, labels:
                       params, runtime, name=name)
     start, deadline = time.perf_counter(), None
     if params.budget_seconds is not None:
-        one_epoch = params.model_copy(update={"epochs": 1, "budget_seconds": None})
+        one_epoch = trial_settings(params)
         train = _training_images(splits, params)
 
         def trial(n_images: int) -> FitResult:

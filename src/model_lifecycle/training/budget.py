@@ -31,6 +31,16 @@ WARMUP_IMAGES = 7680  # images of the measuring warm-up epoch (fewer when there 
 MARGIN = 0.98  # share of the time left that the schedule is planned to fill
 
 
+def trial_settings(params: P, **update: object) -> P:
+    """``params`` for a timed trial of the warm-up: one epoch, no budget, and no
+    learning-rate warm-up (a trial's steps are timed, not learnt from; the stage's warm-up
+    would span the whole trial, which the loop names as a mistake)."""
+    schedule = params.schedule.model_copy(  # type: ignore[attr-defined]
+        update={"warmup_epochs": 0.0, "warmup_fraction": None})
+    return params.model_copy(  # type: ignore[attr-defined]
+        update={"epochs": 1, "budget_seconds": None, "schedule": schedule, **update})
+
+
 class Measured(Protocol):  # what a trial reports (a FitResult)
     images_per_s: float
     evaluations: int

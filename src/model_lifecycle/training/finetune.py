@@ -18,7 +18,7 @@ from model_lifecycle.models.classifier import Classifier
 from model_lifecycle.models.head import PROBE_IMAGES, probe_head
 from model_lifecycle.models.init import dirac_convs, whiten_first_conv
 from model_lifecycle.models.predict import accuracy
-from model_lifecycle.training.budget import BudgetPlan, plan_epochs, warmup_sample
+from model_lifecycle.training.budget import BudgetPlan, plan_epochs, trial_settings, warmup_sample
 from model_lifecycle.training.config import (
     AdversarialTrainingParams,
     FinetuneParams,
@@ -146,8 +146,7 @@ def _plan(model: Classifier, images: np.ndarray, labels: np.ndarray,
           adversarial: AdversarialTrainingParams | None) -> BudgetPlan:
     """The epochs that fit ``params.budget_seconds``, measured on throwaway copies of
     ``model`` trained for one epoch on a sample of ``train_labeled``."""
-    one_epoch = params.model_copy(update={"epochs": 1, "budget_seconds": None,
-                                          "checkpoint": None, "resume": False})
+    one_epoch = trial_settings(params, checkpoint=None, resume=False)
 
     def trial(n_images: int) -> FitResult:
         subset = {**splits, "train_labeled": warmup_sample(splits["train_labeled"], n_images,

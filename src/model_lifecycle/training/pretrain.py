@@ -16,7 +16,7 @@ from model_lifecycle.models.classifier import Classifier
 from model_lifecycle.ssl.probes import features, knn_accuracy, linear_probe_accuracy
 from model_lifecycle.ssl.simclr import NTXentLoss, ProjectionHead
 from model_lifecycle.ssl.simsiam import SimSiamLoss, SimSiamPredictor, SimSiamProjector
-from model_lifecycle.training.budget import plan_epochs, warmup_sample
+from model_lifecycle.training.budget import plan_epochs, trial_settings, warmup_sample
 from model_lifecycle.training.config import PretrainParams, RuntimeParams
 from model_lifecycle.training.data import BatchStream
 from model_lifecycle.training.device import rank, world_size
@@ -68,8 +68,7 @@ def pretrain(model: Classifier, images: np.ndarray, labels: np.ndarray,
                       runtime, group=group)
     start, deadline = time.perf_counter(), None
     if params.budget_seconds is not None:
-        one_epoch = params.model_copy(update={"epochs": 1, "budget_seconds": None,
-                                              "checkpoint": None, "resume": False})
+        one_epoch = trial_settings(params, checkpoint=None, resume=False)
         train = np.concatenate([splits["train_labeled"], splits["train_unlabeled"]])
 
         def trial(n_images: int) -> FitResult:
