@@ -8,3 +8,8 @@ class LifecycleError(ValueError):
     a corrupt image, an impossible split, an unknown parameter). The project's CLI
     prints the sentence alone instead of a traceback.
     """
+
+
+class ImageSizeError(LifecycleError):
+    """An architecture cannot take images of this size (a side its patches do not divide):
+    the checks before a run name ``ingest.image_size`` with it."""

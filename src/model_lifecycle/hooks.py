@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from model_lifecycle.augment.config import AugmentParams
 from model_lifecycle.compression.config import CompressParams
 from model_lifecycle.data.config import IngestParams
-from model_lifecycle.errors import LifecycleError
+from model_lifecycle.errors import ImageSizeError, LifecycleError
 from model_lifecycle.evaluation.config import EvaluateParams
 from model_lifecycle.params import (
     RUNNING_NAMESPACE,
@@ -166,8 +166,10 @@ def _check_settings(groups: dict[str, Any], pipeline: Pipeline, catalog: DataCat
             and "finetuned_model" in pipeline.all_outputs()):
         _check_structured_pruning(groups)
     _check_architectures(groups)
-    if "ingest" in groups and ({"pretrain", "finetune"} & set(groups)):
-        _check_image_size(groups)
+    for prefix in ("", *(f"{namespace}." for namespace in NAMESPACES)):  # source.*
+        if f"{prefix}ingest" in groups and ({f"{prefix}pretrain", f"{prefix}finetune"}
+                                            & set(groups)):
+            _check_image_size(groups, prefix)
     if {"source.ingest", "source.pretrain", "ingest", "finetune"} <= set(groups):
         _check_transfer_size(groups)
     if "inference" in groups:  # the folder and the model: before a run is opened
@@ -213,35 +215,38 @@ def _check_architectures(groups: dict[str, Any]) -> None:
                                  f"{', '.join(known)}.")
 
 
-def _check_image_size(groups: dict[str, Any]) -> None:
+def _check_image_size(groups: dict[str, Any], prefix: str = "") -> None:
     """Images too small for an architecture this run trains (a 3-pixel image through
-    `small_cnn`'s two poolings) fail inside the first training step, after ingest has
-    saved them: try a forward pass of that size on the meta device (no memory, no time)."""
+    `small_cnn`'s two poolings), or of a size it cannot take (vit's patches), fail inside
+    the first training step, after ingest has saved them: try a forward pass of that size
+    on the meta device (no memory, no time). ``prefix``: a namespace's (``source.``)."""
     import torch  # noqa: PLC0415 - a run that trains imports it anyway
 
     from model_lifecycle.models.registry import shape_only  # noqa: PLC0415
 
-    ingest = groups["ingest"]
+    ingest = groups[f"{prefix}ingest"]
     channels, (height, width) = ingest.channels or 3, ingest.size_hw
-    for group in ("pretrain", "finetune"):
+    for group in (f"{prefix}pretrain", f"{prefix}finetune"):
         # a fine-tuned model from the pretrained encoder has pretrain's architecture
-        if group not in groups or (group == "finetune" and groups[group].init == "pretrained"):
+        if group not in groups or (group.endswith("finetune")
+                                   and groups[group].init == "pretrained"):
             continue
         arch, kwargs = groups[group].arch, groups[group].arch_kwargs
         try:
             model = shape_only(arch, channels, input_size=(height, width), **kwargs)
             with torch.device("meta"):
                 model.eval()(torch.zeros(1, channels, height, width))
-        except NotImplementedError:
-            continue  # an op without a meta kernel: the stage itself will tell
-        except LifecycleError as exc:  # the architecture's own sentence (vit's patches)
+        except ImageSizeError as exc:  # the architecture's own sentence (vit's patches)
             raise LifecycleError(f"{group}.arch '{arch}' cannot take images of "
-                                 f"ingest.image_size {height}×{width}: "
+                                 f"{prefix}ingest.image_size {height}×{width}: "
                                  f"{str(exc).removeprefix(arch + ': ')}") from None
+        except (LifecycleError, NotImplementedError):
+            continue  # another setting's own sentence, or an op without a meta kernel
         except RuntimeError as exc:
             raise LifecycleError(
-                f"ingest.image_size {height}×{width} is too small for {group}.arch "
-                f"'{arch}' ({str(exc).splitlines()[0]}): raise ingest.image_size.") from None
+                f"{prefix}ingest.image_size {height}×{width} is too small for {group}.arch "
+                f"'{arch}' ({str(exc).splitlines()[0]}): raise {prefix}ingest.image_size."
+            ) from None
 
 
 def _check_transfer_size(groups: dict[str, Any]) -> None:

@@ -101,6 +101,17 @@ def test_a_vit_source_of_another_image_size_is_refused_before_pretraining(projec
         not any((project.work / "data" / "03_primary").rglob("*.npz"))
 
 
+def test_source_images_its_architecture_cannot_take_are_refused_before_the_run(
+        project, cifar_dir):
+    params = _transfer_params(cifar_dir, arch="vit", arch_kwargs={"patch_size": 5})
+    with pytest.raises(LifecycleError, match=r"^source.pretrain.arch 'vit' cannot take images "
+                       r"of source.ingest.image_size 12×12: images of 12×12 pixels do not "
+                       r"divide into 5-pixel patches"):
+        _run(project.work, params)
+    assert not (project.work / "data" / "03_primary").exists() or \
+        not any((project.work / "data" / "03_primary").rglob("*.npz"))
+
+
 def test_a_source_of_the_same_classes_holds_out_those_it_holds():
     """A source that holds some of the novel classes (the same data set, or one sharing
     class names) never pretrains on them; the target's other classes are not its own."""

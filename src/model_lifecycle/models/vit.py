@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torchvision.models.vision_transformer import Encoder as TorchvisionEncoder
 
-from model_lifecycle.errors import LifecycleError
+from model_lifecycle.errors import ImageSizeError, LifecycleError
 from model_lifecycle.models.classifier import Encoder
 from model_lifecycle.models.registry import register
 
@@ -36,7 +36,7 @@ def vit(in_channels: int, image_size: int | list[int] = 32, patch_size: int | No
     height, width_px = _size(image_size)
     patch = patch_size if patch_size is not None else (4 if min(height, width_px) >= 16 else 2)
     if patch < 1 or height % patch or width_px % patch:
-        raise LifecycleError(f"vit: images of {height}×{width_px} pixels do not divide into "
+        raise ImageSizeError(f"vit: images of {height}×{width_px} pixels do not divide into "
                              f"{patch}-pixel patches: set arch_kwargs.patch_size to a "
                              "divisor of both sides.")
     if width % heads:
