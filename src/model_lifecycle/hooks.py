@@ -27,12 +27,7 @@ from model_lifecycle.compression.config import CompressParams
 from model_lifecycle.data.config import IngestParams
 from model_lifecycle.errors import ImageSizeError, LifecycleError
 from model_lifecycle.evaluation.config import EvaluateParams
-from model_lifecycle.params import (
-    RUNNING_NAMESPACE,
-    dotted_keys,
-    dropped_by_env,
-    parse_params,
-)
+from model_lifecycle.params import dotted_keys, dropped_by_env, parse_params
 from model_lifecycle.pipeline_registry import BEYOND, LIFECYCLE, NAMESPACES, OPTIONAL
 from model_lifecycle.serving.config import InferenceParams, RegisterParams
 from model_lifecycle.tracking_server import probe
@@ -778,17 +773,11 @@ class NodeTimingHook:
     @hook_impl
     def before_node_run(self, node: Any) -> None:
         RUNNING_NODE[:] = [node.name]  # what an interrupted run names to go on from
-        RUNNING_NAMESPACE[:] = [node.namespace] if node.namespace else []
         self._begin(node.name)
 
     @hook_impl
     def after_node_run(self, node: Any) -> None:
         self._end(node.name)
-        RUNNING_NAMESPACE.clear()  # a node called outside a run has none
-
-    @hook_impl
-    def on_node_error(self) -> None:
-        RUNNING_NAMESPACE.clear()
 
     @hook_impl
     def after_dataset_saved(self, node: Any) -> None:

@@ -31,17 +31,6 @@ class StrictModel(BaseModel):
 UserPath = Annotated[str, AfterValidator(os.path.expanduser)]
 
 
-# The Kedro namespace of the node running now (`source` in the transfer pipeline), set by
-# the hooks before each node: a node's messages then name its parameters as the run
-# reads them (`source.pretrain.epochs`, not `pretrain.epochs`).
-RUNNING_NAMESPACE: list[str] = []
-
-
-def namespaced(group: str) -> str:
-    """``group`` as the running node reads it: ``source.pretrain`` inside ``source``."""
-    return ".".join([*RUNNING_NAMESPACE, group])
-
-
 def parse_params(model: type[M], raw: Mapping[str, Any] | M | None, group: str, *,
                  overrides: frozenset[str] = frozenset(),
                  context: dict[str, Any] | None = None, env: str | None = None) -> M:

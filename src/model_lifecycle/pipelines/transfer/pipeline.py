@@ -32,7 +32,8 @@ SOURCE = "source"
 
 def create_pipeline(**kwargs) -> Pipeline:
     policy = augment.create_pipeline().only_nodes("resolve_augmentation_policy")
-    stages = ingest.create_pipeline(source=True) + policy + pretrain.create_pipeline()
+    stages = (ingest.create_pipeline(source=True) + policy
+              + pretrain.create_pipeline(source=True))
     shared = {name for name in stages.inputs()  # runtime, fewshot: one for both data sets
               if name.startswith("params:") and name[7:] not in NAMESPACES[SOURCE]}
     source = Pipeline(stages, namespace=SOURCE, parameters=shared)
