@@ -56,15 +56,15 @@ ipython: $(STAMP)
 # enforces (set when it was registered): at most register.max_rows images per request
 # (default 1,000; more: HTTP 400) and ingest.max_pixels pixels per image (default
 # 89,478,485; a larger image gets a per-row `error`, the other rows are answered).
-# VERSION=<n> serves that version by its number instead of the one holding ALIAS.
+# MODEL_VERSION=<n> serves that version by its number instead of the one holding ALIAS.
 MODEL   ?= model-lifecycle
 ALIAS   ?= champion
-VERSION ?=
+MODEL_VERSION ?=
 WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 serve: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="sqlite:///$(CURDIR)/mlflow.db" \
 	$(BIN)/mlflow models serve \
-	  -m "models:/$(MODEL)$(if $(VERSION),/$(VERSION),@$(ALIAS))" --env-manager local \
+	  -m "models:/$(MODEL)$(if $(MODEL_VERSION),/$(MODEL_VERSION),@$(ALIAS))" --env-manager local \
 	  --host 127.0.0.1 --port 5001 --workers $(WORKERS) $(ARGS)
 
 # The team's MLflow tracking server on http://127.0.0.1:5005 (docs/tracking-server.md):

@@ -60,8 +60,8 @@ def test_architecture_md_lists_every_catalog_dataset_under_its_layer():
 @pytest.mark.parametrize(("variables", "uri"), [
     ([], "models:/model-lifecycle@champion"),
     (["ALIAS=baseline"], "models:/model-lifecycle@baseline"),
-    (["VERSION=3"], "models:/model-lifecycle/3"),  # as the README's `make serve` line says
-    (["MODEL=flowers", "VERSION=12"], "models:/flowers/12"),
+    (["MODEL_VERSION=3"], "models:/model-lifecycle/3"),  # as the README's `make serve` line says
+    (["MODEL=flowers", "MODEL_VERSION=12"], "models:/flowers/12"),
 ])
 def test_make_serve_serves_the_model_the_readme_says(variables, uri):
     if shutil.which("make") is None:

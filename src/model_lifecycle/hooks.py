@@ -633,10 +633,9 @@ class BatchedParamsMlflowHook(MlflowHook):
         loader.config_patterns.setdefault("mlflow", ["mlflow*", "mlflow*/**", "**/mlflow*"])
         try:
             conf = loader["mlflow"]
-        except MissingConfigException:  # kedro-mlflow's defaults (./mlruns, made absolute)
+        except MissingConfigException:  # kedro-mlflow's defaults, as an empty file gives
             conf = None
-        if conf:
-            loader["mlflow"] = in_project(conf, Path(context.project_path))
+        loader["mlflow"] = in_project(conf or {}, Path(context.project_path))
         super().after_context_created(context)
 
     @hook_impl
@@ -674,16 +673,17 @@ def in_project(conf: dict[str, Any], project: Path) -> dict[str, Any]:
     server = dict(conf.get("server") or {})
     if server.get("mlflow_tracking_uri") is None and not os.environ.get("MLFLOW_TRACKING_URI"):
         server["mlflow_tracking_uri"] = "sqlite:///mlflow.db"
+    in_the_project = False  # a store in the project folder: its artifacts go there too
     for key in ("mlflow_tracking_uri", "mlflow_registry_uri"):
         uri = server.get(key)
         if isinstance(uri, str) and uri.startswith("sqlite:///") \
                 and not uri.startswith("sqlite:////"):
             server[key] = f"sqlite:///{project / uri.removeprefix('sqlite:///')}"
+            in_the_project |= key == "mlflow_tracking_uri"
     tracking = dict(conf.get("tracking") or {})
     experiment = dict(tracking.get("experiment") or {})
     created = dict(experiment.get("create_experiment_kwargs") or {})
-    if created.get("artifact_location") is None and str(
-            server.get("mlflow_tracking_uri", "")).startswith("sqlite:"):
+    if created.get("artifact_location") is None and in_the_project:
         created["artifact_location"] = "mlruns"  # kedro-mlflow: relative to the project
     experiment["create_experiment_kwargs"] = created
     tracking["experiment"] = experiment

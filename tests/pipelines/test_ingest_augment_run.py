@@ -364,8 +364,14 @@ def test_a_run_from_a_sub_folder_tracks_into_the_projects_store(tmp_path, monkey
     assert in_project(conf, work) == conf
     # no store named (the mlflow.yml `kedro mlflow init` writes): the project's own
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert in_project({"server": {"mlflow_tracking_uri": None}}, work)["server"] == {
-        "mlflow_tracking_uri": f"sqlite:///{work / 'mlflow.db'}"}
+    for empty in ({"server": {"mlflow_tracking_uri": None}}, {}):  # an empty mlflow.yml too
+        made = in_project(empty, work)
+        assert made["server"] == {"mlflow_tracking_uri": f"sqlite:///{work / 'mlflow.db'}"}
+        assert made["tracking"]["experiment"]["create_experiment_kwargs"] == {
+            "artifact_location": "mlruns"}
+    # a shared absolute store keeps MLflow's own artifact location
+    shared = in_project({"server": {"mlflow_tracking_uri": "sqlite:////srv/m.db"}}, work)
+    assert shared["tracking"]["experiment"]["create_experiment_kwargs"] == {}
 
 
 @pytest.mark.parametrize("args", [["registry", "describe", "nosuch"],

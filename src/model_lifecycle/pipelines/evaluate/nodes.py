@@ -86,11 +86,11 @@ def evaluate_variants(images: ImageSet, splits: dict[str, np.ndarray],
                  100 * row["accuracy"], row["latency_b1_p50_ms"])
         guess = guessing_accuracy(images.labels[test], row["accuracy"])
         if guess is not None:
-            log.warning("%s answers %.2f%% of the test images, no better than always "
-                        "answering the most frequent class (%.2f%%): it learnt nothing "
-                        "from its training; check the labels and its stage's settings "
-                        "(learning rate, epochs) before registering or serving it", name,
-                        100 * row["accuracy"], 100 * guess)
+            log.warning("%s answers %.2f%% of the %d test images correctly, not clearly "
+                        "better than always answering the most frequent class (%.2f%%): "
+                        "check the labels and its stage's settings (learning rate, epochs) "
+                        "before registering or serving it", name, 100 * row["accuracy"],
+                        len(test), 100 * guess)
     return pd.DataFrame(rows), {"class_names": list(images.class_names), "variants": details}
 
 
