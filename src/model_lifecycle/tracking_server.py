@@ -477,6 +477,17 @@ def _conf_string(path: Path) -> str:
     return str(path).replace("\\", "\\\\").replace("'", "''")
 
 
+def _server_env_uri(conf: Path = Path("conf/server/mlflow.yml")) -> str | None:
+    """The tracking URI the project's `server` environment logs to (None: no such file)."""
+    import yaml  # noqa: PLC0415
+
+    try:
+        return (yaml.safe_load(conf.read_text()) or {}).get("server", {}).get(
+            "mlflow_tracking_uri")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model_lifecycle.tracking_server",
                                      description=__doc__.splitlines()[0])
@@ -500,9 +511,10 @@ def main(argv: list[str] | None = None) -> int:
                                 allowed_hosts=args.allowed_hosts)
         if args.action == "start":
             server.start()
-            how = ("`kedro run --env=server`" if args.port == DEFAULT_PORT else
+            named = _server_env_uri()
+            how = ("`kedro run --env=server`" if named in (None, server.uri) else
                    f"`kedro run --env=server` once conf/server/mlflow.yml names {server.uri} "
-                   f"(it names port {DEFAULT_PORT})")
+                   f"(it names {named})")
             print(f"MLflow tracking server on {server.uri} (PostgreSQL in {server.cluster}, "
                   f"artifacts in {server.artifacts}); runs log to it with {how}.")
         elif args.action == "stop":

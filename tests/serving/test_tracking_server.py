@@ -283,3 +283,18 @@ def test_bad_settings_are_one_sentence(tmp_path):
                                                  r"choose a shorter --folder\.$"):
             TrackingServer(deep).start()
         assert not deep.exists()
+
+
+def test_the_server_environment_names_the_default_address(tmp_path):
+    """`make server` on its default port needs no edit of conf/server/mlflow.yml; on
+    another, its message quotes what the file names (read here)."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from model_lifecycle.tracking_server import DEFAULT_PORT, _server_env_uri  # noqa: PLC0415
+
+    conf = Path(__file__).resolve().parents[2] / "conf" / "server" / "mlflow.yml"
+    assert _server_env_uri(conf) == f"http://127.0.0.1:{DEFAULT_PORT}"
+    other = tmp_path / "mlflow.yml"
+    other.write_text("server:\n  mlflow_tracking_uri: http://127.0.0.1:5015\n")
+    assert _server_env_uri(other) == "http://127.0.0.1:5015"
+    assert _server_env_uri(tmp_path / "missing.yml") is None
