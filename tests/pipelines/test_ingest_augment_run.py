@@ -16,6 +16,7 @@ import mlflow
 import numpy as np
 import pytest
 import yaml
+from kedro.framework.startup import bootstrap_project
 from kedro.io import DatasetNotFoundError
 from PIL import Image
 
@@ -385,6 +386,12 @@ def test_the_commands_the_sentences_recommend_refuse_typos_in_one_sentence(args)
     assert result.exit_code == 1
     assert result.output.startswith("Error: Unknown pipeline 'nosuch': the pipelines are ")
     assert isinstance(result.exception, SystemExit)  # click's exit, not an ImportError
+    if args[0] == "registry":  # a pipeline that exists: the command as Kedro's own (the
+        # catalog's would open the project's MLflow store, in the repository)
+        result = CliRunner().invoke(cli, [*args[:-1], "ingest"], obj=bootstrap_project(
+            Path(__file__).resolve().parents[2]))
+        assert result.exit_code == 0, result.output
+        assert "- ingest_images (ingest_images)" in result.output
 
 
 def test_load_versions_without_a_version_is_one_sentence():
