@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 from kedro.framework.startup import bootstrap_project
-from kedro.io import DatasetNotFoundError
+from kedro.io import DatasetError, DatasetNotFoundError
 from PIL import Image
 
 from model_lifecycle.cli import split_params
@@ -482,8 +482,6 @@ def test_cli_bad_yaml_and_node_names_are_one_sentence():
     assert error.value.message == ("found undefined alias 'y' at line 2, column 11 of a YAML file "
                                    "under conf/: fix it.")
     # a misspelt dataset type in the catalog (Kedro's words, checked by hand)
-    from kedro.io import DatasetError  # noqa: PLC0415
-
     with pytest.raises(click.ClickException) as error:
         raising(DatasetError(
             "An exception occurred when parsing config for dataset 'images':\nDataset "
@@ -554,46 +552,40 @@ def test_a_terminated_run_is_marked_killed_like_an_interrupted_one(tmp_path):
         mlflow.set_tracking_uri(uri)
 
 
-def test_a_file_the_run_cannot_write_is_one_sentence():
-    from kedro.io import DatasetError  # noqa: PLC0415
+def _refused_by_the_file_system() -> None:
+    try:
+        raise PermissionError(1, "Operation not permitted", "/data/06_models/x.pt")
+    except PermissionError as exc:
+        raise DatasetError("Failed while saving data to dataset TorchModelDataset(…).\n"
+                           "[Errno 1] Operation not permitted") from exc
 
+
+def _refused_and_wrapped_twice() -> None:
+    """As `kedro run` with data/ mounted read-only shows: the dataset's DatasetError, then
+    the catalog's, naming the dataset."""
+    try:
+        try:
+            raise OSError(30, "Read-only file system", "data/03_primary/images.npz")
+        except OSError as exc:
+            raise DatasetError("Failed while saving data to dataset "
+                               "ImageSetDataset(…).") from exc
+    except DatasetError as exc:
+        raise DatasetError(f"images: {exc}") from exc
+
+
+@pytest.mark.parametrize(("save", "sentence"), [
+    (_refused_by_the_file_system,
+     "Failed while saving data to dataset TorchModelDataset(…): Operation not permitted "
+     "'/data/06_models/x.pt': check that the path exists, can be written by this user and "
+     "has free space, then run again (versions saved before are untouched)."),
+    (_refused_and_wrapped_twice,
+     "images: Failed while saving data to dataset ImageSetDataset(…): Read-only file system "
+     "'data/03_primary/images.npz': check that the path exists, can be written by this user "
+     "and has free space, then run again (versions saved before are untouched)."),
+])
+def test_a_file_the_run_cannot_write_is_one_sentence(save, sentence):
     from model_lifecycle.cli import _one_sentence  # noqa: PLC0415
 
-    def save_refused(**_kwargs):
-        try:
-            raise PermissionError(1, "Operation not permitted", "/data/06_models/x.pt")
-        except PermissionError as exc:
-            raise DatasetError("Failed while saving data to dataset TorchModelDataset(…).\n"
-                               "[Errno 1] Operation not permitted") from exc
-
     with pytest.raises(click.ClickException) as caught:
-        _one_sentence(save_refused)()
-    assert caught.value.message == (
-        "Failed while saving data to dataset TorchModelDataset(…): Operation not permitted "
-        "'/data/06_models/x.pt': check that the path exists, can be written by this user "
-        "and has free space, then run again (versions saved before are untouched).")
-
-
-def test_a_read_only_data_folder_is_one_sentence():
-    """A failed save reaches the command wrapped twice (the dataset's DatasetError, then the
-    catalog's, naming the dataset), as `kedro run` with data/ mounted read-only shows."""
-    from kedro.io import DatasetError  # noqa: PLC0415
-
-    from model_lifecycle.cli import _one_sentence  # noqa: PLC0415
-
-    def save_refused(**_kwargs):
-        try:
-            try:
-                raise OSError(30, "Read-only file system", "data/03_primary/images.npz")
-            except OSError as exc:
-                raise DatasetError("Failed while saving data to dataset "
-                                   "ImageSetDataset(…).") from exc
-        except DatasetError as exc:
-            raise DatasetError(f"images: {exc}") from exc
-
-    with pytest.raises(click.ClickException) as caught:
-        _one_sentence(save_refused)()
-    assert caught.value.message == (
-        "images: Failed while saving data to dataset ImageSetDataset(…): Read-only file "
-        "system 'data/03_primary/images.npz': check that the path exists, can be written by "
-        "this user and has free space, then run again (versions saved before are untouched).")
+        _one_sentence(lambda **_kwargs: save())()
+    assert caught.value.message == sentence
