@@ -54,8 +54,9 @@ ipython: $(STAMP)
 # model: one process answers one request at a time and leaves the other cores idle
 # (docs/serving.md has the measurement). Limits the model
 # enforces (set when it was registered): at most register.max_rows images per request
-# (default 1,000; more: HTTP 400) and ingest.max_pixels pixels per image (default
-# 89,478,485; a larger image gets a per-row `error`, the other rows are answered).
+# (default 1,000; more: HTTP 400), register.max_request_pixels pixels in all (default
+# 1,000,000,000, read from the headers; more: HTTP 400) and ingest.max_pixels pixels per
+# image (default 89,478,485; a larger image gets a per-row `error`, the others are answered).
 # MODEL_VERSION=<n> serves that version by its number instead of the one holding ALIAS.
 MODEL   ?= model-lifecycle
 ALIAS   ?= champion

@@ -156,6 +156,34 @@ def test_a_request_it_cannot_answer_is_refused_in_one_sentence(rgb_model, column
         [image]] * MAX_ROWS}})[0] == 200
 
 
+def test_a_request_of_too_many_pixels_in_all_is_refused_before_decoding(rgb_model,
+                                                                        monkeypatch):
+    """register.max_request_pixels: counted from the headers (a PNG, its base64, a data
+    URL, pixel arrays), so that a thousand tiny files of huge black images cannot hold a
+    worker for half an hour; a row whose size cannot be told is left to its own error."""
+    prep = rgb_model.unwrap_python_model()._prep
+    monkeypatch.setitem(prep, "max_request_pixels", 20 * 20 * 2)
+    big = base64.b64encode(_png(np.zeros((20, 20, 3), np.uint8))).decode()  # 400 pixels
+    small = base64.b64encode(_png(np.zeros((8, 8, 3), np.uint8))).decode()
+    within = [[big], [f"data:image/png;base64,{big}"], ["not base64!"]]
+    status, body = _invoke(rgb_model, {"dataframe_split": {"columns": ["image"],
+                                                           "data": within}})
+    assert status == 200 and [p["error"] is None for p in body["predictions"]] == [
+        True, True, False]
+    status, body = _invoke(rgb_model, {"dataframe_split": {"columns": ["image"],
+                                                           "data": [*within, [small]]}})
+    assert status == 400 and body["message"] == (
+        "The request's images hold 864 pixels together, more than the 800 this model "
+        "decodes for one request (register.max_request_pixels): send fewer or smaller "
+        "images per request.")
+    status, _ = _invoke(rgb_model, {"dataframe_split": {"columns": ["pixels"], "data": [
+        [np.zeros((20, 21), int).tolist()], [np.zeros((20, 20), int).tolist()]]}})
+    assert status == 400  # 820 pixels of arrays
+    # the file's own bytes, in process
+    with pytest.raises(MlflowException, match="register.max_request_pixels"):
+        rgb_model.predict(pd.DataFrame({"image": [base64.b64decode(big)] * 3}))
+
+
 def test_batch_inference_sends_at_most_max_rows_per_call(rgb_model, tmp_path: Path):
     for i in range(2 * MAX_ROWS + 1):
         (tmp_path / f"{i}.png").write_bytes(_png(np.full((8, 8), i, np.uint8)))

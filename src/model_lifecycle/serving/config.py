@@ -46,6 +46,11 @@ class RegisterParams(StrictModel):
     """Most images (table rows) the registered model answers in one call: a request to
     `make serve` with more is refused with HTTP 400 (batch inference sends
     `inference.batch_size` at a time, capped at this)."""
+    max_request_pixels: int | None = Field(1_000_000_000, ge=1)
+    """Most pixels the images of one call may hold together, read from their headers
+    before any is decoded: a request over it is refused with HTTP 400 (1,000 rows of
+    `ingest.max_pixels` each would take the server's worker half an hour); null: no
+    limit but the two per image and per row."""
 
 
 class InferenceParams(StrictModel):

@@ -64,6 +64,33 @@ def to_model_input(image: Any, size_hw: tuple[int, int], channels: int,
     return to_array(Image.fromarray(array), size_hw, channels, resize)
 
 
+def source_pixels(image: Any) -> int:
+    """Width × height of ``image`` as sent (file bytes or their base64: from the header,
+    nothing decoded; a pixel array: its shape), 0 when that cannot be told (the image's
+    own error comes when it is decoded)."""
+    try:
+        if isinstance(image, str):
+            image = _from_base64(image.encode("ascii", "replace"))
+        if isinstance(image, bytes | bytearray | memoryview):
+            data = bytes(image)
+            if _DATA_URL.match(data) or (_BASE64.fullmatch(data) and not _opens(data)):
+                data = _from_base64(data)
+            with Image.open(io.BytesIO(data)) as opened:
+                return opened.width * opened.height
+        shape = np.shape(image)
+        return int(shape[0] * shape[1]) if len(shape) >= 2 else 0  # noqa: PLR2004
+    except Exception:  # noqa: BLE001 - any value: its decoding says what is wrong
+        return 0
+
+
+def _opens(data: bytes) -> bool:
+    try:
+        with Image.open(io.BytesIO(data)):
+            return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
 def _decode_bytes(data: bytes, size_hw: tuple[int, int], channels: int, resize: Resize,
                   max_pixels: int) -> np.ndarray:
     """A file's bytes, or their base64 (as JSON requests carry them), decoded."""

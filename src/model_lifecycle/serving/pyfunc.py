@@ -67,13 +67,14 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
     """Artifacts: ``model`` (a file saved by ``TorchModelDataset``, or an ``.onnx`` file run
     by ONNX Runtime), ``onnx`` (a float model's ONNX export, for devices; not used here)
     and ``preprocessing`` (JSON: ``class_names``, ``channels``, ``size_hw``, ``resize``,
-    ``max_pixels``, ``max_rows``).
+    ``max_pixels``, ``max_rows``, ``max_request_pixels``).
 
     ``predict`` returns one row per input row: ``class``, ``confidence``,
     ``probabilities`` (class name → probability) and ``error`` — the reason when that
     row's image could not be read (the other rows are still answered, and the failed
     row's other fields are null). A table with neither an ``image`` nor a ``pixels``
-    column, or with more than ``max_rows`` rows, is refused as a whole
+    column, with more than ``max_rows`` rows, or whose images hold more than
+    ``max_request_pixels`` pixels together, is refused as a whole
     (:class:`RequestRefused`, HTTP 400 when served).
     """
 
@@ -104,7 +105,9 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         # versions registered before the limit existed decode with the default one
         limit = {"max_pixels": prep["max_pixels"]} if "max_pixels" in prep else {}
         arrays, errors = [], {}
-        for i, image in enumerate(_images(model_input)):
+        images = _images(model_input)
+        _check_pixels(images, prep.get("max_request_pixels"))  # None: registered before it
+        for i, image in enumerate(images):
             try:
                 if isinstance(image, ImageDecodeError):
                     raise image
@@ -174,6 +177,21 @@ def _check_request(table: pd.DataFrame, max_rows: int | None) -> None:
             f"The request has {len(table):,} rows, more than the {max_rows:,} this model "
             f"answers at once (register.max_rows): send at most {max_rows:,} images per "
             "request.")
+
+
+def _check_pixels(images: list[Any], limit: int | None) -> None:
+    """Refuse a request whose images hold more than ``limit`` pixels together (from their
+    headers, before any is decoded)."""
+    from model_lifecycle.serving.images import source_pixels  # noqa: PLC0415
+
+    if limit is None:
+        return
+    total = sum(source_pixels(image) for image in images)
+    if total > limit:
+        raise RequestRefused(
+            f"The request's images hold {total:,} pixels together, more than the {limit:,} "
+            "this model decodes for one request (register.max_request_pixels): send fewer "
+            "or smaller images per request.")
 
 
 def _images(table: pd.DataFrame) -> list[Any]:

@@ -29,7 +29,8 @@ def register_models(evaluation_report: pd.DataFrame, images: ImageSet,
     channels, height, width = images.image_shape
     preprocessing = {"class_names": list(images.class_names), "channels": channels,
                      "size_hw": [height, width], "resize": ingest_config.resize,
-                     "max_pixels": ingest_config.max_pixels, "max_rows": config.max_rows}
+                     "max_pixels": ingest_config.max_pixels, "max_rows": config.max_rows,
+                     "max_request_pixels": config.max_request_pixels}
     # the report's test images: the same fingerprint, the same accuracy scale
     test = np.ascontiguousarray(np.sort(np.asarray(splits["test"], dtype=np.int64)))
     evaluated_on = hashlib.sha256(images.fingerprint().encode() + test.tobytes()).hexdigest()
