@@ -18,3 +18,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # is dropped there. (This project's own model, serving/pyfunc.py, has the type hints.)
 logging.getLogger("py.warnings").addFilter(
     lambda record: "Add type hints to the `predict` method" not in record.getMessage())
+# Kedro's runner suggests `--async` at the start of every run; this project refuses it
+# (MLflow's active run is per thread), so the suggestion is dropped.
+logging.getLogger("kedro.runner.sequential_runner").addFilter(
+    lambda record: "Use the --async flag" not in record.getMessage())

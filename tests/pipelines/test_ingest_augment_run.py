@@ -303,6 +303,8 @@ def test_cli_params_take_lists_as_the_docs_write_them(tmp_path):
         cwd=work, capture_output=True, text=True, timeout=300, check=False,
     )
     assert result.returncode == 0, (result.stderr + result.stdout)[-2000:]
+    # nor Kedro's suggestion of --async, which this project refuses
+    assert "--async" not in result.stderr + result.stdout
     [images] = _versions(work, "data/03_primary/images.npz")
     [novel] = _versions(work, "data/03_primary/novel_images.npz")
     assert ImageSetDataset(filepath=str(images)).load().image_shape == (1, 6, 8)
