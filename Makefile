@@ -58,11 +58,15 @@ ipython: $(STAMP)
 # 1,000,000,000, read from the headers; more: HTTP 400) and ingest.max_pixels pixels per
 # image (default 89,478,485; a larger image gets a per-row `error`, the others are answered).
 # MODEL_VERSION=<n> serves that version by its number instead of the one holding ALIAS.
+# The version is looked up first (serving/check.py): before `make run`, or with a
+# misspelt MODEL, one sentence instead of MLflow's traceback.
 MODEL   ?= model-lifecycle
 ALIAS   ?= champion
 MODEL_VERSION ?=
 WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 serve: $(STAMP)
+	@MLFLOW_TRACKING_URI="sqlite:///$(CURDIR)/mlflow.db" \
+	  $(BIN)/python -m model_lifecycle.serving.check "$(MODEL)" "$(ALIAS)" "$(MODEL_VERSION)"
 	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="sqlite:///$(CURDIR)/mlflow.db" \
 	$(BIN)/mlflow models serve \
 	  -m "models:/$(MODEL)$(if $(MODEL_VERSION),/$(MODEL_VERSION),@$(ALIAS))" --env-manager local \

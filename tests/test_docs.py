@@ -70,3 +70,4 @@ def test_make_serve_serves_the_model_the_readme_says(variables, uri):
     shown = subprocess.run(["make", "-n", "serve", *variables],
                            cwd=root, capture_output=True, text=True, check=True).stdout
     assert f'-m "{uri}"' in shown
+    assert "-m model_lifecycle.serving.check" in shown  # a sentence, not a traceback

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from model_lifecycle.models import build_model
+from model_lifecycle.serving.check import missing
 from model_lifecycle.serving.config import RegisterParams
 from model_lifecycle.serving.registry import register_variants
 
@@ -74,3 +75,17 @@ def test_the_champion_moves_only_to_a_model_its_clients_can_use(tmp_path, monkey
         "classes (x, y) of 1×8×8 images; to serve them, register them under their own name")
     replaced = _register(["x", "y"], 0.99, "test-3", replace_inputs=True)
     assert replaced["aliases"] == {"baseline": "6", "champion": "6"} and champion() == "6"
+    # what `make serve` checks before it starts MLflow's server
+    assert missing(NAME, "champion") is None and missing(NAME, "champion", "3") is None
+    assert missing(NAME, "staging") == (
+        f"The registry at {uri} has no version holding the alias 'staging' of the model "
+        f"'{NAME}' (it has versions 1, 2, 3, 4, 5, 6): run `make run` (or `kedro run "
+        "--pipelines=register`) first, or choose another with MODEL=, ALIAS= or "
+        "MODEL_VERSION=.")
+    assert "has no version 9 of the model" in missing(NAME, "champion", "9")
+    assert "(it has no version)" in missing("flowers", "champion")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}")
+    assert missing(NAME, "champion").startswith(
+        f"There is no MLflow store at {tmp_path / 'none' / 'mlflow.db'} yet: run `make run`")
+    assert not (tmp_path / "none").exists()
+    mlflow.set_tracking_uri(uri)

@@ -1,0 +1,52 @@
+"""``python -m model_lifecycle.serving.check MODEL ALIAS [VERSION]``: whether the registry
+(``MLFLOW_TRACKING_URI``) holds the version ``make serve`` is asked to serve. Said in one
+sentence with exit status 1 when it does not, instead of the traceback
+``mlflow models serve`` prints (a fresh clone before ``make run``, a misspelt ``MODEL``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+
+
+def missing(name: str, alias: str, version: str | None = None) -> str | None:
+    """Why the registry cannot serve version ``version`` (or the one holding ``alias``)
+    of registered model ``name``, or None when it can."""
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return (f"There is no MLflow store at {uri.removeprefix('sqlite:///')} yet: run "
+                "`make run` (or `kedro run`) first, which registers the models.")
+    client = mlflow.MlflowClient()
+    wanted = f"version {version}" if version else f"version holding the alias '{alias}'"
+    try:
+        if version:
+            client.get_model_version(name, version)
+        else:
+            client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        try:
+            versions = client.search_model_versions(f"name = '{name}'")
+        except MlflowException:
+            versions = []
+        have = (f"it has versions {', '.join(sorted((str(v.version) for v in versions), key=int))}"
+                if versions else "it has no version")
+        return (f"The registry at {uri} has no {wanted} of the model "
+                f"'{name}' ({have}): run `make run` (or `kedro run --pipelines=register`) "
+                "first, or choose another with MODEL=, ALIAS= or MODEL_VERSION=.")
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    name, alias, *version = argv if argv is not None else sys.argv[1:]
+    reason = missing(name, alias, version[0] if version and version[0] else None)
+    if reason:
+        print(f"Error: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
