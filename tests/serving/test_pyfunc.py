@@ -184,6 +184,24 @@ def test_a_request_of_too_many_pixels_in_all_is_refused_before_decoding(rgb_mode
         rgb_model.predict(pd.DataFrame({"image": [base64.b64decode(big)] * 3}))
 
 
+def test_batch_inference_of_large_images_goes_in_calls_under_the_pixel_budget(
+        rgb_model, tmp_path: Path, monkeypatch):
+    """A folder of photos larger in all than register.max_request_pixels is predicted in
+    smaller calls, not refused."""
+    monkeypatch.setitem(rgb_model.unwrap_python_model()._prep, "max_request_pixels", 1000)
+    for i in range(5):  # 400 pixels each: two per call
+        (tmp_path / f"{i}.png").write_bytes(_png(np.full((20, 20, 3), i, np.uint8)))
+    (tmp_path / "notes.png").write_bytes(b"not an image")  # no size to tell: its own error
+    files = sorted(tmp_path.iterdir())
+    calls = []
+    real = rgb_model.predict
+    monkeypatch.setattr(rgb_model, "predict", lambda table: calls.append(len(table))
+                        or real(table))
+    answer = predict_files(rgb_model, tmp_path, files, batch_size=100)
+    assert calls == [2, 2, 2] and len(answer) == 6
+    assert answer["error"].notna().tolist() == [False] * 5 + [True]
+
+
 def test_batch_inference_sends_at_most_max_rows_per_call(rgb_model, tmp_path: Path):
     for i in range(2 * MAX_ROWS + 1):
         (tmp_path / f"{i}.png").write_bytes(_png(np.full((8, 8), i, np.uint8)))

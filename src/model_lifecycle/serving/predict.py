@@ -7,6 +7,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from PIL import Image
 
 from model_lifecycle.data.image_folder import files_under
 from model_lifecycle.errors import LifecycleError
@@ -61,11 +62,12 @@ def predict_files(model: mlflow.pyfunc.PyFuncModel, folder: str | Path, files: l
     """``file`` (relative to ``folder``), ``class``, ``confidence`` and ``error`` (why a
     file could not be read) for each of ``files``, read ``batch_size`` at a time (at most
     the model's ``max_rows``, the most images it answers in one call)."""
-    max_rows = getattr(model.unwrap_python_model(), "max_rows", None)
+    python_model = model.unwrap_python_model()
+    max_rows = getattr(python_model, "max_rows", None)
     batch_size = min(batch_size, max_rows or batch_size)
+    max_pixels = getattr(python_model, "_prep", {}).get("max_request_pixels")
     tables = []
-    for start in range(0, len(files), batch_size):
-        chunk = files[start:start + batch_size]
+    for chunk in _chunks(files, batch_size, max_pixels):
         read, errors = {}, {}
         for i, path in enumerate(chunk):
             try:
@@ -87,3 +89,30 @@ def predict_files(model: mlflow.pyfunc.PyFuncModel, folder: str | Path, files: l
         answer.insert(0, "file", [path.relative_to(Path(folder)).as_posix() for path in chunk])
         tables.append(answer)
     return pd.concat(tables, ignore_index=True)
+
+
+def _chunks(files: list[Path], size: int, max_pixels: int | None) -> list[list[Path]]:
+    """``files`` in calls of at most ``size`` files whose images hold at most
+    ``max_pixels`` pixels together (the model's ``register.max_request_pixels``, read
+    from the headers: a folder of large photos goes in smaller calls, not refused)."""
+    chunks: list[list[Path]] = [[]]
+    total = 0
+    for path in files:
+        pixels = _file_pixels(path) if max_pixels is not None else 0
+        if chunks[-1] and (len(chunks[-1]) == size
+                           or (max_pixels is not None and total + pixels > max_pixels)):
+            chunks.append([])
+            total = 0
+        chunks[-1].append(path)
+        total += pixels
+    return [chunk for chunk in chunks if chunk]
+
+
+def _file_pixels(path: Path) -> int:
+    """Width × height from the file's header (0 when it is no image PIL reads: its row
+    will say so)."""
+    try:
+        with Image.open(path) as image:
+            return image.width * image.height
+    except Exception:  # noqa: BLE001 - any file: its decoding says what is wrong
+        return 0
