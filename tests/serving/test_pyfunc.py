@@ -170,6 +170,12 @@ def test_a_request_of_too_many_pixels_in_all_is_refused_before_decoding(rgb_mode
                                                            "data": within}})
     assert status == 200 and [p["error"] is None for p in body["predictions"]] == [
         True, True, False]
+    from model_lifecycle.serving import images  # noqa: PLC0415
+
+    def no_decoding(*_args, **_kwargs):
+        raise AssertionError("an image of a refused request was decoded")
+
+    monkeypatch.setattr(images, "to_model_input", no_decoding)
     status, body = _invoke(rgb_model, {"dataframe_split": {"columns": ["image"],
                                                            "data": [*within, [small]]}})
     assert status == 400 and body["message"] == (
@@ -182,6 +188,12 @@ def test_a_request_of_too_many_pixels_in_all_is_refused_before_decoding(rgb_mode
     # the file's own bytes, in process
     with pytest.raises(MlflowException, match="register.max_request_pixels"):
         rgb_model.predict(pd.DataFrame({"image": [base64.b64decode(big)] * 3}))
+    # a version registered before the setting: the default budget, not none
+    monkeypatch.delitem(prep, "max_request_pixels")
+    from model_lifecycle.serving.config import MAX_REQUEST_PIXELS  # noqa: PLC0415
+    from model_lifecycle.serving.pyfunc import request_pixels  # noqa: PLC0415
+    assert request_pixels(prep) == MAX_REQUEST_PIXELS
+    assert request_pixels({**prep, "max_request_pixels": None}) is None  # null: no limit
 
 
 def test_batch_inference_of_large_images_goes_in_calls_under_the_pixel_budget(
@@ -200,6 +212,13 @@ def test_batch_inference_of_large_images_goes_in_calls_under_the_pixel_budget(
     answer = predict_files(rgb_model, tmp_path, files, batch_size=100)
     assert calls == [2, 2, 2] and len(answer) == 6
     assert answer["error"].notna().tolist() == [False] * 5 + [True]
+    # one image over the budget by itself: its row says so, the others are answered
+    (tmp_path / "9.png").write_bytes(_png(np.zeros((40, 40, 3), np.uint8)))  # 1,600 pixels
+    answer = predict_files(rgb_model, tmp_path, sorted(tmp_path.iterdir()), batch_size=100)
+    assert answer.set_index("file").loc["9.png", "error"] == (
+        "the image holds 1,600 pixels, more than the 1,000 the model decodes for one call "
+        "(register.max_request_pixels)")
+    assert answer["error"].notna().sum() == 2  # 9.png and notes.png
 
 
 def test_batch_inference_sends_at_most_max_rows_per_call(rgb_model, tmp_path: Path):

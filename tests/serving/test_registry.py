@@ -84,8 +84,9 @@ def test_the_champion_moves_only_to_a_model_its_clients_can_use(tmp_path, monkey
         "MODEL_VERSION=.")
     assert "has no version 9 of the model" in missing(NAME, "champion", "9")
     assert "(it has no version)" in missing("flowers", "champion")
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}")
+    assert missing(NAME, "champion", "latest") is None  # MLflow resolves it itself
+    mlflow.set_registry_uri(f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}")
     assert missing(NAME, "champion").startswith(
         f"There is no MLflow store at {tmp_path / 'none' / 'mlflow.db'} yet: run `make run`")
     assert not (tmp_path / "none").exists()
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)

@@ -15,7 +15,9 @@ from mlflow.exceptions import MlflowException
 def missing(name: str, alias: str, version: str | None = None) -> str | None:
     """Why the registry cannot serve version ``version`` (or the one holding ``alias``)
     of registered model ``name``, or None when it can."""
-    uri = mlflow.get_tracking_uri()
+    if version and not version.isdigit():
+        return None  # `latest` or a stage: MLflow resolves those itself
+    uri = mlflow.get_registry_uri()  # what `mlflow models serve` reads the version from
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return (f"There is no MLflow store at {uri.removeprefix('sqlite:///')} yet: run "
                 "`make run` (or `kedro run`) first, which registers the models.")
@@ -26,7 +28,9 @@ def missing(name: str, alias: str, version: str | None = None) -> str | None:
             client.get_model_version(name, version)
         else:
             client.get_model_version_by_alias(name, alias)
-    except MlflowException:
+    except MlflowException as exc:
+        if exc.error_code not in _NOT_FOUND:  # a registry that cannot be read: as it says
+            return f"The registry at {uri} cannot be read: {exc.message}"
         try:
             versions = client.search_model_versions(f"name = '{name}'")
         except MlflowException:
@@ -37,6 +41,10 @@ def missing(name: str, alias: str, version: str | None = None) -> str | None:
                 f"'{name}' ({have}): run `make run` (or `kedro run --pipelines=register`) "
                 "first, or choose another with MODEL=, ALIAS= or MODEL_VERSION=.")
     return None
+
+
+# how MLflow says that a registered model, a version or an alias does not exist
+_NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 
 
 def main(argv: list[str] | None = None) -> int:

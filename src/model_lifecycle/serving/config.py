@@ -8,6 +8,9 @@ from pydantic import Field, field_validator
 
 from model_lifecycle.params import StrictModel, UserPath
 
+# The most pixels one call's images may hold together (register.max_request_pixels):
+# also the limit of versions registered before the setting existed.
+MAX_REQUEST_PIXELS = 1_000_000_000
 
 class RegisterParams(StrictModel):
     """Validated ``register`` group of ``parameters_register.yml``."""
@@ -46,7 +49,7 @@ class RegisterParams(StrictModel):
     """Most images (table rows) the registered model answers in one call: a request to
     `make serve` with more is refused with HTTP 400 (batch inference sends
     `inference.batch_size` at a time, capped at this)."""
-    max_request_pixels: int | None = Field(1_000_000_000, ge=1)
+    max_request_pixels: int | None = Field(MAX_REQUEST_PIXELS, ge=1)
     """Most pixels the images of one call may hold together, read from their headers
     before any is decoded: a request over it is refused with HTTP 400 (1,000 rows of
     `ingest.max_pixels` each would take the server's worker half an hour); null: no

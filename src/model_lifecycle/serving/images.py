@@ -77,8 +77,13 @@ def source_pixels(image: Any) -> int:
                 data = _from_base64(data)
             with Image.open(io.BytesIO(data)) as opened:
                 return opened.width * opened.height
-        shape = np.shape(image)
-        return int(shape[0] * shape[1]) if len(shape) >= 2 else 0  # noqa: PLR2004
+        if isinstance(image, np.ndarray) and image.ndim >= 2:  # noqa: PLR2004
+            return int(image.shape[0] * image.shape[1])
+        # JSON pixels: rows of pixels (lists, or an object array of them), not converted
+        if isinstance(image, list | tuple | np.ndarray) and len(image) and isinstance(
+                image[0], list | tuple | np.ndarray):
+            return len(image) * len(image[0])
+        return 0
     except Exception:  # noqa: BLE001 - any value: its decoding says what is wrong
         return 0
 

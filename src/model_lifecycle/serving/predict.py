@@ -11,6 +11,7 @@ from PIL import Image
 
 from model_lifecycle.data.image_folder import files_under
 from model_lifecycle.errors import LifecycleError
+from model_lifecycle.serving.pyfunc import request_pixels
 
 
 def registered_version(name: str, alias: str) -> str:
@@ -65,7 +66,7 @@ def predict_files(model: mlflow.pyfunc.PyFuncModel, folder: str | Path, files: l
     python_model = model.unwrap_python_model()
     max_rows = getattr(python_model, "max_rows", None)
     batch_size = min(batch_size, max_rows or batch_size)
-    max_pixels = getattr(python_model, "_prep", {}).get("max_request_pixels")
+    max_pixels = request_pixels(getattr(python_model, "_prep", {}))
     tables = []
     for chunk in _chunks(files, batch_size, max_pixels):
         read, errors = {}, {}
@@ -78,6 +79,11 @@ def predict_files(model: mlflow.pyfunc.PyFuncModel, folder: str | Path, files: l
             if not read[i]:
                 errors[i] = "the file is empty"
                 del read[i]
+        if len(chunk) == 1 and max_pixels is not None and \
+                (pixels := _file_pixels(chunk[0])) > max_pixels:  # alone over the budget
+            errors[0] = (f"the image holds {pixels:,} pixels, more than the {max_pixels:,} "
+                         "the model decodes for one call (register.max_request_pixels)")
+            read = {}
         answer = pd.DataFrame({"class": [None] * len(chunk), "confidence": float("nan"),
                                "error": [errors.get(i) for i in range(len(chunk))]},
                               dtype=object)

@@ -106,7 +106,7 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         limit = {"max_pixels": prep["max_pixels"]} if "max_pixels" in prep else {}
         arrays, errors = [], {}
         images = _images(model_input)
-        _check_pixels(images, prep.get("max_request_pixels"))  # None: registered before it
+        _check_pixels(images, request_pixels(prep))
         for i, image in enumerate(images):
             try:
                 if isinstance(image, ImageDecodeError):
@@ -177,6 +177,14 @@ def _check_request(table: pd.DataFrame, max_rows: int | None) -> None:
             f"The request has {len(table):,} rows, more than the {max_rows:,} this model "
             f"answers at once (register.max_rows): send at most {max_rows:,} images per "
             "request.")
+
+
+def request_pixels(prep: dict[str, Any]) -> int | None:
+    """The pixel budget of one call (``register.max_request_pixels``; null: none); a
+    version registered before the setting existed gets its default."""
+    from model_lifecycle.serving.config import MAX_REQUEST_PIXELS  # noqa: PLC0415
+
+    return prep.get("max_request_pixels", MAX_REQUEST_PIXELS)
 
 
 def _check_pixels(images: list[Any], limit: int | None) -> None:
