@@ -7,7 +7,8 @@ import base64
 import binascii
 import io
 import re
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image
@@ -73,10 +74,11 @@ def source_pixels(image: Any) -> int:
             image = _from_base64(image.encode("ascii", "replace"))
         if isinstance(image, bytes | bytearray | memoryview):
             data = bytes(image)
-            if _DATA_URL.match(data) or (_BASE64.fullmatch(data) and not _opens(data)):
-                data = _from_base64(data)
-            with Image.open(io.BytesIO(data)) as opened:
-                return opened.width * opened.height
+            if not _DATA_URL.match(data):  # the file's own bytes first, as decoding does
+                found = header_pixels(io.BytesIO(data))
+                if found is not None or not _BASE64.fullmatch(data):
+                    return found or 0
+            return header_pixels(io.BytesIO(_from_base64(data))) or 0
         if isinstance(image, np.ndarray) and image.ndim >= 2:  # noqa: PLR2004
             return int(image.shape[0] * image.shape[1])
         # JSON pixels: rows of pixels (lists, or an object array of them), not converted
@@ -88,12 +90,14 @@ def source_pixels(image: Any) -> int:
         return 0
 
 
-def _opens(data: bytes) -> bool:
+def header_pixels(source: str | Path | IO[bytes]) -> int | None:
+    """Width × height from an image file's header (nothing decoded); None when PIL reads
+    no image there (its decoding will say why)."""
     try:
-        with Image.open(io.BytesIO(data)):
-            return True
-    except Exception:  # noqa: BLE001
-        return False
+        with Image.open(source) as opened:
+            return opened.width * opened.height
+    except Exception:  # noqa: BLE001 - any file
+        return None
 
 
 def _decode_bytes(data: bytes, size_hw: tuple[int, int], channels: int, resize: Resize,

@@ -7,10 +7,10 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from PIL import Image
 
 from model_lifecycle.data.image_folder import files_under
 from model_lifecycle.errors import LifecycleError
+from model_lifecycle.serving.images import header_pixels
 from model_lifecycle.serving.pyfunc import request_pixels
 
 
@@ -68,7 +68,7 @@ def predict_files(model: mlflow.pyfunc.PyFuncModel, folder: str | Path, files: l
     batch_size = min(batch_size, max_rows or batch_size)
     max_pixels = request_pixels(getattr(python_model, "_prep", {}))
     tables = []
-    for chunk in _chunks(files, batch_size, max_pixels):
+    for chunk, pixels in _chunks(files, batch_size, max_pixels):
         read, errors = {}, {}
         for i, path in enumerate(chunk):
             try:
@@ -79,8 +79,7 @@ def predict_files(model: mlflow.pyfunc.PyFuncModel, folder: str | Path, files: l
             if not read[i]:
                 errors[i] = "the file is empty"
                 del read[i]
-        if len(chunk) == 1 and max_pixels is not None and \
-                (pixels := _file_pixels(chunk[0])) > max_pixels:  # alone over the budget
+        if max_pixels is not None and pixels > max_pixels:  # one image, alone over it
             errors[0] = (f"the image holds {pixels:,} pixels, more than the {max_pixels:,} "
                          "the model decodes for one call (register.max_request_pixels)")
             read = {}
@@ -97,28 +96,19 @@ def predict_files(model: mlflow.pyfunc.PyFuncModel, folder: str | Path, files: l
     return pd.concat(tables, ignore_index=True)
 
 
-def _chunks(files: list[Path], size: int, max_pixels: int | None) -> list[list[Path]]:
+def _chunks(files: list[Path], size: int, max_pixels: int | None
+            ) -> list[tuple[list[Path], int]]:
     """``files`` in calls of at most ``size`` files whose images hold at most
     ``max_pixels`` pixels together (the model's ``register.max_request_pixels``, read
-    from the headers: a folder of large photos goes in smaller calls, not refused)."""
-    chunks: list[list[Path]] = [[]]
-    total = 0
+    from the headers: a folder of large photos goes in smaller calls, not refused), each
+    with its pixels (more than ``max_pixels`` only for one image over it by itself)."""
+    chunks: list[tuple[list[Path], int]] = []
     for path in files:
-        pixels = _file_pixels(path) if max_pixels is not None else 0
-        if chunks[-1] and (len(chunks[-1]) == size
-                           or (max_pixels is not None and total + pixels > max_pixels)):
-            chunks.append([])
-            total = 0
-        chunks[-1].append(path)
-        total += pixels
-    return [chunk for chunk in chunks if chunk]
-
-
-def _file_pixels(path: Path) -> int:
-    """Width × height from the file's header (0 when it is no image PIL reads: its row
-    will say so)."""
-    try:
-        with Image.open(path) as image:
-            return image.width * image.height
-    except Exception:  # noqa: BLE001 - any file: its decoding says what is wrong
-        return 0
+        pixels = (header_pixels(path) or 0) if max_pixels is not None else 0
+        if not chunks or len(chunks[-1][0]) == size \
+                or (max_pixels is not None and chunks[-1][1] + pixels > max_pixels):
+            chunks.append(([], 0))
+        chunk, total = chunks[-1]
+        chunk.append(path)
+        chunks[-1] = (chunk, total + pixels)
+    return chunks
