@@ -39,9 +39,13 @@ viz-build: $(STAMP)
 
 # MLflow's background job runner (GenAI prompt optimisation, trace roll-ups: features this
 # project does not use) is left off: four processes fewer. JOBS=true turns it on.
+# UI_PORT: its port (checked first: a port another program holds is one sentence and
+# exit status 1, where the server itself would log the clash and exit with status 0).
 JOBS ?= false
+UI_PORT ?= 5000
 ui: $(STAMP)
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$(JOBS) $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 $(ARGS)
+	@$(BIN)/python -m model_lifecycle.ports 127.0.0.1 "$(UI_PORT)" "make ui" UI_PORT
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$(JOBS) $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(UI_PORT) $(ARGS)
 
 # An IPython shell with the project loaded (catalog, context, session, pipelines), with
 # the project's environment first on PATH (`kedro ipython` starts whichever ipython is).
@@ -57,20 +61,23 @@ ipython: $(STAMP)
 # (default 1,000; more: HTTP 400), register.max_request_pixels pixels in all (default
 # 1,000,000,000, read from the headers; more: HTTP 400) and ingest.max_pixels pixels per
 # image (default 89,478,485; a larger image gets a per-row `error`, the others are answered).
-# MODEL_VERSION=<n> serves that version by its number instead of the one holding ALIAS.
-# The version is looked up first (serving/check.py): before `make run`, or with a
-# misspelt MODEL, one sentence instead of MLflow's traceback.
+# MODEL_VERSION=<n> serves that version by its number instead of the one holding ALIAS;
+# SERVE_PORT: the port (5001). The version is looked up and the port checked first
+# (serving/check.py, ports.py): before `make run`, with a misspelt MODEL or a port another
+# program holds, one sentence and exit status 1 instead of a traceback or a logged clash.
 MODEL   ?= model-lifecycle
 ALIAS   ?= champion
 MODEL_VERSION ?=
 WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
+SERVE_PORT ?= 5001
 serve: $(STAMP)
 	@MLFLOW_TRACKING_URI="sqlite:///$(CURDIR)/mlflow.db" \
 	  $(BIN)/python -m model_lifecycle.serving.check "$(MODEL)" "$(ALIAS)" "$(MODEL_VERSION)"
+	@$(BIN)/python -m model_lifecycle.ports 127.0.0.1 "$(SERVE_PORT)" "make serve" SERVE_PORT
 	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="sqlite:///$(CURDIR)/mlflow.db" \
 	$(BIN)/mlflow models serve \
 	  -m "models:/$(MODEL)$(if $(MODEL_VERSION),/$(MODEL_VERSION),@$(ALIAS))" --env-manager local \
-	  --host 127.0.0.1 --port 5001 --workers $(WORKERS) $(ARGS)
+	  --host 127.0.0.1 --port $(SERVE_PORT) --workers $(WORKERS) $(ARGS)
 
 # The team's MLflow tracking server on http://127.0.0.1:5005 (docs/tracking-server.md):
 # PostgreSQL and the proxied artifacts in data/server/, bound to 127.0.0.1; runs log to it

@@ -34,7 +34,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -43,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from model_lifecycle import ports
 from model_lifecycle.errors import LifecycleError
 
 DEFAULT_FOLDER = Path("data/server")
@@ -215,7 +215,7 @@ class TrackingServer:
             if probe(self.uri) is None:
                 return  # already running
             self._stop_server()  # alive but not answering: start it afresh
-        if _port_taken(self.host, self.port):
+        if ports.taken(self.host, self.port):
             raise LifecycleError(
                 f"Port {self.port} on {self.host} is taken by another program: choose "
                 f"another with --port (make server ARGS='--port …') and point "
@@ -457,16 +457,6 @@ def _group_exists(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def _port_taken(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 def _chown_to(path: Path, user: pwd.struct_passwd) -> None:
