@@ -11,6 +11,12 @@ __version__ = "0.1.0"
 # wants it sets MLFLOW_DISABLE_TELEMETRY=false. Kedro's is off in `.telemetry` and settings.py.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+# Registering a version downloads its artifacts back twice (MLflow validates the input
+# example against the logged model) and MLflow draws a progress bar for each: some forty
+# carriage-return lines in a run's log for files of a few KiB. MLFLOW_ENABLE_ARTIFACTS_
+# PROGRESS_BAR=true brings them back.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 # kedro-mlflow's KedroPipelineModel (a pyfunc model this project never logs) has no type
 # hints on `predict`, and MLflow says so when kedro-mlflow is imported: a dozen lines at
 # the top of every `kedro` command. MLflow raises it under its own `catch_warnings`, which

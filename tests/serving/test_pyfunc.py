@@ -23,7 +23,8 @@ from PIL import Image
 from model_lifecycle.io.torch_model import TorchModelDataset
 from model_lifecycle.models import build_model
 from model_lifecycle.serving.predict import predict_files
-from model_lifecycle.serving.pyfunc import SIGNATURE, ImageClassifier
+from model_lifecycle.serving.pyfunc import SIGNATURE
+from model_lifecycle.serving.registry import MODEL_CODE
 
 MAX_ROWS = 4
 # the tiny model is saved without an input example (which would run it once more)
@@ -39,7 +40,7 @@ def rgb_model(tmp_path_factory: pytest.TempPathFactory) -> mlflow.pyfunc.PyFuncM
     (tmp / "preprocessing.json").write_text(json.dumps({
         "class_names": ["a", "b", "c"], "channels": 3, "size_hw": [8, 8],
         "resize": "center_crop", "max_pixels": 10_000, "max_rows": MAX_ROWS}))
-    mlflow.pyfunc.save_model(str(tmp / "pyfunc"), python_model=ImageClassifier(),
+    mlflow.pyfunc.save_model(str(tmp / "pyfunc"), python_model=str(MODEL_CODE),
                              signature=SIGNATURE, pip_requirements=["mlflow"],  # not inferred
                              artifacts={
                                  "model": str(tmp / "model.pt"),

@@ -90,3 +90,28 @@ def test_the_champion_moves_only_to_a_model_its_clients_can_use(tmp_path, monkey
         f"There is no MLflow store at {tmp_path / 'none' / 'mlflow.db'} yet: run `make run`")
     assert not (tmp_path / "none").exists()
     mlflow.set_registry_uri(uri)
+
+
+def test_a_registered_version_is_code_not_a_pickle(tmp_path, monkeypatch, capfd):
+    """A version holds the model's source (MLflow's models from code) and loads where
+    MLflow refuses to unpickle a model; registering it logs no pickle warning and no
+    progress bars."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment("registry-code-test")
+    capfd.readouterr()
+    _register(["a", "b"], 0.9, "test-1")
+    said = capfd.readouterr().err
+    assert "CloudPickle" not in said and "Downloading artifacts" not in said
+    folder = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/1",
+                                                      dst_path=str(tmp_path / "v1")))
+    assert not list(folder.rglob("*.pkl"))
+    pyfunc = mlflow.models.Model.load(str(folder)).flavors["python_function"]
+    assert pyfunc["model_code_path"].endswith("model_code.py")
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    served = mlflow.pyfunc.load_model(f"models:/{NAME}/1")
+    answer = served.predict(pd.DataFrame({"pixels": [np.zeros((8, 8), np.uint8).tolist()]}))
+    assert list(answer.columns[:3]) == ["class", "confidence", "probabilities"]
+    assert answer.loc[0, "class"] in {"a", "b"} and pd.isna(answer.loc[0, "error"])

@@ -24,7 +24,7 @@ from model_lifecycle.io.onnx_model import OnnxModelDataset
 from model_lifecycle.io.torch_model import TorchModelDataset
 from model_lifecycle.serving.champion import choose_champion
 from model_lifecycle.serving.config import RegisterParams
-from model_lifecycle.serving.pyfunc import SIGNATURE, ImageClassifier
+from model_lifecycle.serving.pyfunc import SIGNATURE
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ OPTIONAL_TAGGED = ("corruption_accuracy", "corruption_robust_drop", "fgsm_accura
                    "insertion_auc", "attribution_drift", "onnx_top1_agreement",
                    "onnx_max_probability_difference", "onnx_latency_b1_p50_ms",
                    "onnx_latency_b32_p50_ms", "onnx_size_bytes", "model_id")
+# The file MLflow runs to build the model when it loads a version (models from code: no
+# pickled object in the version).
+MODEL_CODE = Path(__file__).with_name("model_code.py")
 # What the registered model imports when it is served (pinned to what trained it).
 # (torch-pruning: models.structure imports it; a test loads a version with only these.)
 REQUIREMENTS = ("mlflow", "torch", "torchvision", "numpy", "pandas", "pillow", "kedro",
@@ -86,7 +89,7 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
             artifacts = _model_files(models[variant], Path(tmp, variant), example_image,
                                      preprocessing)
             info = mlflow.pyfunc.log_model(
-                name=variant, python_model=ImageClassifier(),
+                name=variant, python_model=str(MODEL_CODE),
                 artifacts={**artifacts, "preprocessing": str(prep_file)},
                 code_paths=[str(Path(model_lifecycle.__file__).parent)],
                 signature=SIGNATURE, input_example=example,
