@@ -582,13 +582,18 @@ def test_bad_requests_get_a_4xx_or_row_errors_in_strict_json_and_the_server_stay
 
 
 def test_the_notebook_runs_top_to_bottom(lifecycle, registry):
+    # the models registered last, under a name given with --params (as a user with their
+    # own data does): the notebook follows them, not conf's register.model_name
+    other = "notebook-check"
+    lifecycle(["register"], {**TINY, "register": {"model_name": other}})
     notebook = nbformat.read(PROJECT_ROOT / "notebooks" / "compare_variants.ipynb",
                              as_version=4)
     nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3", resources={
         "metadata": {"path": str(lifecycle.work)}}).execute()
     printed = "".join(output.get("text", "") for cell in notebook.cells
                       if cell.cell_type == "code" for output in cell.outputs)
-    version = registry.get_model_version_by_alias(NAME, "champion")
+    assert f"model: {other}" in printed
+    version = registry.get_model_version_by_alias(other, "champion")
     assert f"champion: version {version.version} ({version.tags['variant']})" in printed
 
 
