@@ -167,6 +167,11 @@ def _check_settings(groups: dict[str, Any], pipeline: Pipeline, catalog: DataCat
             _check_image_size(groups, prefix)
     if {"source.ingest", "source.pretrain", "ingest", "finetune"} <= set(groups):
         _check_transfer_size(groups)
+    if {"ingest", "explain"} <= set(groups):  # before training, not at explain after it
+        height, width = groups["ingest"].size_hw
+        if problem := groups["explain"].constant_occlusion(height, width,
+                                                           "ingest.image_size"):
+            raise LifecycleError(problem)
     if "inference" in groups:  # the folder and the model: before a run is opened
         from model_lifecycle.serving.predict import (  # noqa: PLC0415
             files_to_predict,

@@ -222,13 +222,19 @@ def test_trust_nodes_measure_every_variant_and_attack_int8_through_its_source(
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-def test_explain_refuses_more_images_per_class_than_the_test_split_has(data, finetuned):
+def test_explain_takes_what_a_small_class_has_and_says_so(data, finetuned, caplog):
+    """More images per class than the test split holds: every test image of such a class
+    is explained, with a warning, instead of stopping the run after training."""
     images, splits, _ = data
-    test_of_a = int((images.labels[splits["test"]] == 0).sum())
-    with pytest.raises(LifecycleError, match=rf"images_per_class is 99 .* only "
-                                             rf"{test_of_a} image\(s\) of class 'a'"):
-        explain_variants(images, splits, {**EXPLAIN, "images_per_class": 99}, EVALUATE,
-                         finetuned=finetuned[0])
+    test_labels = images.labels[splits["test"]]
+    explained = explain_variants(images, splits, {**EXPLAIN, "images_per_class": 99},
+                                 EVALUATE, finetuned=finetuned[0])[1]
+    assert sorted(explained["indices"]) == sorted(splits["test"].tolist())
+    counts = ", ".join(f"'{name}' {int((test_labels == label).sum())}"
+                       for label, name in enumerate(images.class_names))
+    assert f"explain.images_per_class is 99 but the test split holds fewer images of " \
+           f"{len(images.class_names)} class(es), explained on all they have: {counts}" \
+           in caplog.text
 
 
 def test_fewshot_builds_a_vit_for_the_images_it_reads(data):
@@ -311,3 +317,15 @@ def test_an_absent_input_is_optional_only_when_every_node_reading_it_says_so():
     assert _every_reader_ruled(Pipeline([robust]), "finetuned_model", rules)
     # evaluate needs the fine-tuned model whatever finetune.adversarial says
     assert not _every_reader_ruled(Pipeline([robust, evaluate]), "finetuned_model", rules)
+
+
+def test_explain_refuses_an_occlusion_window_covering_the_latest_images(data, finetuned):
+    """Run alone (no ingest parameters to check before the run), explain checks the
+    window against the images it reads."""
+    images, splits, _ = data
+    _, height, width = images.image_shape
+    with pytest.raises(LifecycleError, match=rf"^explain.occlusion_window 99 covers the "
+                                             rf"whole {height}×{width} images \(the latest "
+                                             rf"images\)"):
+        explain_variants(images, splits, {**EXPLAIN, "occlusion_window": 99}, EVALUATE,
+                         finetuned=finetuned[0])

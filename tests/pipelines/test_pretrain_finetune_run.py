@@ -68,6 +68,16 @@ def test_images_too_small_for_the_architecture_are_refused_before_ingest_saves(p
     assert not _versions(project.work, "data/03_primary/images.npz")
 
 
+def test_an_occlusion_window_covering_the_images_is_refused_before_ingest_saves(project):
+    """explain.occlusion_window as large as ingest.image_size: constant maps, found before
+    the run (not at explain, after the training)."""
+    covering = {**TINY, "explain": {**TINY["explain"], "occlusion_window": 64}}
+    with pytest.raises(LifecycleError, match=r"^explain.occlusion_window 64 covers the "
+                       r"whole 8×8 images \(ingest.image_size\)"):
+        project(None, covering)
+    assert not _versions(project.work, "data/03_primary/images.npz")
+
+
 def test_a_variant_the_run_leaves_out_is_not_checked_against_the_images():
     """An older scratch_model (evaluate.include_scratch: false) must not stop evaluate."""
     from types import SimpleNamespace  # noqa: PLC0415

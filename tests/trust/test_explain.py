@@ -268,3 +268,44 @@ def test_the_reference_is_the_blurred_image_or_black_and_nothing_else():
     assert blurred.shape == x.shape and blurred.std() < x.std()
     with pytest.raises(LifecycleError, match="Unknown attribution reference 'gray'"):
         reference_image(x, "gray")
+
+
+@pytest.mark.parametrize(("window", "stride", "size", "constant"), [
+    (4, 2, (8, 8), False),
+    (8, 2, (8, 8), True),    # the window is the image
+    (64, 2, (16, 16), True),  # clipped to the image: one place
+    (7, 2, (8, 8), False),   # slid to the edge: a second place
+    (7, 7, (8, 8), False),
+    (8, 2, (8, 12), False),  # slides along the width
+])
+def test_an_occlusion_window_that_fits_once_is_named(window, stride, size, constant):
+    """A constant occlusion map (the window fits in one place) is refused before the run:
+    every pixel would get the same score, and drift and faithfulness would mean nothing."""
+    from model_lifecycle.trust.config import ExplainParams  # noqa: PLC0415
+
+    params = ExplainParams(occlusion_window=window, occlusion_stride=stride)
+    said = params.constant_occlusion(*size, "ingest.image_size")
+    assert (said is not None) == constant
+    if constant:
+        assert said == (f"explain.occlusion_window {window} covers the whole "
+                        f"{size[0]}×{size[1]} images (ingest.image_size), so every "
+                        f"occlusion map would be constant: set it to {max(size) - 1} or "
+                        f"less (and explain.occlusion_stride no larger).")
+        assert ExplainParams(occlusion_window=max(size) - 1, occlusion_stride=stride
+                             ).constant_occlusion(*size, "") is None  # the fix works
+    # what the explainer does with them: a constant map exactly when it is named
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(size[0] * size[1], 2)).eval()
+    maps = attribute(model, torch.rand(1, 1, *size), torch.zeros(1, dtype=torch.long),
+                     "occlusion", occlusion_window=window, occlusion_stride=stride)
+    assert bool(torch.allclose(maps, maps.flatten()[0])) == constant
+
+
+def test_an_occlusion_stride_larger_than_its_window_is_named():
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from model_lifecycle.trust.config import ExplainParams  # noqa: PLC0415
+
+    with pytest.raises(ValidationError, match=r"explain.occlusion_stride 5 is larger than "
+                                              r"explain.occlusion_window 4"):
+        ExplainParams(occlusion_window=4, occlusion_stride=5)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from model_lifecycle.params import StrictModel
 
@@ -107,7 +107,8 @@ class ExplainParams(StrictModel):
                    ...] = ("integrated_gradients", "saliency", "grad_cam", "occlusion")
     """Attribution methods (Captum) for float variants; the first is the report's."""
     images_per_class: int = Field(2, ge=1)
-    """Test images explained per class (a seeded sample)."""
+    """Test images explained per class (a seeded sample; a class with fewer test images:
+    all it has, with a warning)."""
     seed: int = 0
     """Seeds the sample and the random-order baseline of the faithfulness curves."""
     reference: Literal["blur", "black"] = "blur"
@@ -121,9 +122,9 @@ class ExplainParams(StrictModel):
     top_fraction: float = Field(0.1, gt=0, le=1)
     """Attribution drift: share of the most important pixels compared."""
     occlusion_window: int = Field(4, ge=1)
-    """Occlusion: square patch hidden, in pixels."""
+    """Occlusion: square patch hidden, in pixels (smaller than the images)."""
     occlusion_stride: int = Field(2, ge=1)
-    """Occlusion: pixels between patches."""
+    """Occlusion: pixels between patches (at most `occlusion_window`)."""
 
     @field_validator("methods")
     @classmethod
@@ -131,3 +132,27 @@ class ExplainParams(StrictModel):
         if not value:
             raise ValueError(f"name at least one of {', '.join(EXPLAIN_METHODS)}")
         return tuple(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _stride_within_window(self) -> ExplainParams:
+        if self.occlusion_stride > self.occlusion_window:
+            raise ValueError(
+                f"explain.occlusion_stride {self.occlusion_stride} is larger than "
+                f"explain.occlusion_window {self.occlusion_window}, so the pixels between "
+                f"patches are never hidden: set it to {self.occlusion_window} or less")
+        return self
+
+    def constant_occlusion(self, height: int, width: int, size_from: str) -> str | None:
+        """Why occlusion maps of ``height``×``width`` images would be constant (a window
+        as large as the image hides all of it in one place: every pixel gets the same
+        score, and the drift and faithfulness built on the maps mean nothing), or None.
+        Occlusion explains every INT8 variant, whatever ``methods`` says. ``size_from``:
+        where the size comes from, for the sentence."""
+        if self.occlusion_window < max(height, width):  # Captum slides it, to the edge
+            return None
+        side = max(height, width)
+        fix = (f"set it to {side - 1} or less (and explain.occlusion_stride no larger)"
+               if side > 1 else "explain larger images")
+        return (f"explain.occlusion_window {self.occlusion_window} covers the whole "
+                f"{height}×{width} images ({size_from}), so every occlusion map would be "
+                f"constant: {fix}.")

@@ -14,7 +14,6 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from model_lifecycle.errors import LifecycleError
 from model_lifecycle.models.predict import predict
 from model_lifecycle.trust.config import ExplainParams
 from model_lifecycle.trust.explain import (
@@ -33,20 +32,24 @@ OCCLUSION = GRADIENT_FREE[0]  # what explains a model without autograd (INT8)
 def explain_sample(labels: np.ndarray, test: np.ndarray, class_names: tuple[str, ...],
                    params: ExplainParams) -> np.ndarray:
     """``params.images_per_class`` test images of every class present in the test split,
-    drawn with ``params.seed``, in index order. Refused in one sentence when a class
-    has fewer test images than that."""
+    drawn with ``params.seed``, in index order. A class with fewer test images is
+    explained on all it has, with a warning (a small class of a user's folder should not
+    stop the run after training; ingest's report already warns of a class missing from
+    test, which is left out here)."""
     rng = np.random.default_rng(params.seed)
-    chosen = []
+    chosen, short = [], []
     for label, name in enumerate(class_names):
         of_class = test[labels[test] == label]
-        if len(of_class) == 0:  # ingest's report already warns of a class missing from test
+        if len(of_class) == 0:
             continue
         if len(of_class) < params.images_per_class:
-            raise LifecycleError(
-                f"explain.images_per_class is {params.images_per_class} but the test split "
-                f"has only {len(of_class)} image(s) of class '{name}': set it to "
-                f"{len(of_class)} or fewer.")
-        chosen.append(rng.choice(of_class, params.images_per_class, replace=False))
+            short.append(f"'{name}' {len(of_class)}")
+        chosen.append(rng.choice(of_class, min(params.images_per_class, len(of_class)),
+                                 replace=False))
+    if short:
+        log.warning("explain.images_per_class is %d but the test split holds fewer images "
+                    "of %d class(es), explained on all they have: %s",
+                    params.images_per_class, len(short), ", ".join(short))
     return np.sort(np.concatenate(chosen)) if chosen else np.empty(0, dtype=np.int64)
 
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from model_lifecycle.data.imageset import ImageSet
 from model_lifecycle.data.splits import checked_splits
+from model_lifecycle.errors import LifecycleError
 from model_lifecycle.evaluation.config import EvaluateParams
 from model_lifecycle.params import parse_params
 from model_lifecycle.pipelines.evaluate.nodes import evaluated_models
@@ -28,6 +29,9 @@ def explain_variants(images: ImageSet, splits: dict[str, np.ndarray], params: di
     maps; the per-image details; one figure per variant."""
     config = parse_params(ExplainParams, params, "explain")
     chosen = evaluated_models(parse_params(EvaluateParams, evaluate, "evaluate"), models)
+    _, height, width = images.image_shape
+    if problem := config.constant_occlusion(height, width, "the latest images"):
+        raise LifecycleError(problem)
     test = checked_splits(images, splits)["test"]
     sample = explain_sample(images.labels, test, images.class_names, config)
     summary, details, figures = explain_models(chosen, images.images, images.labels, sample,
