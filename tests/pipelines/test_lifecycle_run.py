@@ -626,8 +626,12 @@ def test_adversarial_fine_tuning_joins_the_report_when_asked(lifecycle):
     lifecycle(["robust"], TINY)
     run = _runs(lifecycle.work).iloc[-1]
     client = mlflow.MlflowClient()
-    checks = client.get_metric_history(run["run_id"], "robust.val_pgd_accuracy")
-    assert len(checks) == 3  # the guard attacked val after each of the 3 epochs
+    checks = sorted(client.get_metric_history(run["run_id"], "robust.val_pgd_accuracy"),
+                    key=lambda metric: metric.step)
+    # the guard attacked val after each of the 3 epochs; then the kept epoch's, latest
+    assert len(checks) == 4
+    kept = int(run["metrics.robust.best_epoch"])
+    assert checks[-1].value == next(m.value for m in checks if m.step == kept)
     lifecycle(["explain", "evaluate"], tiny_robust)
     report = _report(lifecycle.work).set_index("variant")
     assert report.index[-1] == "robust"

@@ -281,6 +281,22 @@ def test_adversarial_fine_tuning_can_start_from_the_fine_tuned_model(data, finet
         train_robust_model(images, splits, policy, None, None, start, RUNTIME)
 
 
+def test_adversarial_fine_tuning_from_the_fine_tuned_model_keeps_its_head(
+        data, finetuned, monkeypatch):
+    """A recipe whose head starts as a linear probe (finetune.head_init) does not refit
+    the fine-tuned model's trained head when adversarial fine-tuning starts from it."""
+    from model_lifecycle.training import finetune as training  # noqa: PLC0415
+
+    images, splits, policy = data
+    probed = []
+    monkeypatch.setattr(training, "probe_head", lambda *a, **k: probed.append(1) or 1.0)
+    recipe = {"init": "pretrained", "head_init": "linear_probe", "epochs": 1,
+              "batch_size": 16, "checkpoint": None,
+              "adversarial": {"init": "finetuned", "check_images": 8, "check_steps": 2}}
+    train_robust_model(images, splits, policy, None, finetuned[0], recipe, RUNTIME)
+    assert probed == []
+
+
 def test_adversarial_run_can_learn_the_stem_the_recipe_whitens(data):
     images, splits, policy = data
     recipe = {"init": "scratch", "arch_kwargs": {"width": 8}, "epochs": 1, "batch_size": 16,

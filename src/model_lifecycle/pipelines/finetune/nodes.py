@@ -64,6 +64,8 @@ def finetune_with_adapter(images: ImageSet, splits: dict[str, np.ndarray],
     device = prepare_runtime(run)
     model = (initial_model(config, pretrained_encoder, images) if start is None
              else copy.deepcopy(start).train())  # the input model stays as it was
+    if start is not None:  # its trained head is kept, not refitted as a linear probe
+        config = config.model_copy(update={"head_init": "random"})
     origin = start if start is not None else (
         pretrained_encoder if config.init == "pretrained" else None)
     # what a checkpoint of this training must have started from to be resumed
