@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import glob
 import json
 import os
@@ -40,7 +41,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from model_lifecycle import ports
 from model_lifecycle.errors import LifecycleError
@@ -200,6 +201,16 @@ class TrackingServer:
         self._prepare_folders()
         if not (self.cluster / "PG_VERSION").exists():
             self._initdb(bindir)
+        running = self._server_pid()
+        if running is None:  # workers a killed server left (they still hold the port)
+            self._stop_server(grace=5.0)
+        else:  # the same settings, or one sentence (not a server quietly left as it was)
+            self._check_running_settings()
+        if running is None and ports.taken(self.host, self.port):
+            raise LifecycleError(
+                f"Port {self.port} on {self.host} is taken by another program: choose "
+                f"another with --port (make server ARGS='--port …') and point "
+                f"server.mlflow_tracking_uri at it.")
         if self._postgres_running(bindir):
             self._check_running_port("PostgreSQL", "--pg-port", self._running_pg_port(),
                                      self.pg_port)
@@ -209,24 +220,17 @@ class TrackingServer:
                          "-l", str(self.logs / "postgres.log"),
                          failure="PostgreSQL did not start")
         self._create_database()
-        if self._server_pid() is not None:
-            self._check_running_port("The MLflow server", "--port", self._server_port(),
-                                     self.port)
+        if running is not None:
             if probe(self.uri) is None:
                 return  # already running
             self._stop_server()  # alive but not answering: start it afresh
-        if ports.taken(self.host, self.port):
-            raise LifecycleError(
-                f"Port {self.port} on {self.host} is taken by another program: choose "
-                f"another with --port (make server ARGS='--port …') and point "
-                f"server.mlflow_tracking_uri at it.")
         self._wait_until_ready(self._start_server(), timeout)
 
     def stop(self) -> bool:
         """Stop the MLflow server, then PostgreSQL (fast shutdown: open sessions are
         rolled back); nothing happens for what is not running. Returns whether anything
         was running."""
-        running = self._server_pid() is not None
+        running = self._server_group() is not None
         self._stop_server()
         bindir = postgres_bindir()
         if bindir is not None and self._postgres_running(bindir):
@@ -234,6 +238,15 @@ class TrackingServer:
             self._pg_ctl(bindir, "stop", "-w", "-t", "60", "-m", "fast",
                          failure="PostgreSQL did not stop")
         return running
+
+    def as_running(self) -> TrackingServer:
+        """This folder's server with the port and host its running MLflow server was
+        started with (`status` without --port then asks the server that runs)."""
+        recorded = self._recorded()
+        if self._server_pid() is None or not isinstance(recorded.get("port"), int):
+            return self
+        return dataclasses.replace(self, port=recorded["port"],
+                                   host=recorded.get("host") or self.host)
 
     def status(self) -> dict[str, bool]:
         """Whether PostgreSQL runs, and whether the MLflow server answers."""
@@ -247,6 +260,22 @@ class TrackingServer:
             raise LifecycleError(
                 f"{what} of {self.folder} already runs on port {running}, not {wanted}: "
                 f"stop it first (make server-stop), or start with {option} {running}.")
+
+    def _check_running_settings(self) -> None:
+        """The running MLflow server was started with this port, host, worker count and
+        allowed hosts (as its pid file records; files of older servers record the port
+        only), or one sentence: a `make server ARGS='--host 0.0.0.0'` that left the
+        server on 127.0.0.1 would say it had started."""
+        recorded = self._recorded()
+        self._check_running_port("The MLflow server", "--port", recorded.get("port"),
+                                 self.port)
+        for option, key in (("--host", "host"), ("--workers", "workers"),
+                            ("--allowed-hosts", "allowed_hosts")):
+            if key in recorded and recorded[key] != getattr(self, key):
+                raise LifecycleError(
+                    f"The MLflow server of {self.folder} already runs with {option} "
+                    f"{recorded[key]}, not {getattr(self, key)}: stop it first (make "
+                    f"server-stop) and start it again with the new setting.")
 
     # --- PostgreSQL ------------------------------------------------------------------
     def _bindir(self) -> Path:
@@ -387,7 +416,9 @@ class TrackingServer:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, cwd=self.folder, env=env,
                                        start_new_session=True)  # its own process group
-        self.pid_file.write_text(json.dumps({"pid": process.pid, "port": self.port}))
+        self.pid_file.write_text(json.dumps({
+            "pid": process.pid, "port": self.port, "host": self.host,
+            "workers": self.workers, "allowed_hosts": self.allowed_hosts}))
         return process
 
     def _wait_until_ready(self, process: subprocess.Popen, timeout: float) -> None:
@@ -407,26 +438,37 @@ class TrackingServer:
         raise LifecycleError(f"mlflow server at {self.uri} {problem} after {timeout:.0f} s: "
                              f"see {self.logs / 'mlflow.log'}.")
 
-    def _server_port(self) -> int | None:
+    def _recorded(self) -> dict[str, Any]:
+        """What the pid file records of the server this folder started ({} if none)."""
         try:
-            return int(json.loads(self.pid_file.read_text())["port"])
-        except (OSError, ValueError, KeyError):
-            return None
+            recorded = json.loads(self.pid_file.read_text())
+            return recorded if isinstance(recorded, dict) else {}
+        except (OSError, ValueError):
+            return {}
 
     def _server_pid(self) -> int | None:
         """The recorded server's process id while that process is alive and still an
         MLflow server (a recycled id is not mistaken for it)."""
         try:
-            pid = int(json.loads(self.pid_file.read_text())["pid"])
+            pid = int(self._recorded()["pid"])
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             return None
         return pid if b"mlflow" in cmdline and _alive(pid) else None
 
+    def _server_group(self) -> int | None:
+        """The recorded server's process group while any MLflow process of it is alive:
+        its uvicorn workers outlive a server killed with SIGKILL, and keep its port."""
+        try:
+            pgid = int(self._recorded()["pid"])
+        except (KeyError, ValueError, TypeError):
+            return None
+        return pgid if _mlflow_group_alive(pgid) else None
+
     def _stop_server(self, grace: float = 20.0) -> None:
-        pid = self._server_pid()
-        if pid is not None:
-            _end_group(pid, grace=grace)
+        pgid = self._server_group()
+        if pgid is not None:
+            _end_group(pgid, grace=grace)
         self.pid_file.unlink(missing_ok=True)
 
 
@@ -439,6 +481,21 @@ def _end_group(pgid: int, *, grace: float) -> None:
         deadline = time.monotonic() + wait
         while _group_exists(pgid) and time.monotonic() < deadline:
             time.sleep(0.2)
+
+
+def _mlflow_group_alive(pgid: int) -> bool:
+    """Whether a live process of process group ``pgid`` runs MLflow (its server or a
+    uvicorn worker it started); a group id recycled by another program is not."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid or fields[0] == "Z":
+                continue
+            if b"mlflow" in (stat.parent / "cmdline").read_bytes():
+                return True
+        except (OSError, IndexError, ValueError):
+            continue
+    return False
 
 
 def _alive(pid: int) -> bool:
@@ -487,18 +544,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="MLflow's port")
     parser.add_argument("--pg-port", type=int, default=DEFAULT_PG_PORT,
                         help="PostgreSQL's port (names its unix socket; no TCP)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="interface MLflow binds to (0.0.0.0: every one; see "
-                             "docs/tracking-server.md before you do)")
-    parser.add_argument("--workers", type=int, default=2, help="MLflow server processes")
+    # --host, --workers and --allowed-hosts not given: those of the server the folder
+    # last started (a plain `make server` while it runs is not a change of settings)
+    parser.add_argument("--host", default=None,
+                        help="interface MLflow binds to (default 127.0.0.1; 0.0.0.0: every "
+                             "one; see docs/tracking-server.md before you do)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="MLflow server processes (default 2)")
     parser.add_argument("--allowed-hosts", default=None,
                         help="Host headers MLflow accepts, e.g. mlflow.team.example:5005 "
                              "(default: localhost and private addresses)")
     args = parser.parse_args(argv)
     try:
-        server = TrackingServer(args.folder, port=args.port, pg_port=args.pg_port,
-                                host=args.host, workers=args.workers,
-                                allowed_hosts=args.allowed_hosts)
+        last = TrackingServer(args.folder)._recorded()
+        server = TrackingServer(
+            args.folder, port=args.port, pg_port=args.pg_port,
+            host=args.host or last.get("host") or "127.0.0.1",
+            workers=args.workers if args.workers is not None else last.get("workers", 2),
+            allowed_hosts=(args.allowed_hosts if args.allowed_hosts is not None
+                           else last.get("allowed_hosts")))
         if args.action == "start":
             server.start()
             named = _server_env_uri()
@@ -514,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"Nothing to stop: no tracking server or PostgreSQL of {server.folder} "
                       "was running.")
         else:
+            server = server.as_running()
             state = server.status()
             print(f"PostgreSQL ({server.cluster}): "
                   f"{'running' if state['postgres'] else 'stopped'}; MLflow server "

@@ -136,7 +136,7 @@ def test_the_models_are_registered_on_the_server(server, logged, tmp_path):
     finally:
         mlflow.set_tracking_uri(before[0])
         mlflow.set_registry_uri(before[1])
-    assert (model / "MLmodel").is_file() and (model / "python_model.pkl").exists()
+    assert (model / "MLmodel").is_file() and (model / "model_code.py").exists()
     assert champion.version in {v.version for v in versions}
 
 
@@ -166,10 +166,12 @@ def test_starting_a_running_server_again_keeps_it_and_other_ports_are_refused(se
             rf"^The MLflow server of {server.folder} already runs on port {server.port}, "
             rf"not {other}: stop it first \(make server-stop\), or start with --port "
             rf"{server.port}\.$")):
-        TrackingServer(server.folder, port=other, pg_port=server.pg_port).start()
+        TrackingServer(server.folder, port=other, pg_port=server.pg_port,
+                       workers=server.workers).start()
     with pytest.raises(LifecycleError, match=rf"^PostgreSQL of {server.folder} already runs "
                                              rf"on port {server.pg_port}, not {other}"):
-        TrackingServer(server.folder, port=server.port, pg_port=other).start()
+        TrackingServer(server.folder, port=server.port, pg_port=other,
+                       workers=server.workers).start()
     assert json.loads(server.pid_file.read_text())["pid"] == pid
     assert probe(server.uri) is None
 
@@ -298,3 +300,62 @@ def test_the_server_environment_names_the_default_address(tmp_path):
     other.write_text("server:\n  mlflow_tracking_uri: http://127.0.0.1:5015\n")
     assert _server_env_uri(other) == "http://127.0.0.1:5015"
     assert _server_env_uri(tmp_path / "missing.yml") is None
+
+
+def test_workers_a_killed_server_left_are_stopped(tmp_path):
+    """`kill -9` of the server's parent leaves its uvicorn workers answering on its port:
+    `make server-stop` ends them (they are the recorded process group), and the port is
+    free again for `make server`."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    port = _free_port()
+    worker = ("import socket, time; s = socket.socket(); "
+              f"s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(600)")
+    # a parent (its own process group, as the server's) that starts a worker and dies
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys; subprocess.Popen([sys.executable, "
+         f"'-c', {worker!r}, 'mlflow-worker'])", "mlflow"], start_new_session=True)
+    parent.wait()
+    tracking = TrackingServer(tmp_path / "server", port=port)
+    tracking.folder.mkdir()
+    tracking.pid_file.write_text(json.dumps({"pid": parent.pid, "port": port}))
+    deadline = time.monotonic() + 30
+    while not _taken(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _taken(port)
+    assert tracking.status()["mlflow"] is False  # its parent is gone
+    assert tracking.stop() is True  # something of it was running
+    with pytest.raises(ProcessLookupError):
+        os.killpg(parent.pid, 0)  # the worker is gone too
+    assert not _taken(port) and not tracking.pid_file.exists()
+
+
+def _taken(port: int) -> bool:
+    from model_lifecycle import ports  # noqa: PLC0415
+
+    return ports.taken("127.0.0.1", port)
+
+
+def test_a_running_server_is_not_changed_by_other_settings(server):
+    """`make server ARGS='--host 0.0.0.0'` (or other workers) while it runs: one
+    sentence, and the running server is left as it is (not stopped, not said to have
+    started with the new setting); `status` without --port asks the server that runs."""
+    pid = json.loads(server.pid_file.read_text())["pid"]
+    with pytest.raises(LifecycleError, match=(
+            rf"^The MLflow server of {server.folder} already runs with --host 127.0.0.1, "
+            rf"not 0.0.0.0: stop it first \(make server-stop\)")):
+        TrackingServer(server.folder, port=server.port, pg_port=server.pg_port,
+                       host="0.0.0.0", workers=server.workers).start()
+    with pytest.raises(LifecycleError, match=r"already runs with --workers 1, not 3"):
+        TrackingServer(server.folder, port=server.port, pg_port=server.pg_port,
+                       workers=3).start()
+    assert json.loads(server.pid_file.read_text())["pid"] == pid
+    assert probe(server.uri) is None
+    assert main(["status", "--folder", str(server.folder), "--pg-port",
+                 str(server.pg_port)]) == 0  # the default --port is not the one it runs on
+    # `make server` without those options while it runs: the settings it runs with
+    assert main(["start", "--folder", str(server.folder), "--port", str(server.port),
+                 "--pg-port", str(server.pg_port)]) == 0
+    assert json.loads(server.pid_file.read_text())["pid"] == pid
