@@ -90,6 +90,18 @@ def test_ingest_says_at_once_when_meta_training_will_lack_labelled_images(caplog
     assert "Meta-training" not in caplog.text
 
 
+def test_a_student_larger_than_its_teacher_is_trained_with_a_warning(data, finetuned,
+                                                                     caplog):
+    images, splits, policy = data
+    larger = {**COMPRESS, "distill": {**COMPRESS["distill"], "student_kwargs": {"width": 8}}}
+    student, _ = distill_model(finetuned[0], images, splits, policy, larger, RUNTIME,
+                               EVALUATE)
+    assert sum(p.numel() for p in student.parameters()) > \
+        sum(p.numel() for p in finetuned[0].parameters())
+    assert "the student (small_cnn, " in caplog.text
+    assert "is no smaller than its teacher" in caplog.text
+
+
 def test_ingest_returns_images_and_their_splits_together():
     images, splits, novel = ingest_images({"source": "digits", "image_size": 8})
     assert images.images.shape == (1797, 1, 8, 8)

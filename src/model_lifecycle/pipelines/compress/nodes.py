@@ -130,7 +130,7 @@ def distill_model(finetuned_model: Classifier, images: ImageSet, splits: dict[st
     if sizes[0] >= sizes[1]:
         log.warning("the student (%s, %s parameters) is no smaller than its teacher (%s): "
                     "compress.distill.student_arch / student_kwargs make a larger model than "
-                    "the one it compresses", config.distill.student_arch, f"{sizes[0]:,}",
+                    "the one it compresses", config.student_arch, f"{sizes[0]:,}",
                     f"{sizes[1]:,}")
     _result, budget = distill(student, finetuned_model, images.images, images.labels, data,
                               policy_from_artifact(policy, "supervised"), config, run, device)
