@@ -36,7 +36,7 @@ from model_lifecycle.training.config import FinetuneParams, PretrainParams, Runt
 from model_lifecycle.training.fewshot_config import FewshotParams
 from model_lifecycle.training.tta_config import AdaptParams, adaptable_variants
 from model_lifecycle.trust.config import ExplainParams
-from model_lifecycle.variants import variants
+from model_lifecycle.variants import baseline, variants
 
 log = logging.getLogger(__name__)
 
@@ -495,6 +495,7 @@ class TrainedOnHook:
     @hook_impl
     def before_node_run(self, node: Any, inputs: dict[str, Any]) -> None:
         _check_report_measured(inputs)
+        self._check_made_from(inputs)
         images = _images_of(inputs)
         if images is None:
             return
@@ -521,20 +522,49 @@ class TrainedOnHook:
                     "or load the images it was made from with --load-versions "
                     "images:<version>.")
 
+    def _check_made_from(self, inputs: dict[str, Any]) -> None:
+        """A compressed variant read beside the fine-tuned model must have been made from
+        that model: after `--pipelines=finetune` (another architecture, say), an
+        `evaluate,register` run would otherwise put the new fine-tuned model beside the
+        old one's compressed variants, and register them as one lifecycle."""
+        from model_lifecycle.models.structure import model_id  # noqa: PLC0415 - torch
+
+        source = baseline().dataset
+        latest = model_id(inputs.get(source))
+        if latest is None:
+            return
+        for variant in variants():
+            model = inputs.get(variant.dataset)
+            if variant.produced_by != "compress" or variant.dataset in self._preflight.unneeded:
+                continue
+            made_from = ((getattr(model, "trained_on", None) or {}).get("made_from") or {}
+                         ).get(source)
+            if made_from is not None and made_from != latest:
+                raise LifecycleError(
+                    f"The latest {variant.dataset} was made from another {source} than the "
+                    f"latest (made again since by `kedro run --pipelines="
+                    f"{baseline().produced_by}`, or another version pinned with "
+                    f"--load-versions): run `kedro run --pipelines=compress` again and the "
+                    f"stages after it, or pin the {source} it was made from.")
+
     @hook_impl
     def after_node_run(self, node: Any, inputs: dict[str, Any],
                        outputs: dict[str, Any]) -> None:
         images = _images_of(inputs)
         if images is None:
             return
-        from model_lifecycle.models.structure import weights_id  # noqa: PLC0415 - torch
+        from model_lifecycle.models.structure import model_id, weights_id  # noqa: PLC0415
 
+        # the variants the node read (the fine-tuned model a compressed one came from)
+        made_from = {name: model_id(value) for name, value in inputs.items()
+                     if name in _VARIANT_DATASETS and model_id(value) is not None}
         for value in outputs.values():
             if hasattr(value, "state_dict"):  # every model: variants and encoders
                 value.trained_on = {"images": images.fingerprint(),
                                     "image_shape": list(images.image_shape),
                                     # which model this is: the report's rows name it
-                                    "model_id": weights_id(value)}
+                                    "model_id": weights_id(value),
+                                    **({"made_from": made_from} if made_from else {})}
 
 
 # The variants' datasets and the pipeline that makes each.

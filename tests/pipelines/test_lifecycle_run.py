@@ -597,6 +597,29 @@ def test_the_notebook_runs_top_to_bottom(lifecycle, registry):
     assert f"champion: version {version.version} ({version.tags['variant']})" in printed
 
 
+def test_compressed_variants_of_an_older_fine_tuned_model_are_refused(lifecycle):
+    """Fine-tuned again (here from scratch): evaluate would put the new fine-tuned model
+    beside the old one's pruned, INT8 and distilled models, and register them as one
+    lifecycle. Refused in one sentence; compressing again makes them agree."""
+    work = lifecycle.work
+    lifecycle(["finetune"], {**TINY, "finetune": {**TINY["finetune"], "init": "scratch",
+                                                  "arch_kwargs": {"width": 4}}})
+    with pytest.raises(LifecycleError, match=(
+            r"^The latest pruned_model was made from another finetuned_model than the "
+            r"latest \(made again since by `kedro run --pipelines=finetune`")):
+        lifecycle(["evaluate"], TINY)
+    onnx_file = _latest(work, "data/06_models/onnx_int8_model.onnx")
+    lifecycle(["compress"], TINY)
+    # the ONNX file remembers what it was made from too
+    assert _latest(work, "data/06_models/onnx_int8_model.onnx") != onnx_file
+    made = OnnxModelDataset(filepath=str(_latest(
+        work, "data/06_models/onnx_int8_model.onnx"))).load().trained_on["made_from"]
+    finetuned = TorchModelDataset(filepath=str(_latest(
+        work, "data/06_models/finetuned_model.pt"))).load()
+    assert made["finetuned_model"] == finetuned.trained_on["model_id"]
+    lifecycle(["explain", "evaluate"], TINY)
+
+
 def test_the_from_scratch_baseline_joins_the_report_when_asked(lifecycle):
     # last in this module: it adds a newer evaluation report to the shared project
     tiny_scratch = {**TINY, "evaluate": {**TINY["evaluate"], "include_scratch": True}}

@@ -69,6 +69,7 @@ INPUT, OUTPUT = "images", "logits"
 _SPEC, _SIZES, _QUANTIZATION = ("model_lifecycle.spec", "model_lifecycle.layer_sizes",
                                 "model_lifecycle.quantization")
 _PREPROCESSING = "model_lifecycle.preprocessing"  # written at registration
+_TRAINED_ON = "model_lifecycle.trained_on"  # written when the catalog saves the file
 # Activations and weights signed (S8S8): the ORT docs' default for QDQ and their first
 # choice on x86-64; measured on this project's x86 machine (AVX-512 VNNI) as fast as
 # U8S8 with the same CIFAR-10 agreement, and the pair ARM's dot-product instructions
@@ -215,6 +216,8 @@ class OnnxClassifier(nn.Module):
         self.layer_sizes = metadata.get(_SIZES)
         if metadata.get(_QUANTIZATION):
             self.quantization = metadata[_QUANTIZATION]
+        if metadata.get(_TRAINED_ON):  # the images and model it was made from (hooks.py)
+            self.trained_on = metadata[_TRAINED_ON]
         self._session = self._open()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -328,6 +331,16 @@ def with_preprocessing(onnx_model: bytes, preprocessing: dict[str, Any]) -> byte
     return proto.SerializeToString()
 
 
+def with_trained_on(onnx_model: bytes, trained_on: dict[str, Any] | None) -> bytes:
+    """``onnx_model`` with ``trained_on`` (what the project's checks read: the images and
+    models it was made from) in its metadata; as it is when there is none."""
+    if not trained_on:
+        return onnx_model
+    proto = onnx.load_from_string(onnx_model)
+    _set_metadata(proto, {_TRAINED_ON: trained_on})
+    return proto.SerializeToString()
+
+
 def _set_metadata(proto: onnx.ModelProto, entries: dict[str, Any]) -> None:
     onnx.helper.set_model_props(proto, {**_raw_metadata(proto),
                                         **{k: json.dumps(v) for k, v in entries.items()}})
@@ -340,7 +353,8 @@ def _raw_metadata(proto: onnx.ModelProto) -> dict[str, str]:
 def _metadata(proto: onnx.ModelProto) -> dict[str, Any]:
     """This project's metadata entries of ``proto``, decoded."""
     raw = _raw_metadata(proto)
-    return {key: json.loads(raw[key]) for key in (_SPEC, _SIZES, _QUANTIZATION) if key in raw}
+    return {key: json.loads(raw[key]) for key in (_SPEC, _SIZES, _QUANTIZATION, _TRAINED_ON)
+            if key in raw}
 
 
 def _nodes(proto: onnx.ModelProto, op_type: str) -> list[str]:

@@ -12,7 +12,8 @@ from model_lifecycle.io.base import AtomicFileDataset
 
 class OnnxModelDataset(AtomicFileDataset[Any]):
     """Saves an :class:`~model_lifecycle.compression.onnx.OnnxClassifier`'s file as it is
-    (what a phone or a board runs); loads it into a new ``OnnxClassifier``.
+    (what a phone or a board runs), with what it was made from (``trained_on``) in its
+    metadata; loads it into a new ``OnnxClassifier``.
 
     Example (``catalog.yml``)::
 
@@ -28,7 +29,9 @@ class OnnxModelDataset(AtomicFileDataset[Any]):
                                "save it with TorchModelDataset instead.")
 
     def _write(self, data: Any, handle: IO[bytes]) -> None:
-        handle.write(data.onnx_bytes)
+        from model_lifecycle.compression.onnx import with_trained_on  # noqa: PLC0415
+
+        handle.write(with_trained_on(data.onnx_bytes, getattr(data, "trained_on", None)))
 
     def _read(self, handle: IO[bytes], path: str) -> Any:
         from model_lifecycle.compression.onnx import OnnxClassifier  # noqa: PLC0415

@@ -83,6 +83,8 @@ def weights_id(model: nn.Module) -> str:
     bit-identical, a reloaded file) get the same name, others another. Every tensor of
     the state dict counts, quantized ones by their integer values, scales and zero points."""
     digest = hashlib.sha256()
+    if isinstance(getattr(model, "onnx_bytes", None), bytes):  # an ONNX file: its graph
+        digest.update(model.onnx_bytes)                        # holds the weights
     for key, value in model.state_dict().items():
         digest.update(key.encode())
         # a quantized linear keeps (weight, bias) in a tuple
