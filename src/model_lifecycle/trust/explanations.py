@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from model_lifecycle.models.predict import predict
+from model_lifecycle.models.structure import model_id
 from model_lifecycle.trust.config import ExplainParams
 from model_lifecycle.trust.explain import (
     GRADIENT_FREE,
@@ -106,7 +107,9 @@ def explain_models(models: dict[str, nn.Module], images: np.ndarray, labels: np.
                          "gradient_free": method in GRADIENT_FREE,
                          **{f"{k}_auc": float(np.mean(v)) for k, v in curves.items()},
                          "drift_spearman": drift["spearman"],
-                         "drift_top_overlap": drift["top_overlap"]})
+                         "drift_top_overlap": drift["top_overlap"],
+                         # which model was explained (evaluate matches it to its own)
+                         "model_id": model_id(model)})
             info["per_image"][method] = {k: np.asarray(v).tolist() for k, v in curves.items()}
         info["seconds"] = time.perf_counter() - tic
         details["variants"][name] = info
@@ -123,7 +126,8 @@ def report_columns(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per variant for the evaluation report, from its first method (the
     report's, listed first by :func:`explain_models`): ``explained_with``, the four
     AUCs, ``attribution_drift`` (1 − Spearman ρ against the baseline) and
-    ``attribution_top_overlap``."""
+    ``attribution_top_overlap``; ``explained_model_id``, the model explained (missing
+    in summaries written before it was recorded)."""
     first = summary.groupby("variant", sort=False).head(1)
     columns = [c for c in summary.columns if c.endswith("_auc")]
     return pd.DataFrame({
@@ -131,4 +135,6 @@ def report_columns(summary: pd.DataFrame) -> pd.DataFrame:
         **{c: first[c].astype(float) for c in columns},
         "attribution_drift": 1 - first.drift_spearman.astype(float),
         "attribution_top_overlap": first.drift_top_overlap.astype(float),
+        "explained_model_id": (first.model_id if "model_id" in first.columns
+                               else pd.Series(None, index=first.index, dtype=object)),
     }).reset_index(drop=True)

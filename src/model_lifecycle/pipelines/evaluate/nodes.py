@@ -183,6 +183,18 @@ def assemble_report(quality: pd.DataFrame, corruption_report: pd.DataFrame,
                     "evaluated): run `kedro run --pipelines=explain,evaluate`.",
                     ", ".join(missing))
     report = report.merge(explained, on="variant", how="left")
+    # an explanation of another model than the one evaluated (made again since explain
+    # ran: `--pipelines=compress,evaluate`): its numbers are not this model's
+    other = (report["explained_model_id"].notna() & report["model_id"].notna()
+             & (report["explained_model_id"] != report["model_id"]))
+    if other.any():
+        log.warning("explanation_summary explained other models than those evaluated for "
+                    "%s (made again since): their faithfulness and drift columns are left "
+                    "empty; run `kedro run --pipelines=explain,evaluate` to fill them.",
+                    ", ".join(report.loc[other, "variant"]))
+        report.loc[other, [c for c in explained.columns
+                           if c not in ("variant", "explained_model_id")]] = np.nan
+    report = report.drop(columns="explained_model_id")
     rows = report.to_dict(orient="records")
     mark_pareto(rows, latency_key=_latency_key(config))
     report = pd.DataFrame(rows)
