@@ -234,3 +234,25 @@ def test_a_model_exported_again_unchanged_is_not_traced_again(monkeypatch):
     pruned, _ = prune_structured(model, torch.rand(2, 3, SIZE, SIZE), target=2.0)
     assert export_onnx(pruned, torch.rand(1, 3, SIZE, SIZE)) != changed  # other shapes
     assert len(traced) == 3
+
+
+def test_an_onnx_model_is_timed_with_the_threads_the_others_get(trained_int8, monkeypatch):
+    """evaluate.latency.threads applies to the ONNX variants as to the PyTorch ones: the
+    copy timed opens its session with those threads, not torch's count before timing."""
+    from model_lifecycle.evaluation.cost import latencies_ms  # noqa: PLC0415
+
+    opened = []
+    real = onnx_module.session
+    monkeypatch.setattr(onnx_module, "session",
+                        lambda data, *, threads=1: opened.append(threads) or real(
+                            data, threads=threads))
+    model = OnnxClassifier(trained_int8)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        opened.clear()
+        latencies_ms(model, torch.rand(1, 3, SIZE, SIZE),
+                     LatencyParams(batch_sizes=(1,), warmup=0, repeats=3, threads=1))
+    finally:
+        torch.set_num_threads(before)
+    assert opened and set(opened) == {1}

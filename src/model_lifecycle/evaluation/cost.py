@@ -32,12 +32,15 @@ def cpu_latency_ms(model: nn.Module, example: torch.Tensor, *, batch_size: int,
 def _timed_runs(model: nn.Module, example: torch.Tensor, *, batch_size: int, threads: int,
                 warmup: int, repeats: int, channels_last: bool) -> list[float]:
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    model = copy.deepcopy(model).to(memory_format=layout)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    x = example[:1].expand(batch_size, *example.shape[1:]).contiguous(memory_format=layout)
     times = []
     try:
+        # copied under the timed thread count: an ONNX model's copy opens its ONNX
+        # Runtime session with torch's thread count of the moment
+        model = copy.deepcopy(model).to(memory_format=layout)
+        x = example[:1].expand(batch_size, *example.shape[1:]).contiguous(
+            memory_format=layout)
         with torch.inference_mode():
             model.eval()
             for i in range(warmup + repeats):
