@@ -13,3 +13,13 @@ class LifecycleError(ValueError):
 class ImageSizeError(LifecycleError):
     """An architecture cannot take images of this size (a side its patches do not divide):
     the checks before a run name ``ingest.image_size`` with it."""
+
+
+class ArchitectureArgumentsError(LifecycleError):
+    """An architecture refused the keyword arguments it was given (an unknown name, a
+    width of 0): the checks before a run name the parameter key that holds them."""
+
+    def __init__(self, arch: str, reason: str) -> None:
+        super().__init__(f"Architecture '{arch}' cannot be built with these arguments "
+                         f"({reason}): fix arch_kwargs.")
+        self.arch, self.reason = arch, reason

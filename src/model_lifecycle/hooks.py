@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from model_lifecycle.augment.config import AugmentParams
 from model_lifecycle.compression.config import CompressParams
 from model_lifecycle.data.config import IngestParams
-from model_lifecycle.errors import ImageSizeError, LifecycleError
+from model_lifecycle.errors import ArchitectureArgumentsError, ImageSizeError, LifecycleError
 from model_lifecycle.evaluation.config import EvaluateParams
 from model_lifecycle.params import dotted_keys, dropped_by_env, parse_params
 from model_lifecycle.pipeline_registry import BEYOND, LIFECYCLE, NAMESPACES, OPTIONAL
@@ -161,17 +161,7 @@ def _check_settings(groups: dict[str, Any], pipeline: Pipeline, catalog: DataCat
             and "finetuned_model" in pipeline.all_outputs()):
         _check_structured_pruning(groups)
     _check_architectures(groups)
-    for prefix in ("", *(f"{namespace}." for namespace in NAMESPACES)):  # source.*
-        if f"{prefix}ingest" in groups and ({f"{prefix}pretrain", f"{prefix}finetune"}
-                                            & set(groups)):
-            _check_image_size(groups, prefix)
-    if {"source.ingest", "source.pretrain", "ingest", "finetune"} <= set(groups):
-        _check_transfer_size(groups)
-    if {"ingest", "explain"} <= set(groups):  # before training, not at explain after it
-        height, width = groups["ingest"].size_hw
-        if problem := groups["explain"].constant_occlusion(height, width,
-                                                           "ingest.image_size"):
-            raise LifecycleError(problem)
+    _check_sizes(groups, pipeline)
     if "inference" in groups:  # the folder and the model: before a run is opened
         from model_lifecycle.serving.predict import (  # noqa: PLC0415
             files_to_predict,
@@ -191,6 +181,25 @@ def _check_settings(groups: dict[str, Any], pipeline: Pipeline, catalog: DataCat
         # imports torch: only for a run that asks for distributed training
         from model_lifecycle.training.distributed import check_launch  # noqa: PLC0415
         check_launch(groups["runtime"], _training_stages(groups))
+
+
+def _check_sizes(groups: dict[str, Any], pipeline: Pipeline) -> None:
+    """The models the run builds, and the explanations it draws, against the images'
+    size and the architectures' arguments: before ingest saves, not in the stage that
+    fails after the training before it."""
+    for prefix in ("", *(f"{namespace}." for namespace in NAMESPACES)):  # source.*
+        if f"{prefix}ingest" in groups and ({f"{prefix}pretrain", f"{prefix}finetune"}
+                                            & set(groups)):
+            _check_image_size(groups, prefix)
+    if {"source.ingest", "source.pretrain", "ingest", "finetune"} <= set(groups):
+        _check_transfer_size(groups)
+    if "compress" in groups and "distilled_model" in pipeline.all_outputs():
+        _check_student(groups)
+    if {"ingest", "explain"} <= set(groups):
+        height, width = groups["ingest"].size_hw
+        if problem := groups["explain"].constant_occlusion(height, width,
+                                                           "ingest.image_size"):
+            raise LifecycleError(problem)
 
 
 def _check_architectures(groups: dict[str, Any]) -> None:
@@ -236,17 +245,60 @@ def _check_image_size(groups: dict[str, Any], prefix: str = "") -> None:
             model = shape_only(arch, channels, input_size=(height, width), **kwargs)
             with torch.device("meta"):
                 model.eval()(torch.zeros(1, channels, height, width))
+        except ArchitectureArgumentsError as exc:
+            raise LifecycleError(f"{group}.arch_kwargs {kwargs} do not suit {group}.arch "
+                                 f"'{arch}' ({exc.reason}): fix them.") from None
         except ImageSizeError as exc:  # the architecture's own sentence (vit's patches)
             raise LifecycleError(f"{group}.arch '{arch}' cannot take images of "
                                  f"{prefix}ingest.image_size {height}×{width}: "
                                  f"{str(exc).removeprefix(arch + ': ')}") from None
         except (LifecycleError, NotImplementedError):
             continue  # another setting's own sentence, or an op without a meta kernel
-        except RuntimeError as exc:
+        except (RuntimeError, IndexError) as exc:  # IndexError: a layer of width 0
+            also = f" or fix {group}.arch_kwargs {kwargs}" if kwargs else ""
             raise LifecycleError(
                 f"{prefix}ingest.image_size {height}×{width} is too small for {group}.arch "
-                f"'{arch}' ({str(exc).splitlines()[0]}): raise {prefix}ingest.image_size."
-            ) from None
+                f"'{arch}' ({str(exc).splitlines()[0]}): raise {prefix}ingest.image_size"
+                f"{also}.") from None
+
+
+def _check_student(groups: dict[str, Any]) -> None:
+    """The distillation student is built from `compress.distill.student_arch` and
+    `student_kwargs` after pretraining, fine-tuning and pruning: a misspelt or
+    impossible argument (a width of 0) is found before them. Built on the meta device
+    (no memory, no time), and passed an image of `ingest.image_size` when the run
+    ingests."""
+    import torch  # noqa: PLC0415 - a run that distils imports it anyway
+
+    from model_lifecycle.models.registry import shape_only  # noqa: PLC0415
+
+    distill = groups["compress"].distill
+    ingest = groups.get("ingest")
+    channels = (ingest.channels or 3) if ingest else 3
+    size = ingest.size_hw if ingest else None
+    key = "compress.distill.student_kwargs"
+    try:
+        student = shape_only(distill.student_arch, channels, input_size=size,
+                             **distill.student_kwargs)
+        if size is not None:
+            with torch.device("meta"):
+                student.eval()(torch.zeros(1, channels, *size))
+    except ArchitectureArgumentsError as exc:
+        raise LifecycleError(f"{key} {distill.student_kwargs} do not suit "
+                             f"compress.distill.student_arch '{distill.student_arch}' "
+                             f"({exc.reason}): fix them.") from None
+    except ImageSizeError as exc:
+        raise LifecycleError(f"compress.distill.student_arch '{distill.student_arch}' "
+                             f"cannot take images of ingest.image_size {size[0]}×{size[1]}: "
+                             f"{str(exc).removeprefix(distill.student_arch + ': ')}") from None
+    except (LifecycleError, NotImplementedError):
+        return  # another setting's own sentence, or an op without a meta kernel
+    except (RuntimeError, IndexError) as exc:  # IndexError: a layer of width 0
+        raise LifecycleError(
+            f"compress.distill.student_arch '{distill.student_arch}' with {key} "
+            f"{distill.student_kwargs} cannot take images of ingest.image_size "
+            f"{size[0]}×{size[1]} ({str(exc).splitlines()[0]}): fix {key}, or choose "
+            "another student.") from None
 
 
 def _check_transfer_size(groups: dict[str, Any]) -> None:

@@ -53,8 +53,12 @@ def test_resnet_width_multiplier_scales_parameters():
 def test_unknown_architecture_and_bad_arguments():
     with pytest.raises(LifecycleError, match="Unknown architecture 'resnet1000'"):
         build_model("resnet1000", 10)
-    with pytest.raises(LifecycleError, match="does not take these arguments"):
+    with pytest.raises(LifecycleError, match=r"^Architecture 'small_cnn' cannot be built "
+                                             r"with these arguments \(.*depth.*\): fix "
+                                             r"arch_kwargs\.$"):
         build_model("small_cnn", 10, depth=3)
+    with pytest.raises(LifecycleError, match=r"cannot be built .*negative dimension"):
+        build_model("small_cnn", 10, width=-3)
 
 
 def test_fast_cnn_widths_set_each_stage_and_are_checked():

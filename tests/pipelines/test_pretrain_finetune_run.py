@@ -68,6 +68,30 @@ def test_images_too_small_for_the_architecture_are_refused_before_ingest_saves(p
     assert not _versions(project.work, "data/03_primary/images.npz")
 
 
+@pytest.mark.parametrize(("group", "change", "said"), [
+    ("compress", {"distill": {"student_kwargs": {"widht": 12}}},
+     r"^compress.distill.student_kwargs \{.*'widht': 12\} do not suit "
+     r"compress.distill.student_arch 'small_cnn' \(.*widht.*\): fix them\.$"),
+    ("compress", {"distill": {"student_kwargs": {"width": 0}}},
+     r"^compress.distill.student_arch 'small_cnn' with compress.distill.student_kwargs "
+     r"\{'width': 0\} cannot take images of ingest.image_size 8×8 \(.*\): fix "
+     r"compress.distill.student_kwargs, or choose another student\.$"),
+    ("pretrain", {"arch_kwargs": {"width": 0}},
+     r"^ingest.image_size 8×8 is too small for pretrain.arch 'small_cnn' \(.*\): raise "
+     r"ingest.image_size or fix pretrain.arch_kwargs \{'width': 0\}\.$"),
+    ("pretrain", {"arch_kwargs": {"widht": 4}},
+     r"^pretrain.arch_kwargs \{'widht': 4\} do not suit pretrain.arch 'small_cnn'"),
+])
+def test_architecture_arguments_are_checked_before_ingest_saves(project, group, change,
+                                                                said):
+    """A misspelt or impossible argument of an architecture the run builds late (the
+    distillation student, after pretraining and fine-tuning) names its key at once."""
+    tiny = {**TINY, group: {**TINY.get(group, {}), **change}}
+    with pytest.raises(LifecycleError, match=said):
+        project(None, tiny)
+    assert not _versions(project.work, "data/03_primary/images.npz")
+
+
 def test_an_occlusion_window_covering_the_images_is_refused_before_ingest_saves(project):
     """explain.occlusion_window as large as ingest.image_size: constant maps, found before
     the run (not at explain, after the training)."""

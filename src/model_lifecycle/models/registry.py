@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from model_lifecycle.errors import LifecycleError
+from model_lifecycle.errors import ArchitectureArgumentsError, LifecycleError
 from model_lifecycle.models.classifier import Classifier, Encoder
 
 _ENCODERS: dict[str, Callable[..., Encoder]] = {}
@@ -45,9 +45,10 @@ def build_model(arch: str, num_classes: int, in_channels: int = 3, *,
         kwargs["image_size"] = int(height) if height == width else [int(height), int(width)]
     try:
         encoder = _ENCODERS[arch](in_channels, **kwargs)
-    except TypeError as exc:
-        raise LifecycleError(f"Architecture '{arch}' does not take these arguments "
-                             f"({exc}): fix arch_kwargs.") from None
+    except LifecycleError:  # the architecture's own sentence (vit's patch size)
+        raise
+    except (TypeError, ValueError, RuntimeError) as exc:  # a misspelt name, a width of 0
+        raise ArchitectureArgumentsError(arch, str(exc).splitlines()[0]) from None
     spec = {"arch": arch, "num_classes": num_classes, "in_channels": in_channels, **kwargs}
     return Classifier(encoder, num_classes, spec)
 
