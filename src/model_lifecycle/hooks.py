@@ -336,7 +336,8 @@ def _check_structured_pruning(groups: dict[str, Any]) -> None:
     if any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
         raise LifecycleError(
             f"compress.prune.method is structured, which cannot shrink the attention layers "
-            f"of '{source.arch}': set compress.prune.method: unstructured for a transformer.")
+            f"of '{source.arch}': set compress.prune.method: unstructured and "
+            "compress.prune.structured: null for a transformer.")
 
 
 def _skip_meta_training(pipeline: Pipeline, catalog: DataCatalog) -> None:

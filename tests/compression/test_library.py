@@ -43,6 +43,19 @@ def test_calibration_batches_are_seeded_from_the_run_seed():
     assert 0.0 <= float(first[0].min()) and float(first[0].max()) <= 1.0
 
 
+def test_a_calibration_batch_larger_than_the_labelled_images_is_capped(caplog):
+    """calibration_batch_size 100,000 of a few dozen images filled 8 GiB: the batch holds
+    as many images as there are, with a warning naming the key."""
+    images, _, splits = _bars()
+    pool = len(splits["train_labeled"])
+    batches = calibration_batches(images, splits["train_labeled"], batches=2,
+                                  batch_size=100_000, seed=0)
+    assert [len(b) for b in batches] == [pool, pool]
+    assert (f"compress.quantize.calibration_batch_size 100000 is more than the {pool} "
+            f"train_labeled images calibration draws from: batches of {pool} are used"
+            ) in caplog.text
+
+
 def test_recovery_runs_with_the_recovery_settings():
     recovery = RecoveryParams(batch_size=96, label_smoothing=0.3,
                               optimizer={"lr": 0.01, "weight_decay": 1e-3},

@@ -78,7 +78,8 @@ def test_bad_lora_targets_and_structured_pruning_of_a_vit_stop_before_training(p
     # in a run that would train first, before anything runs
     with pytest.raises(LifecycleError, match=r"^compress.prune.method is structured, which "
                        r"cannot shrink the attention layers of 'vit': set "
-                       r"compress.prune.method: unstructured for a transformer\.$"):
+                       r"compress.prune.method: unstructured and "
+                       r"compress.prune.structured: null for a transformer\.$"):
         project(["ingest", "augment", "finetune", "compress"], structured)
     assert not any((project.work / "data").rglob("*.npz"))
     project(["ingest", "augment", "finetune"], structured)

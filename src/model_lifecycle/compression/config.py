@@ -112,7 +112,8 @@ class QuantizeParams(StrictModel):
     calibration_batches: int = Field(8, ge=1)
     """static: training batches observed (drawn with `runtime.seed`)."""
     calibration_batch_size: int = Field(64, ge=1)
-    """static: images per calibration batch."""
+    """static: images per calibration batch (at most the train_labeled images; more are
+    capped, with a warning)."""
     qat_epochs: int | float = Field(3, gt=0)
     """qat: fake-quantized fine-tuning epochs."""
     qat_lr: float = Field(0.001, gt=0)

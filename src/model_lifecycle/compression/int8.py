@@ -4,6 +4,8 @@ around :func:`~model_lifecycle.compression.quantize.quantize` (which alone touch
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -17,13 +19,24 @@ from model_lifecycle.training.config import OptimizerParams, RuntimeParams, Sche
 from model_lifecycle.training.data import BatchStream
 from model_lifecycle.training.loop import fit
 
+log = logging.getLogger(__name__)
 QAT_BATCH = 64
 
 
 def calibration_batches(images: np.ndarray, indices: np.ndarray, *, batches: int,
                         batch_size: int, seed: int) -> list[torch.Tensor]:
     """``batches`` float batches of ``batch_size`` images drawn (with replacement) from
-    ``images[indices]`` with ``seed``: what static quantization observes."""
+    ``images[indices]`` with ``seed``: what static quantization observes.
+
+    A batch is at most as large as ``indices``, with a warning: a larger one holds the
+    same images many times over (100,000 of 65 images took 8 GiB and minutes, for no
+    more information)."""
+    available = len(indices)
+    if batch_size > available:
+        log.warning("compress.quantize.calibration_batch_size %d is more than the %d "
+                    "train_labeled images calibration draws from: batches of %d are used",
+                    batch_size, available, available)
+        batch_size = available
     rng = np.random.default_rng(seed)
     return [torch.from_numpy(images[rng.choice(indices, batch_size)]).float() / 255
             for _ in range(batches)]

@@ -64,7 +64,8 @@ def prune_structured(model: Classifier, example: torch.Tensor, *, target: float,
         # attention layer could not be rebuilt from the recorded layer sizes
         raise LifecycleError(f"Structured pruning cannot shrink the attention layers of "
                              f"'{model.spec['arch']}': set compress.prune.method: "
-                             "unstructured for a transformer.")
+                             "unstructured and compress.prune.structured: null for a "
+                             "transformer.")
     pruned = copy.deepcopy(model).eval()
     example = example[:1]
     before = cost(pruned, example)
