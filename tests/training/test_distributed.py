@@ -358,3 +358,25 @@ def test_a_rank_stopped_while_it_writes_its_error_leaves_no_half_file(tmp_path, 
     failure = ProcessFailure(0, 100, 1, str(error_file))
     assert failure.message["message"] == "RuntimeError: Connection reset by peer"
     assert [p.name for p in tmp_path.iterdir()] == ["error.json"]
+
+
+def test_machines_that_never_join_stop_the_node_in_one_sentence(caplog):
+    """nnodes 2 with no second machine: node 0 says what it waits for and how long, then
+    stops with one sentence after runtime.distributed.rdzv_timeout (it waited 15
+    minutes, then failed with torch's DistStoreError)."""
+    import logging  # noqa: PLC0415
+
+    from model_lifecycle.training.distributed import run_ranks  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = DistributedParams(nnodes=2, rdzv_endpoint=f"127.0.0.1:{port}", rdzv_timeout=2)
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO), pytest.raises(LifecycleError, match=(
+            rf"^Distributed training stopped: not every machine joined at 127.0.0.1:{port} "
+            r"within 2 s \(runtime.distributed.rdzv_timeout; .*\): start the worker command")):
+        run_ranks(config, [])
+    assert time.monotonic() - started < 60
+    assert f"waiting up to 2 s (runtime.distributed.rdzv_timeout) for all 2 machines to " \
+           f"join at 127.0.0.1:{port}" in caplog.text

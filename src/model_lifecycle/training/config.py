@@ -77,6 +77,9 @@ class DistributedParams(StrictModel):
     same statistics summed over gloo on the CPU; saved models keep plain batch norms."""
     max_restarts: int = Field(0, ge=0)
     """Restarts of all ranks after one fails (0: the node stops with the error)."""
+    rdzv_timeout: int = Field(300, ge=1)
+    """nnodes > 1: seconds node 0 waits for the other machines to join before it stops
+    with an error (torch's rendezvous waits in C++: Ctrl-C takes effect only then)."""
 
     @property
     def world_size(self) -> int:

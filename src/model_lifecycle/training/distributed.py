@@ -125,10 +125,24 @@ def run_ranks(config: DistributedParams, worker_args: list[str], *,
     # raise its SignalException, and leaves them there: Ctrl-C or SIGTERM, during the
     # launch or after it, would end the run FAILED instead of KILLED (model_lifecycle.cli).
     handlers = {sig: signal.getsignal(sig) for sig in _LAUNCHER_SIGNALS}
+    if config.nnodes > 1:
+        log.info("distributed: waiting up to %d s (runtime.distributed.rdzv_timeout) for "
+                 "all %d machines to join at %s; on each other machine: python -m %s "
+                 "--nnodes %d --node-rank <its rank> --nproc-per-node %d --rdzv-endpoint "
+                 "%s (Ctrl-C takes effect when the wait ends)", config.rdzv_timeout,
+                 config.nnodes, config.rdzv_endpoint, WORKER, config.nnodes,
+                 config.nproc_per_node, config.rdzv_endpoint)
     try:
         elastic_launch(launch_config, sys.executable)("-m", WORKER, "rank", *worker_args)
     except SignalException as exc:  # the launcher has stopped the ranks
         raise KeyboardInterrupt(signal.Signals(exc.sigval).name) from None
+    except torch.distributed.DistStoreError as exc:  # the machines did not all join
+        raise LifecycleError(
+            f"Distributed training stopped: not every machine joined at "
+            f"{config.rdzv_endpoint} within {config.rdzv_timeout} s "
+            f"(runtime.distributed.rdzv_timeout; {str(exc).splitlines()[0]}): start the "
+            f"worker command on the other machines (docs/distributed.md), or raise "
+            "rdzv_timeout; nothing of this node was saved.") from None
     except ChildFailedError as exc:
         rank, failure = _root_failure(exc)
         raise LifecycleError(
@@ -170,7 +184,7 @@ def launch_config_for(config: DistributedParams, *, node_rank: int | None = None
     rank = config.node_rank if node_rank is None else node_rank
     return LaunchConfig(**common, run_id=RUN_ID, rdzv_backend="static",
                         rdzv_endpoint=config.rdzv_endpoint,
-                        rdzv_configs={"rank": rank, "timeout": 900})
+                        rdzv_configs={"rank": rank, "timeout": config.rdzv_timeout})
 
 
 def resolve_backend(config: DistributedParams, device: str) -> str:

@@ -151,6 +151,8 @@ def agent_main(argv: list[str]) -> int:
     parser.add_argument("--backend", choices=["auto", "gloo", "nccl"], default="auto",
                         help="node 0's runtime.distributed.backend")
     parser.add_argument("--max-restarts", type=int, default=0)
+    parser.add_argument("--rdzv-timeout", type=int, default=300,
+                        help="seconds to wait for the other machines to join")
     args = parser.parse_args(argv)
     if args.node_rank == 0:
         parser.error("node 0 is the machine running `kedro run`; give this one's rank")
@@ -158,7 +160,8 @@ def agent_main(argv: list[str]) -> int:
         config = DistributedParams(nnodes=args.nnodes, node_rank=args.node_rank,
                                    nproc_per_node=args.nproc_per_node,
                                    rdzv_endpoint=args.rdzv_endpoint,
-                                   backend=args.backend, max_restarts=args.max_restarts)
+                                   backend=args.backend, max_restarts=args.max_restarts,
+                                   rdzv_timeout=args.rdzv_timeout)
     except ValueError as exc:
         parser.error(str(exc).splitlines()[-1])
     try:
