@@ -70,11 +70,14 @@ ALIAS   ?= champion
 MODEL_VERSION ?=
 WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 SERVE_PORT ?= 5001
+# The registry served from: MLFLOW_TRACKING_URI when set (the team server,
+# http://127.0.0.1:5005), else the project's own store.
+SERVE_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 serve: $(STAMP)
-	@MLFLOW_TRACKING_URI="sqlite:///$(CURDIR)/mlflow.db" \
+	@MLFLOW_TRACKING_URI="$(SERVE_URI)" \
 	  $(BIN)/python -m model_lifecycle.serving.check "$(MODEL)" "$(ALIAS)" "$(MODEL_VERSION)"
 	@$(BIN)/python -m model_lifecycle.ports 127.0.0.1 "$(SERVE_PORT)" "make serve" SERVE_PORT
-	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="sqlite:///$(CURDIR)/mlflow.db" \
+	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="$(SERVE_URI)" \
 	$(BIN)/mlflow models serve \
 	  -m "models:/$(MODEL)$(if $(MODEL_VERSION),/$(MODEL_VERSION),@$(ALIAS))" --env-manager local \
 	  --host 127.0.0.1 --port $(SERVE_PORT) --workers $(WORKERS) $(ARGS)

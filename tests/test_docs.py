@@ -71,3 +71,19 @@ def test_make_serve_serves_the_model_the_readme_says(variables, uri):
                            cwd=root, capture_output=True, text=True, check=True).stdout
     assert f'-m "{uri}"' in shown
     assert "-m model_lifecycle.serving.check" in shown  # a sentence, not a traceback
+
+
+def test_make_serve_serves_from_the_tracking_uri_when_one_is_set(monkeypatch):
+    """A team that registers on its tracking server (`kedro run --env=server`) serves
+    from it with MLFLOW_TRACKING_URI set; without it, the project's own store."""
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5005")
+    shown = subprocess.run(["make", "-n", "serve"], cwd=root, capture_output=True,
+                           text=True, check=True).stdout
+    assert shown.count('MLFLOW_TRACKING_URI="http://127.0.0.1:5005"') == 2  # check, serve
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    shown = subprocess.run(["make", "-n", "serve"], cwd=root, capture_output=True,
+                           text=True, check=True).stdout
+    assert shown.count(f'MLFLOW_TRACKING_URI="sqlite:///{root}/mlflow.db"') == 2

@@ -115,3 +115,28 @@ def test_a_registered_version_is_code_not_a_pickle(tmp_path, monkeypatch, capfd)
     answer = served.predict(pd.DataFrame({"pixels": [np.zeros((8, 8), np.uint8).tolist()]}))
     assert list(answer.columns[:3]) == ["class", "confidence", "probabilities"]
     assert answer.loc[0, "class"] in {"a", "b"} and pd.isna(answer.loc[0, "error"])
+
+
+def test_make_serves_check_says_at_once_that_a_tracking_server_is_down(monkeypatch, capsys):
+    """`make serve` against a team server that is down (MLFLOW_TRACKING_URI): one
+    sentence within seconds, not minutes of MLflow's retries."""
+    import socket  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from model_lifecycle.serving.check import main  # noqa: PLC0415
+
+    with socket.socket() as sock:  # a port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    mlflow.set_registry_uri(None)
+    mlflow.set_tracking_uri(None)
+    started = time.monotonic()
+    assert main([NAME, "champion", ""]) == 1
+    assert time.monotonic() - started < 30
+    assert capsys.readouterr().err == (
+        f"Error: The registry at http://127.0.0.1:{port} does not answer (Connection "
+        "refused): start it (make server), or point MLFLOW_TRACKING_URI at the one that "
+        "holds the model.\n")

@@ -5,6 +5,8 @@ sentence with exit status 1 when it does not, instead of the traceback
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -29,6 +31,11 @@ def missing(name: str, alias: str, version: str | None = None) -> str | None:
         else:
             client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
+        if "Max retries exceeded" in exc.message:  # a tracking server that is down
+            found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", exc.message)
+            return (f"The registry at {uri} does not answer "
+                    f"({found.group(1) if found else 'no connection'}): start it (make "
+                    "server), or point MLFLOW_TRACKING_URI at the one that holds the model.")
         if exc.error_code not in _NOT_FOUND:  # a registry that cannot be read: as it says
             return f"The registry at {uri} cannot be read: {exc.message}"
         try:
@@ -49,6 +56,9 @@ _NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 
 def main(argv: list[str] | None = None) -> int:
     name, alias, *version = argv if argv is not None else sys.argv[1:]
+    # a tracking server that is down: MLflow's client retries for minutes by default
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     reason = missing(name, alias, version[0] if version and version[0] else None)
     if reason:
         print(f"Error: {reason}", file=sys.stderr)
