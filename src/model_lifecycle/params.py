@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -95,7 +96,30 @@ def _sentence(model: type[BaseModel], exc: ValidationError, group: str,
     message = error["msg"].removeprefix("Value error, ").rstrip(".")
     value = error.get("input")
     shown = "" if isinstance(value, Mapping) else f" = {value!r}"  # a group: its rule says
+    if error["type"] in ("list_type", "tuple_type", "set_type") and isinstance(value, str):
+        # `--params explain.methods=occlusion`: a list is written in brackets
+        message = f"give a list in brackets, e.g. {key}=[{value}]"
+    elif isinstance(value, str) and _wants_list(model, loc):
+        # a union of one word and a list (corruptions: all | [names]): say the list form
+        message += f" (or a list in brackets, e.g. {key}=[{value}])"
     return f"Invalid parameter '{key}'{shown} in {where}: {message}."
+
+
+def _wants_list(model: type[BaseModel], loc: list[str]) -> bool:
+    """Whether the field at ``loc`` also takes a list or tuple (not only a word)."""
+    field = None
+    for part in loc:
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return False
+        field = fields[part]
+        inner = [a for a in typing.get_args(field.annotation) if isinstance(a, type)
+                 and issubclass(a, BaseModel)] or [field.annotation]
+        model = inner[0]
+    if field is None:
+        return False
+    text = str(field.annotation)
+    return "tuple" in text or "list" in text
 
 
 _TYPE_TAG = re.compile(r"^(int|float|str|bool|bytes|none|dict|list|tuple|set)$|\[|^function-"

@@ -71,6 +71,15 @@ def test_adversarial_fine_tuning_raises_pgd_accuracy_over_standard_fine_tuning(d
     (ExplainParams, "explain", {"methods": ["lime"]},
      r"'explain.methods.0' = 'lime' .*'integrated_gradients', 'saliency', 'grad_cam' or "
      r"'occlusion'"),
+    # a list given as one word (`--params explain.methods=occlusion`): the bracket form
+    (ExplainParams, "explain", {"methods": "occlusion"},
+     r"'explain.methods' = 'occlusion' .*: give a list in brackets, e.g. "
+     r"explain.methods=\[occlusion\]\.$"),
+    (EvaluateParams, "evaluate", {"robustness": {"corruptions": "fog"}},
+     r"'evaluate.robustness.corruptions' = 'fog' .*Input should be 'all' \(or a list in "
+     r"brackets, e.g. evaluate.robustness.corruptions=\[fog\]\)\.$"),
+    (EvaluateParams, "evaluate", {"adversarial": {"epsilon": "abc"}},
+     r"'evaluate.adversarial.epsilon' = 'abc' .*a number or a fraction such as 8/255"),
 ])
 def test_bad_trust_parameters_are_one_sentence(model, group, raw, message):
     with pytest.raises(LifecycleError, match=message):

@@ -18,10 +18,12 @@ from model_lifecycle.params import StrictModel
 def _pixel_amount(value: Any) -> Any:
     """``"8/255"`` → 0.0313…, ``"8.75/255"`` → 0.0343…: attack sizes are read the way
     papers write them (1.25 × 7/255 is 8.75/255)."""
-    if isinstance(value, str) and "/" in value:
+    if isinstance(value, str):
         try:
-            numerator, denominator = (Fraction(part.strip()) for part in value.split("/"))
-            return float(numerator / denominator)
+            if "/" in value:
+                numerator, denominator = (Fraction(part.strip()) for part in value.split("/"))
+                return float(numerator / denominator)
+            return float(value)
         except (ValueError, ZeroDivisionError):
             raise ValueError(f"write it as a number or a fraction such as 8/255, "
                              f"not {value!r}") from None
