@@ -109,6 +109,21 @@ def test_resume_with_other_settings_is_refused_naming_them(tmp_path):
     budget = {**written, "budget_seconds": 60}
     _train(1, checkpoint=checkpoint, config=budget)
     _train(2, checkpoint=checkpoint, resume=True, config={**budget, "epochs": 7.5})
+    # a budgeted run continued on its planned epochs without a budget: its schedule
+    _train(1, checkpoint=checkpoint, config={**budget, "epochs": 4.5})
+    _train(2, checkpoint=checkpoint, resume=True,
+           config={**written, "epochs": 4.5, "budget_seconds": None})
+
+
+def test_a_resumed_budget_says_its_schedule_is_planned_anew(tmp_path, caplog):
+    checkpoint = tmp_path / "ckpt.pt"
+    budget = {"epochs": 4.5, "budget_seconds": 60}
+    _train(1, checkpoint=checkpoint, config=budget)
+    _train(2, checkpoint=checkpoint, resume=True, config={**budget, "epochs": 7.5})
+    assert ("resumed under a time budget, which starts again in this run: the epochs were "
+            "planned anew (7.5; the interrupted run planned 4.5), so the learning-rate "
+            "schedule does not continue the interrupted one; to continue it instead, "
+            "resume with budget_seconds: null and epochs: 4.5") in caplog.text
 
 
 def test_resume_from_a_training_of_other_inputs_is_refused(tmp_path):

@@ -162,7 +162,9 @@ class PretrainParams(StrictModel):
     budget_seconds: float | None = Field(None, gt=0)
     """Seconds of training (warm-up included): the epoch count is set from a measured
     warm-up so that the schedule ends inside them, and re-planned after every epoch at
-    the pace the run keeps (shorter or longer); `epochs` is then ignored."""
+    the pace the run keeps (shorter or longer); `epochs` is then ignored. The final
+    k-NN and linear-probe check of the encoder comes after it (not counted). Resumed
+    (`resume`), the budget starts again and the epochs are planned anew."""
     batch_size: int = Field(256, ge=2)
     """Images per batch (two views each)."""
     optimizer: OptimizerParams = OptimizerParams(lr=0.3, weight_decay=1e-4)
@@ -285,7 +287,8 @@ class FinetuneParams(StrictModel):
     budget_seconds: float | None = Field(None, gt=0)
     """Seconds of training (warm-up and val checks included): the epoch count is set from
     a measured warm-up so that the schedule ends inside them, and re-planned after every
-    epoch at the pace the run keeps (shorter or longer); `epochs` is then ignored."""
+    epoch at the pace the run keeps (shorter or longer); `epochs` is then ignored.
+    Resumed (`resume`), the budget starts again and the epochs are planned anew."""
     batch_size: int = Field(64, ge=2)
     """Images per batch."""
     optimizer: OptimizerParams = OptimizerParams(lr=0.05, weight_decay=5e-4)

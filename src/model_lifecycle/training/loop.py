@@ -219,7 +219,10 @@ def _refuse_other_settings(saved: dict[str, Any], current: dict[str, Any], check
     rate, epochs, architecture …): the run would silently be half one, half the other."""
     if not saved or not current:
         return  # a checkpoint of a version that did not record them, or a caller without
-    skip = {*_RESUMABLE, *(("epochs",) if current.get("budget_seconds") else ())}
+    skip = {*_RESUMABLE, *(("epochs",) if current.get("budget_seconds") else ()),
+            # a budgeted run continued on its planned epochs, without a new budget
+            *(("budget_seconds",) if saved.get("budget_seconds")
+              and current.get("budget_seconds") is None else ())}
     old, new = _flat(saved), _flat(current)
     changed = [f"{name}.{key} {old.get(key)!r} → {new.get(key)!r}"
                for key in sorted(old.keys() | new.keys())
@@ -245,6 +248,13 @@ def _start(checkpoint: Path | None, config: dict[str, Any] | None, inputs: dict[
     _refuse_other_inputs(saved.get("inputs") or {}, inputs, checkpoint, name)
     result, best_state, start_epoch = _resume(saved, checkpoint, model, opt, average)
     log.info("%s: resuming from %s after epoch %d", name, checkpoint, start_epoch)
+    if (config or {}).get("budget_seconds"):
+        planned, now = (saved.get("config") or {}).get("epochs"), (config or {}).get("epochs")
+        log.warning("%s: resumed under a time budget, which starts again in this run: the "
+                    "epochs were planned anew (%s; the interrupted run planned %s), so the "
+                    "learning-rate schedule does not continue the interrupted one; to "
+                    "continue it instead, resume with budget_seconds: null and epochs: %s",
+                    name, now, planned, planned)
     return result, best_state, start_epoch
 
 
