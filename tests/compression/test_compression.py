@@ -305,6 +305,20 @@ def test_the_student_is_built_from_the_teachers_stages_and_a_whitened_stem():
     assert not torch.allclose(first.weight, plain.encoder.stages[0][0].weight, atol=1e-3)
 
 
+def test_a_student_that_shares_no_stage_with_its_teacher_is_said_to_start_afresh(caplog):
+    from model_lifecycle.compression.config import DistillParams  # noqa: PLC0415
+    from model_lifecycle.compression.distill_train import build_student  # noqa: PLC0415
+    from model_lifecycle.training.config import RuntimeParams  # noqa: PLC0415
+
+    images, _labels, splits = _three_bars()
+    teacher = build_model("fast_cnn", 3, 1, widths=[8, 8, 16, 16]).eval()
+    build_student(teacher, images, splits, DistillParams(
+        student_arch="fast_cnn", student_kwargs={"widths": [16, 8, 8, 8]},
+        init_from_teacher=True), RuntimeParams())
+    assert "init_from_teacher is set, but the student's first encoder stage has other " \
+           "shapes than the teacher's: it starts from scratch" in caplog.text
+
+
 def test_a_flip_teacher_gives_soft_targets_averaged_over_each_view_and_its_mirror(
         monkeypatch):
     from model_lifecycle.augment.config import ViewPolicy  # noqa: PLC0415

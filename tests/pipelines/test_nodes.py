@@ -371,3 +371,22 @@ def test_explain_refuses_an_occlusion_window_covering_the_latest_images(data, fi
                                              rf"images\)"):
         explain_variants(images, splits, {**EXPLAIN, "occlusion_window": 99}, EVALUATE,
                          finetuned=finetuned[0])
+
+
+def test_an_onnx_file_that_answers_unlike_its_source_is_named(data, finetuned, caplog):
+    """An ONNX variant far from its PyTorch source (here: another model's file in its
+    place) gets a warning, not only a number in the report."""
+    from model_lifecycle.compression.onnx import OnnxClassifier, export_onnx  # noqa: PLC0415
+
+    images, splits, _ = data
+    model = finetuned[0]
+    other = copy.deepcopy(model)
+    with torch.no_grad():  # every answer moves to the next class
+        other.head.weight.copy_(other.head.weight.roll(1, 0))
+        other.head.bias.copy_(other.head.bias.roll(1, 0))
+    example = torch.from_numpy(images.images[:1]).float() / 255
+    onnx = measure_onnx(images, splits, COMPRESS, EVALUATE, finetuned=model,
+                        onnx_int8=OnnxClassifier(export_onnx(other, example)))
+    assert onnx.set_index("variant").loc["onnx_int8", "onnx_top1_agreement"] < 0.95
+    assert "onnx_int8 on ONNX Runtime answers like its PyTorch source on only" in caplog.text
+    assert "finetuned on ONNX Runtime answers like" not in caplog.text  # its own export

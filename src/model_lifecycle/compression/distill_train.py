@@ -39,8 +39,14 @@ def build_student(teacher: Classifier, images: np.ndarray, splits: dict[str, np.
         whiten_stem(student, images, splits["train_labeled"], seed=runtime.seed)
     if params.init_from_teacher:
         copied = copy_leading_stages(student, teacher)
-        log.info("distill: the student starts from the teacher's first %d encoder stages",
-                 copied)
+        if copied:
+            log.info("distill: the student starts from the teacher's first %d encoder "
+                     "stages", copied)
+        else:
+            log.warning("distill: compress.distill.init_from_teacher is set, but the "
+                        "student's first encoder stage has other shapes than the teacher's: "
+                        "it starts from scratch (give it the teacher's first widths, e.g. "
+                        "compress.distill.student_kwargs)")
     return student
 
 

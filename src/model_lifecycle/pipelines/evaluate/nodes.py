@@ -125,6 +125,10 @@ def measure_adversarial_robustness(images: ImageSet, splits: dict[str, np.ndarra
                                 config.adversarial)
 
 
+# Below this top-1 agreement of an ONNX file with its PyTorch source, evaluate says so.
+LOW_AGREEMENT = 0.95
+
+
 def measure_onnx(images: ImageSet, splits: dict[str, np.ndarray], compress: dict[str, Any],
                  params: dict[str, Any], **models: nn.Module | None) -> pd.DataFrame:
     """Each evaluated float variant exported to ONNX (what a device runs) and checked
@@ -159,6 +163,14 @@ def measure_onnx(images: ImageSet, splits: dict[str, np.ndarray], compress: dict
         rows.append(row)
         log.info("%s on ONNX Runtime: top-1 agreement %.4f, %.2f ms at batch 1", variant.name,
                  row.get("onnx_top1_agreement", float("nan")), row["onnx_latency_b1_p50_ms"])
+        if row.get("onnx_top1_agreement", 1.0) < LOW_AGREEMENT:
+            log.warning(
+                "%s on ONNX Runtime answers like its PyTorch source on only %.1f%% of the %d "
+                "test images: %s", variant.name, 100 * row["onnx_top1_agreement"], len(test),
+                "INT8 does not suit this model as calibrated (more calibration images, "
+                "compress.quantize.calibration_batches, may help; its accuracy says how "
+                "much was lost)" if getattr(exported, "quantization", None) else
+                "the export changed its answers, which it should not")
     columns = ["variant", "onnx_top1_agreement", "onnx_max_probability_difference",
                *(f"onnx_latency_b{b}_p50_ms" for b in config.latency.batch_sizes),
                "onnx_size_bytes"]
