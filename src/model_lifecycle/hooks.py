@@ -673,6 +673,8 @@ class CloseMlflowRunHook:
 
     @hook_impl(trylast=True)
     def after_pipeline_run(self) -> None:
+        _collapse_run_stack()  # one end_run: against a tracking server MLflow prints
+        # "View run … at: <url>" at each, some twenty lines for the default lifecycle
         while (active := mlflow.active_run()) and active.info.run_id != self._caller_run_id:
             mlflow.end_run()
 
@@ -681,14 +683,19 @@ class CloseMlflowRunHook:
         """Leave the failed run on the active-run stack once, so that kedro-mlflow marks
         it FAILED once (and logs "was closed because of an error" once, not once per
         node it re-opened it for)."""
-        stack = _active_run_stack()
-        if stack is None:
-            return
-        kept = []
-        for run in stack:
-            if not kept or kept[-1].info.run_id != run.info.run_id:
-                kept.append(run)
-        stack[:] = kept
+        _collapse_run_stack()
+
+
+def _collapse_run_stack() -> None:
+    """The active-run stack with each run once where kedro-mlflow pushed it again."""
+    stack = _active_run_stack()
+    if stack is None:
+        return
+    kept = []
+    for run in stack:
+        if not kept or kept[-1].info.run_id != run.info.run_id:
+            kept.append(run)
+    stack[:] = kept
 
 
 class BatchedParamsMlflowHook(MlflowHook):
