@@ -580,9 +580,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             server = server.as_running()
             state = server.status()
+            mlflow_state = "answering" if state["mlflow"] else "stopped"
+            if not state["mlflow"] and server._server_pid() is not None:
+                problem = probe(server.uri)  # running, but not answering as it should
+                mlflow_state = f"running, {problem}" if problem else "answering"
             print(f"PostgreSQL ({server.cluster}): "
                   f"{'running' if state['postgres'] else 'stopped'}; MLflow server "
-                  f"({server.uri}): {'answering' if state['mlflow'] else 'stopped'}.")
+                  f"({server.uri}): {mlflow_state}.")
             return 0 if all(state.values()) else 3
     except LifecycleError as exc:
         print(f"Error: {exc}", file=sys.stderr)

@@ -236,7 +236,8 @@ def test_an_address_where_no_mlflow_server_answers_stops_the_run(tmp_path, monke
         other.shutdown()
 
 
-def test_a_server_whose_database_is_down_stops_the_run(server, tmp_path, monkeypatch):
+def test_a_server_whose_database_is_down_stops_the_run(server, tmp_path, monkeypatch,
+                                                       capsys):
     work = _server_project(tmp_path / "work", server.uri)
     monkeypatch.chdir(work)
     server._pg_ctl(postgres_bindir(), "stop", "-w", "-m", "fast", failure="no stop")
@@ -246,6 +247,13 @@ def test_a_server_whose_database_is_down_stops_the_run(server, tmp_path, monkeyp
                 r"conf/server/mlflow.yml\) answers but cannot read its backend store "
                 r"\(HTTP 5\d\d\): check its database; .*`make server`")):
             project_runner(work)(["ingest"], TINY, env="server")
+        # `status` says the server runs but cannot read its store (not "stopped")
+        assert main(["status", "--folder", str(server.folder), "--pg-port",
+                     str(server.pg_port)]) == 3
+        said = capsys.readouterr().out
+        assert f"MLflow server ({server.uri}): running, answers but cannot read its " \
+               "backend store (HTTP 5" in said
+        assert "PostgreSQL" in said and ": stopped;" in said
     finally:
         server.start()  # PostgreSQL again; the MLflow server was never down
     assert probe(server.uri) is None
