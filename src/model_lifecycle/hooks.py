@@ -162,6 +162,8 @@ def _check_settings(groups: dict[str, Any], pipeline: Pipeline, catalog: DataCat
         _check_structured_pruning(groups)
     _check_architectures(groups)
     _check_sizes(groups, pipeline)
+    if "compress" in groups:
+        _note_unused_quantize_keys(groups["compress"].quantize)
     if "inference" in groups:  # the folder and the model: before a run is opened
         from model_lifecycle.serving.predict import (  # noqa: PLC0415
             files_to_predict,
@@ -181,6 +183,19 @@ def _check_settings(groups: dict[str, Any], pipeline: Pipeline, catalog: DataCat
         # imports torch: only for a run that asks for distributed training
         from model_lifecycle.training.distributed import check_launch  # noqa: PLC0415
         check_launch(groups["runtime"], _training_stages(groups))
+
+
+def _note_unused_quantize_keys(quantize: Any) -> None:
+    """QAT's keys changed from their defaults while another mode is set: said once, since
+    the run would otherwise ignore them without a word."""
+    defaults = type(quantize)()
+    changed = [f"{key} {getattr(quantize, key)!r}" for key in ("qat_epochs", "qat_lr")
+               if getattr(quantize, key) != getattr(defaults, key)]
+    if quantize.mode != "qat" and changed:
+        log.warning("compress.quantize.mode is %s, so compress.quantize.%s %s not used "
+                    "(they apply to mode: qat only)", quantize.mode,
+                    " and compress.quantize.".join(changed),
+                    "is" if len(changed) == 1 else "are")
 
 
 def _check_sizes(groups: dict[str, Any], pipeline: Pipeline) -> None:

@@ -92,6 +92,15 @@ def test_architecture_arguments_are_checked_before_ingest_saves(project, group, 
     assert not _versions(project.work, "data/03_primary/images.npz")
 
 
+def test_qat_settings_under_another_mode_are_said_to_be_unused(project, caplog):
+    tiny = {**TINY, "compress": {**TINY["compress"],
+                                 "quantize": {"mode": "static", "qat_epochs": 7}}}
+    with pytest.raises(LifecycleError, match="never been produced"):
+        project(["compress"], tiny)  # a fresh project: refused after the checks
+    assert ("compress.quantize.mode is static, so compress.quantize.qat_epochs 7 is not "
+            "used (they apply to mode: qat only)") in caplog.text
+
+
 def test_an_occlusion_window_covering_the_images_is_refused_before_ingest_saves(project):
     """explain.occlusion_window as large as ingest.image_size: constant maps, found before
     the run (not at explain, after the training)."""
