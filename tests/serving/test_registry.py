@@ -4,6 +4,7 @@ the current champion, and not clearly worse on the same test images."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import mlflow
@@ -117,7 +118,7 @@ def test_a_registered_version_is_code_not_a_pickle(tmp_path, monkeypatch, capfd)
     assert answer.loc[0, "class"] in {"a", "b"} and pd.isna(answer.loc[0, "error"])
 
 
-def test_make_serves_check_says_at_once_that_a_tracking_server_is_down(monkeypatch, capsys):
+def test_make_serves_check_says_at_once_that_a_tracking_server_is_down(capsys):
     """`make serve` against a team server that is down (MLFLOW_TRACKING_URI): one
     sentence within seconds, not minutes of MLflow's retries."""
     import socket  # noqa: PLC0415
@@ -128,15 +129,61 @@ def test_make_serves_check_says_at_once_that_a_tracking_server_is_down(monkeypat
     with socket.socket() as sock:  # a port where nothing listens
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
-    mlflow.set_registry_uri(None)
-    mlflow.set_tracking_uri(None)
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    kept = {key: os.environ.get(key) for key in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+                                                 "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    for key in kept:
+        os.environ.pop(key, None)  # MLflow's defaults: retries for minutes
+    mlflow.set_tracking_uri(f"http://127.0.0.1:{port}")  # as make serve's environment sets
+    mlflow.set_registry_uri(f"http://127.0.0.1:{port}")
     started = time.monotonic()
-    assert main([NAME, "champion", ""]) == 1
+    try:
+        assert main([NAME, "champion", ""]) == 1
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
+        for key, value in kept.items():  # main sets them for its own process
+            os.environ.pop(key, None)
+            if value is not None:
+                os.environ[key] = value
     assert time.monotonic() - started < 30
     assert capsys.readouterr().err == (
         f"Error: The registry at http://127.0.0.1:{port} does not answer (Connection "
         "refused): start it (make server), or point MLFLOW_TRACKING_URI at the one that "
         "holds the model.\n")
+
+
+def test_an_interrupted_registration_leaves_none_of_its_versions(tmp_path, monkeypatch):
+    """Ctrl-C (or a registry error) between two variants: the versions this run had
+    created are deleted, the earlier ones and the aliases stay as they were."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment("registry-interrupted")
+    _register(["a", "b"], 0.9, "test-1")
+    model = build_model("small_cnn", 2, 1, input_size=(8, 8), width=4).eval()
+    row = {"method": "none", "accuracy": 0.9, "f1_macro": 0.9, "ece": 0.1,
+           "size_bytes": 1000, "latency_b1_p50_ms": 1.0, "latency_b32_p50_ms": 2.0,
+           "params": 10, "macs": 100}
+    report = pd.DataFrame([{"variant": "finetuned", **row}, {"variant": "pruned", **row}])
+    real = mlflow.register_model
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "register_model", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        register_variants({"finetuned": model, "pruned": model}, report,
+                          {"class_names": ["a", "b"], "channels": 1, "size_hw": [8, 8],
+                           "resize": "center_crop", "max_pixels": 10_000, "max_rows": 10},
+                          np.zeros((1, 8, 8), np.uint8),
+                          RegisterParams(model_name=NAME, max_robust_drop=None),
+                          baseline="finetuned", evaluated_on="test-2")
+    client = mlflow.MlflowClient()
+    assert [str(v.version) for v in client.search_model_versions(f"name='{NAME}'")] == ["1"]
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"

@@ -80,7 +80,38 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
     other_inputs = None if current is None or config.replace_inputs else \
         _other_inputs(config.model_name, current, preprocessing)
     example = pd.DataFrame({"image": [_png(example_image)]})
-    versions = {}
+    versions: dict[str, str] = {}
+    try:
+        _register_each(models, rows, preprocessing, example, example_image, config,
+                       decision, evaluated_on, client, versions)
+    except BaseException:  # Ctrl-C, a registry error: none of this run's versions, not some
+        _withdraw(client, config.model_name, versions)
+        raise
+    return _name_aliases(client, config, preprocessing, decision, versions, current,
+                         other_inputs, evaluated_on, rows, baseline)
+
+
+def _withdraw(client: mlflow.MlflowClient, name: str, versions: dict[str, str]) -> None:
+    """Delete the versions a registration that did not finish created (earlier runs'
+    versions and the aliases are untouched: they move only at the end)."""
+    for version in versions.values():
+        try:
+            client.delete_model_version(name, version)
+        except MlflowException as exc:
+            log.warning("could not delete version %s of %s left by the interrupted "
+                        "registration: %s", version, name, exc.message)
+    if versions:
+        log.warning("registration of %s did not finish: deleted the versions it had "
+                    "created (%s); the earlier versions and the aliases are as they were",
+                    name, ", ".join(versions.values()))
+
+
+def _register_each(models: dict[str, nn.Module], rows: list[dict[str, Any]],
+                   preprocessing: dict[str, Any], example: pd.DataFrame,
+                   example_image: np.ndarray, config: RegisterParams,
+                   decision: dict[str, Any], evaluated_on: str | None,
+                   client: mlflow.MlflowClient, versions: dict[str, str]) -> None:
+    """Each report row's model logged and registered; ``versions`` filled as they are."""
     with tempfile.TemporaryDirectory() as tmp:
         prep_file = Path(tmp, "preprocessing.json")
         prep_file.write_text(json.dumps(preprocessing, indent=2))
@@ -109,6 +140,15 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
             client.update_model_version(config.model_name, version, description=(
                 f"{variant} ({row['method']}): test accuracy {row['accuracy']:.2%}, "
                 f"{row['size_bytes'] / 1024:.0f} KiB"))
+
+
+def _name_aliases(client: mlflow.MlflowClient, config: RegisterParams,
+                  preprocessing: dict[str, Any], decision: dict[str, Any],
+                  versions: dict[str, str], current: Any, other_inputs: str | None,
+                  evaluated_on: str | None, rows: list[dict[str, Any]],
+                  baseline: str) -> dict[str, Any]:
+    """The registered model's description, the baseline and champion aliases, and the
+    registry summary."""
     client.update_registered_model(config.model_name, description=(
         "Image classifier of the model-lifecycle project. Each version is one variant "
         "(tag `variant`) measured on the same test split. Alias `baseline`: the "
