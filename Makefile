@@ -44,6 +44,7 @@ viz-build: $(STAMP)
 JOBS ?= false
 UI_PORT ?= 5000
 ui: $(STAMP)
+	$(if $(findstring --port,$(ARGS)),$(error give the port with `make ui UI_PORT=<port>`, not ARGS="--port …"))
 	@$(BIN)/python -m model_lifecycle.ports 127.0.0.1 "$(UI_PORT)" "make ui" UI_PORT
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$(JOBS) $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(UI_PORT) $(ARGS)
 
@@ -70,10 +71,11 @@ ALIAS   ?= champion
 MODEL_VERSION ?=
 WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 SERVE_PORT ?= 5001
-# The registry served from: MLFLOW_TRACKING_URI when set (the team server,
-# http://127.0.0.1:5005), else the project's own store.
-SERVE_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
+# SERVE_URI: the registry served from (default the project's own store; the team server
+# of `make server`: SERVE_URI=http://127.0.0.1:5005).
+SERVE_URI ?= sqlite:///$(CURDIR)/mlflow.db
 serve: $(STAMP)
+	$(if $(findstring --port,$(ARGS)),$(error give the port with `make serve SERVE_PORT=<port>`, not ARGS="--port …"))
 	@MLFLOW_TRACKING_URI="$(SERVE_URI)" \
 	  $(BIN)/python -m model_lifecycle.serving.check "$(MODEL)" "$(ALIAS)" "$(MODEL_VERSION)"
 	@$(BIN)/python -m model_lifecycle.ports 127.0.0.1 "$(SERVE_PORT)" "make serve" SERVE_PORT

@@ -73,17 +73,22 @@ def test_make_serve_serves_the_model_the_readme_says(variables, uri):
     assert "-m model_lifecycle.serving.check" in shown  # a sentence, not a traceback
 
 
-def test_make_serve_serves_from_the_tracking_uri_when_one_is_set(monkeypatch):
+def test_make_serve_serves_from_the_registry_it_is_told(monkeypatch):
     """A team that registers on its tracking server (`kedro run --env=server`) serves
-    from it with MLFLOW_TRACKING_URI set; without it, the project's own store."""
+    from it with SERVE_URI; by default the project's own store, whatever
+    MLFLOW_TRACKING_URI a shell exports for something else."""
     if shutil.which("make") is None:
         pytest.skip("no make on this machine")
     root = Path(__file__).resolve().parents[1]
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5005")
-    shown = subprocess.run(["make", "-n", "serve"], cwd=root, capture_output=True,
-                           text=True, check=True).stdout
-    assert shown.count('MLFLOW_TRACKING_URI="http://127.0.0.1:5005"') == 2  # check, serve
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://elsewhere.example:5000")
     shown = subprocess.run(["make", "-n", "serve"], cwd=root, capture_output=True,
                            text=True, check=True).stdout
     assert shown.count(f'MLFLOW_TRACKING_URI="sqlite:///{root}/mlflow.db"') == 2
+    shown = subprocess.run(["make", "-n", "serve", "SERVE_URI=http://127.0.0.1:5005"],
+                           cwd=root, capture_output=True, text=True, check=True).stdout
+    assert shown.count('MLFLOW_TRACKING_URI="http://127.0.0.1:5005"') == 2  # check, serve
+    # a port given the wrong way would be checked on one port and served on another
+    refused = subprocess.run(["make", "-n", "serve", "ARGS=--port 5009"], cwd=root,
+                             capture_output=True, text=True, check=False)
+    assert refused.returncode != 0
+    assert "give the port with `make serve SERVE_PORT=<port>`" in refused.stderr

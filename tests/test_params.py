@@ -140,3 +140,12 @@ def test_a_model_name_mlflow_cannot_register_is_refused_before_the_run():
                        r"digits-v2"):
         parse_params(RegisterParams, {"model_name": "digits/v2"}, "register")
     assert parse_params(RegisterParams, {"model_name": "digits v2"}, "register")
+
+
+def test_the_list_hint_is_given_only_where_a_list_would_help():
+    """`ingest.image_size=abc` (a number or a list of numbers): `[abc]` would not help."""
+    with pytest.raises(LifecycleError) as raised:
+        parse_params(IngestParams, {"image_size": "abc"}, "ingest",
+                     context={"reads_files": False})
+    assert "brackets" not in str(raised.value)
+    assert "'ingest.image_size' = 'abc'" in str(raised.value)

@@ -53,3 +53,13 @@ def test_make_checks_the_port_it_starts_the_server_on(target, variable):
                            capture_output=True, text=True, check=True).stdout
     assert f'-m model_lifecycle.ports 127.0.0.1 "5123" "make {target}" {variable}' in shown
     assert "--port 5123" in shown
+
+
+def test_a_port_given_in_args_is_refused_with_the_variable_to_use():
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+    refused = subprocess.run(["make", "-n", "ui", "ARGS=--port 5002"], cwd=ROOT,
+                             capture_output=True, text=True, check=False)
+    assert refused.returncode != 0
+    assert 'give the port with `make ui UI_PORT=<port>`, not ARGS="--port …"' in \
+        refused.stderr

@@ -106,7 +106,9 @@ def _sentence(model: type[BaseModel], exc: ValidationError, group: str,
 
 
 def _wants_list(model: type[BaseModel], loc: list[str]) -> bool:
-    """Whether the field at ``loc`` also takes a list or tuple (not only a word)."""
+    """Whether the field at ``loc`` takes a word or a list (``all`` | [names]): a word
+    that is neither is then likely meant as the list's one entry. (A number or a list,
+    as `ingest.image_size`, is not: `[abc]` would not help.)"""
     field = None
     for part in loc:
         fields = getattr(model, "model_fields", {})
@@ -119,7 +121,7 @@ def _wants_list(model: type[BaseModel], loc: list[str]) -> bool:
     if field is None:
         return False
     text = str(field.annotation)
-    return "tuple" in text or "list" in text
+    return "Literal" in text and ("tuple" in text or "list" in text)
 
 
 _TYPE_TAG = re.compile(r"^(int|float|str|bool|bytes|none|dict|list|tuple|set)$|\[|^function-"

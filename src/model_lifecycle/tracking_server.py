@@ -535,17 +535,33 @@ def _server_env_uri(conf: Path = Path("conf/server/mlflow.yml")) -> str | None:
         return None
 
 
+def _server_for(args: argparse.Namespace) -> TrackingServer:
+    """The server the command line names: options not given are those of the folder's
+    server while it runs (a stale pid file of one that died is not followed: a plain
+    `make server` after a reboot binds 127.0.0.1, not the dead one's 0.0.0.0), else the
+    defaults."""
+    existing = TrackingServer(args.folder)
+    last = existing._recorded() if existing._server_group() is not None else {}
+    return TrackingServer(
+        args.folder, port=args.port or last.get("port") or DEFAULT_PORT,
+        pg_port=args.pg_port, host=args.host or last.get("host") or "127.0.0.1",
+        workers=args.workers if args.workers is not None else last.get("workers", 2),
+        allowed_hosts=(args.allowed_hosts if args.allowed_hosts is not None
+                       else last.get("allowed_hosts")))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model_lifecycle.tracking_server",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("start", "stop", "status"))
     parser.add_argument("--folder", type=Path, default=DEFAULT_FOLDER,
                         help="cluster, artifacts and logs (default: data/server)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="MLflow's port")
+    parser.add_argument("--port", type=int, default=None,
+                        help=f"MLflow's port (default {DEFAULT_PORT})")
     parser.add_argument("--pg-port", type=int, default=DEFAULT_PG_PORT,
                         help="PostgreSQL's port (names its unix socket; no TCP)")
-    # --host, --workers and --allowed-hosts not given: those of the server the folder
-    # last started (a plain `make server` while it runs is not a change of settings)
+    # --port, --host, --workers and --allowed-hosts not given: those of the server of the
+    # folder that runs (a plain `make server` while it runs is not a change of settings)
     parser.add_argument("--host", default=None,
                         help="interface MLflow binds to (default 127.0.0.1; 0.0.0.0: every "
                              "one; see docs/tracking-server.md before you do)")
@@ -556,13 +572,7 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: localhost and private addresses)")
     args = parser.parse_args(argv)
     try:
-        last = TrackingServer(args.folder)._recorded()
-        server = TrackingServer(
-            args.folder, port=args.port, pg_port=args.pg_port,
-            host=args.host or last.get("host") or "127.0.0.1",
-            workers=args.workers if args.workers is not None else last.get("workers", 2),
-            allowed_hosts=(args.allowed_hosts if args.allowed_hosts is not None
-                           else last.get("allowed_hosts")))
+        server = _server_for(args)
         if args.action == "start":
             server.start()
             named = _server_env_uri()

@@ -256,3 +256,21 @@ def test_an_onnx_model_is_timed_with_the_threads_the_others_get(trained_int8, mo
     finally:
         torch.set_num_threads(before)
     assert opened and set(opened) == {1}
+
+
+def test_what_a_file_was_made_from_rides_along_without_changing_it(trained_int8, tmp_path):
+    """The catalog writes `trained_on` into the file's metadata; loaded back, the model
+    has it, and its bytes (size, identity) are those the compress node made."""
+    from model_lifecycle.io import OnnxModelDataset  # noqa: PLC0415
+    from model_lifecycle.models.structure import weights_id  # noqa: PLC0415
+
+    model = OnnxClassifier(trained_int8)
+    model.trained_on = {"images": "f-1", "model_id": weights_id(model),
+                        "made_from": {"finetuned_model": "m-1"}}
+    dataset = OnnxModelDataset(filepath=str(tmp_path / "model.onnx"))
+    dataset.save(model)
+    assert (tmp_path / "model.onnx").stat().st_size > len(model.onnx_bytes)
+    back = dataset.load()
+    assert back.trained_on == model.trained_on
+    assert back.onnx_bytes == model.onnx_bytes
+    assert weights_id(back) == back.trained_on["model_id"]

@@ -149,8 +149,8 @@ def test_make_serves_check_says_at_once_that_a_tracking_server_is_down(capsys):
     assert time.monotonic() - started < 30
     assert capsys.readouterr().err == (
         f"Error: The registry at http://127.0.0.1:{port} does not answer (Connection "
-        "refused): start it (make server), or point MLFLOW_TRACKING_URI at the one that "
-        "holds the model.\n")
+        "refused): start it (make server), or set SERVE_URI to the registry that holds "
+        "the model.\n")
 
 
 def test_an_interrupted_registration_leaves_none_of_its_versions(tmp_path, monkeypatch):

@@ -366,4 +366,26 @@ def test_a_running_server_is_not_changed_by_other_settings(server):
     # `make server` without those options while it runs: the settings it runs with
     assert main(["start", "--folder", str(server.folder), "--port", str(server.port),
                  "--pg-port", str(server.pg_port)]) == 0
+    assert main(["start", "--folder", str(server.folder), "--pg-port",
+                 str(server.pg_port)]) == 0  # its port, too
     assert json.loads(server.pid_file.read_text())["pid"] == pid
+
+
+def test_a_dead_servers_settings_are_not_followed(tmp_path):
+    """After a crash or a reboot the pid file stays: a plain `make server` takes the
+    defaults (127.0.0.1), not the dead server's --host 0.0.0.0."""
+    import argparse  # noqa: PLC0415
+
+    from model_lifecycle.tracking_server import DEFAULT_PORT, _server_for  # noqa: PLC0415
+
+    folder = tmp_path / "server"
+    folder.mkdir()
+    (folder / "mlflow.pid").write_text(json.dumps(
+        {"pid": 2 ** 22 + 7, "port": 5123, "host": "0.0.0.0", "workers": 8,
+         "allowed_hosts": "team.example"}))  # a process id no process has
+    args = argparse.Namespace(folder=folder, port=None, pg_port=5434, host=None,
+                              workers=None, allowed_hosts=None)
+    server = _server_for(args)
+    assert server.pid_file == folder / "mlflow.pid"
+    assert (server.port, server.host, server.workers, server.allowed_hosts) == (
+        DEFAULT_PORT, "127.0.0.1", 2, None)

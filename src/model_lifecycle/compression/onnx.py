@@ -209,9 +209,16 @@ class OnnxClassifier(nn.Module):
     def __init__(self, onnx_bytes: bytes, *, spec: dict[str, Any] | None = None,
                  threads: int | None = None) -> None:
         super().__init__()
-        self.onnx_bytes = bytes(onnx_bytes)
         self.threads = threads
-        metadata = _metadata(onnx.load_from_string(self.onnx_bytes))
+        proto = onnx.load_from_string(bytes(onnx_bytes))
+        metadata = _metadata(proto)
+        if _TRAINED_ON in metadata:  # bookkeeping of the catalog, not part of the model:
+            # its size and identity are those of the file as the compress node made it
+            kept = {k: v for k, v in _raw_metadata(proto).items() if k != _TRAINED_ON}
+            del proto.metadata_props[:]
+            onnx.helper.set_model_props(proto, kept)
+            onnx_bytes = proto.SerializeToString()
+        self.onnx_bytes = bytes(onnx_bytes)
         self.spec = dict(spec if spec is not None else metadata.get(_SPEC, {}))
         self.layer_sizes = metadata.get(_SIZES)
         if metadata.get(_QUANTIZATION):

@@ -31,11 +31,11 @@ def missing(name: str, alias: str, version: str | None = None) -> str | None:
         else:
             client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
-        if "Max retries exceeded" in exc.message:  # a tracking server that is down
+        if any(sign in exc.message for sign in _DOWN):  # a tracking server that is down
             found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", exc.message)
             return (f"The registry at {uri} does not answer "
                     f"({found.group(1) if found else 'no connection'}): start it (make "
-                    "server), or point MLFLOW_TRACKING_URI at the one that holds the model.")
+                    "server), or set SERVE_URI to the registry that holds the model.")
         if exc.error_code not in _NOT_FOUND:  # a registry that cannot be read: as it says
             return f"The registry at {uri} cannot be read: {exc.message}"
         try:
@@ -50,6 +50,8 @@ def missing(name: str, alias: str, version: str | None = None) -> str | None:
     return None
 
 
+# how requests, through MLflow, says that nothing answers at the address
+_DOWN = ("NewConnectionError", "ConnectTimeout", "Connection refused", "Name or service")
 # how MLflow says that a registered model, a version or an alias does not exist
 _NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 
