@@ -208,9 +208,14 @@ def _check_sizes(groups: dict[str, Any], pipeline: Pipeline) -> None:
             _check_image_size(groups, prefix)
     if {"source.ingest", "source.pretrain", "ingest", "finetune"} <= set(groups):
         _check_transfer_size(groups)
+    # ingest's parameters say the images' size only in a run that ingests (register and
+    # adapt read them too, and the latest images may have been ingested with --params);
+    # otherwise the nodes check against the images they read
+    ingests = "images" in pipeline.all_outputs()
     if "compress" in groups and "distilled_model" in pipeline.all_outputs():
-        _check_student(groups)
-    if {"ingest", "explain"} <= set(groups):
+        _check_student(groups if ingests else
+                       {key: value for key, value in groups.items() if key != "ingest"})
+    if ingests and {"ingest", "explain"} <= set(groups):
         height, width = groups["ingest"].size_hw
         if problem := groups["explain"].constant_occlusion(height, width,
                                                            "ingest.image_size"):

@@ -92,6 +92,14 @@ def test_architecture_arguments_are_checked_before_ingest_saves(project, group, 
     assert not _versions(project.work, "data/03_primary/images.npz")
 
 
+def test_a_run_that_does_not_ingest_is_not_checked_against_conf_image_size(project):
+    """register reads `params:ingest` too, but the latest images may have been ingested
+    at another size (--params): the window is checked by explain against those."""
+    window = {**TINY, "explain": {**TINY["explain"], "occlusion_window": 10}}
+    with pytest.raises(LifecycleError, match="never been produced"):
+        project(["explain", "register"], window)
+
+
 def test_qat_settings_under_another_mode_are_said_to_be_unused(project, caplog):
     tiny = {**TINY, "compress": {**TINY["compress"],
                                  "quantize": {"mode": "static", "qat_epochs": 7}}}

@@ -380,3 +380,11 @@ def test_machines_that_never_join_stop_the_node_in_one_sentence(caplog):
     assert time.monotonic() - started < 60
     assert f"waiting up to 2 s (runtime.distributed.rdzv_timeout) for all 2 machines to " \
            f"join at 127.0.0.1:{port}" in caplog.text
+    # the command it names carries every setting the other machines must match
+    from model_lifecycle.training.distributed import worker_command  # noqa: PLC0415
+
+    assert worker_command(config.model_copy(update={"backend": "gloo", "max_restarts": 2})
+                          ) == ("python -m model_lifecycle.training.distributed_worker "
+                                "--nnodes 2 --node-rank <its rank> --nproc-per-node 1 "
+                                f"--rdzv-endpoint 127.0.0.1:{port} --backend gloo "
+                                "--max-restarts 2")

@@ -105,7 +105,7 @@ def test_resume_with_other_settings_is_refused_naming_them(tmp_path):
     # budget's re-planned epochs may differ
     _train(2, checkpoint=checkpoint, resume=True,
            config={**written, "resume": True, "adversarial": {"epsilon": 0.1},
-                   "checkpoint": "/moved/ckpt.pt"})
+                   "checkpoint": "/moved/ckpt.pt", "head_init": "random"})
     budget = {**written, "budget_seconds": 60}
     _train(1, checkpoint=checkpoint, config=budget)
     _train(2, checkpoint=checkpoint, resume=True, config={**budget, "epochs": 7.5})

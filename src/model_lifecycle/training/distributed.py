@@ -125,13 +125,11 @@ def run_ranks(config: DistributedParams, worker_args: list[str], *,
     # raise its SignalException, and leaves them there: Ctrl-C or SIGTERM, during the
     # launch or after it, would end the run FAILED instead of KILLED (model_lifecycle.cli).
     handlers = {sig: signal.getsignal(sig) for sig in _LAUNCHER_SIGNALS}
-    if config.nnodes > 1:
+    if config.nnodes > 1 and (config.node_rank if node_rank is None else node_rank) == 0:
         log.info("distributed: waiting up to %d s (runtime.distributed.rdzv_timeout) for "
-                 "all %d machines to join at %s; on each other machine: python -m %s "
-                 "--nnodes %d --node-rank <its rank> --nproc-per-node %d --rdzv-endpoint "
-                 "%s (Ctrl-C takes effect when the wait ends)", config.rdzv_timeout,
-                 config.nnodes, config.rdzv_endpoint, WORKER, config.nnodes,
-                 config.nproc_per_node, config.rdzv_endpoint)
+                 "all %d machines to join at %s; on each other machine: %s (Ctrl-C takes "
+                 "effect when the wait ends)", config.rdzv_timeout, config.nnodes,
+                 config.rdzv_endpoint, worker_command(config))
     try:
         elastic_launch(launch_config, sys.executable)("-m", WORKER, "rank", *worker_args)
     except SignalException as exc:  # the launcher has stopped the ranks
@@ -153,6 +151,19 @@ def run_ranks(config: DistributedParams, worker_args: list[str], *,
         for sig, handler in handlers.items():
             if handler is not None and handler is not signal.getsignal(sig):
                 signal.signal(sig, handler)
+
+
+def worker_command(config: DistributedParams) -> str:
+    """The command another machine runs to join ``config``'s launches (its rank left to
+    fill in), with every setting that must match node 0's."""
+    parts = [f"python -m {WORKER} --nnodes {config.nnodes} --node-rank <its rank>",
+             f"--nproc-per-node {config.nproc_per_node}",
+             f"--rdzv-endpoint {config.rdzv_endpoint}"]
+    if config.backend != "auto":
+        parts.append(f"--backend {config.backend}")
+    if config.max_restarts:
+        parts.append(f"--max-restarts {config.max_restarts}")
+    return " ".join(parts)
 
 
 def _root_failure(exc: ChildFailedError) -> tuple[int, ProcessFailure]:

@@ -151,8 +151,10 @@ def agent_main(argv: list[str]) -> int:
     parser.add_argument("--backend", choices=["auto", "gloo", "nccl"], default="auto",
                         help="node 0's runtime.distributed.backend")
     parser.add_argument("--max-restarts", type=int, default=0)
-    parser.add_argument("--rdzv-timeout", type=int, default=300,
-                        help="seconds to wait for the other machines to join")
+    # longer than node 0's: between two launches node 0 saves, logs and starts the next
+    # stage, while this machine's next worker (a loop, docs/distributed.md) already waits
+    parser.add_argument("--rdzv-timeout", type=int, default=900,
+                        help="seconds to wait for node 0's next launch (default 900)")
     args = parser.parse_args(argv)
     if args.node_rank == 0:
         parser.error("node 0 is the machine running `kedro run`; give this one's rank")

@@ -210,7 +210,7 @@ def _training_module(model: nn.Module, device: torch.device, *, distributed: boo
 # augmentation, how often val is checked, a weights file the checkpoint replaces), and
 # the epochs a time budget plans anew in every run.
 _RESUMABLE = ("resume", "checkpoint", "adversarial", "flip_tta", "shift_tta", "eval_every",
-              "weights_path")
+              "weights_path", "head_init")  # head_init: the start, which resuming replaces
 
 
 def _refuse_other_settings(saved: dict[str, Any], current: dict[str, Any], checkpoint: Path,
