@@ -390,3 +390,20 @@ def test_an_onnx_file_that_answers_unlike_its_source_is_named(data, finetuned, c
     assert onnx.set_index("variant").loc["onnx_int8", "onnx_top1_agreement"] < 0.95
     assert "onnx_int8 on ONNX Runtime answers like its PyTorch source on only" in caplog.text
     assert "finetuned on ONNX Runtime answers like" not in caplog.text  # its own export
+
+
+def test_the_report_shows_what_unstructured_pruning_zeroed(data, finetuned, quantized):
+    """An unstructured-pruned model has the fine-tuned model's parameters and file size:
+    its sparsity column says what it zeroed (and a compressed file would save)."""
+    images, splits, policy = data
+    model = finetuned[0]
+    unstructured = {**COMPRESS, "prune": {**COMPRESS["prune"], "method": "unstructured",
+                                          "structured": None,
+                                          "unstructured": {"amount": 0.5}}}
+    pruned, _ = prune_model(model, images, splits, policy, unstructured, RUNTIME, EVALUATE)
+    report, _ = evaluate_variants(images, splits, COMPRESS, EVALUATE, finetuned=model,
+                                  pruned=pruned, quantized=quantized)
+    sparsity = report.set_index("variant")["sparsity"]
+    assert sparsity["pruned"] == pytest.approx(0.5, abs=0.02)
+    assert sparsity["finetuned"] < 0.01
+    assert np.isnan(sparsity["quantized"])  # INT8: no float weights to count

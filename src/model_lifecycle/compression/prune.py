@@ -22,7 +22,7 @@ from torch.nn.utils import prune as torch_prune
 
 from model_lifecycle.errors import LifecycleError
 from model_lifecycle.models.classifier import Classifier
-from model_lifecycle.models.structure import cost
+from model_lifecycle.models.structure import cost, sparsity
 
 log = logging.getLogger(__name__)
 
@@ -177,10 +177,3 @@ def make_permanent(model: nn.Module) -> nn.Module:
                 module.weight.mul_(module.zeros_after_recovery)
             del module._buffers["zeros_after_recovery"]
     return model
-
-
-def sparsity(model: nn.Module) -> float:
-    """Share of zero weights over every convolution and linear layer."""
-    layers = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-    return (sum(int((m.weight == 0).sum()) for m in layers)
-            / sum(m.weight.numel() for m in layers))

@@ -20,9 +20,9 @@ from model_lifecycle.compression.prune import (
     make_permanent,
     prune_structured,
     prune_unstructured,
-    sparsity,
 )
 from model_lifecycle.models.classifier import Classifier
+from model_lifecycle.models.structure import sparsity
 from model_lifecycle.training.config import FinetuneParams, RuntimeParams
 from model_lifecycle.training.finetune import finetune
 

@@ -15,7 +15,7 @@ from model_lifecycle.evaluation.metrics import classification_metrics
 from model_lifecycle.evaluation.pareto import pareto_front
 from model_lifecycle.models.predict import predict
 from model_lifecycle.models.registry import build_from_spec
-from model_lifecycle.models.structure import cost, float_shell
+from model_lifecycle.models.structure import cost, float_shell, sparsity
 
 
 def float_counterpart(model: nn.Module) -> nn.Module:
@@ -47,7 +47,9 @@ def evaluate_model(model: nn.Module, images: np.ndarray, labels: np.ndarray,
     row = {key: value for key, value in quality.items() if isinstance(value, float)}
     row |= {"ece": calibration["ece"], "test_images": float(len(indices)),
             "params": float(parameter_count(counted)), "macs": cost(counted, example)["macs"],
-            "size_bytes": float(file_size_bytes(model))}
+            "size_bytes": float(file_size_bytes(model)),
+            # zeroed weights (unstructured pruning): what a compressed file saves
+            "sparsity": sparsity(model)}
     if latency is None:
         latency = latencies_ms(model, example, params.latency)
     for batch, timing in latency.items():

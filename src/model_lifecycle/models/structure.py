@@ -10,6 +10,7 @@ built model before its weights are loaded (hand-written for that reason).
 from __future__ import annotations
 
 import hashlib
+import math
 
 import torch
 import torch_pruning as tp
@@ -100,3 +101,11 @@ def model_id(model: object) -> str | None:
     """The ``model_id`` a saved model carries (``trained_on``, set when its node saved
     it: :func:`weights_id` of its weights), or None for one that carries none."""
     return (getattr(model, "trained_on", None) or {}).get("model_id")
+
+
+def sparsity(model: nn.Module) -> float:
+    """Share of zero weights over every float convolution and linear layer (what
+    unstructured pruning zeroes); NaN for a model with none (INT8, an ONNX file)."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    total = sum(m.weight.numel() for m in layers)
+    return sum(int((m.weight == 0).sum()) for m in layers) / total if total else math.nan

@@ -37,7 +37,7 @@ OPTIONAL_TAGGED = ("corruption_accuracy", "corruption_robust_drop", "fgsm_accura
                    "pgd_accuracy", "attack", "explained_with", "deletion_auc",
                    "insertion_auc", "attribution_drift", "onnx_top1_agreement",
                    "onnx_max_probability_difference", "onnx_latency_b1_p50_ms",
-                   "onnx_latency_b32_p50_ms", "onnx_size_bytes", "model_id")
+                   "onnx_latency_b32_p50_ms", "onnx_size_bytes", "model_id", "sparsity")
 # The file MLflow runs to build the model when it loads a version (models from code: no
 # pickled object in the version).
 MODEL_CODE = Path(__file__).with_name("model_code.py")
