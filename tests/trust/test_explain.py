@@ -309,3 +309,18 @@ def test_an_occlusion_stride_larger_than_its_window_is_named():
     with pytest.raises(ValidationError, match=r"explain.occlusion_stride 5 is larger than "
                                               r"explain.occlusion_window 4"):
         ExplainParams(occlusion_window=4, occlusion_stride=5)
+
+
+@pytest.mark.parametrize(("height", "width"), [(12, 12), (12, 20), (20, 12)])
+def test_explanation_figure_boxes_fit_the_images_shape(height, width):
+    """The mosaic fills its box: non-square images used to leave half the figure blank."""
+    images = torch.rand(2, 1, height, width)
+    fig = explanation_figure(images, {"saliency": torch.rand(2, height, width)}, [0, 1],
+                             [0, 1], ["a", "b"], title="t")
+    (ax,) = fig.axes
+    ax.apply_aspect()  # where matplotlib draws the mosaic: its box shrunk to its shape
+    box = ax.get_position()
+    fig_w, fig_h = fig.get_size_inches()
+    drawn = (box.width * fig_w) * (box.height * fig_h)
+    allotted = (fig_w - 1.2) * (fig_h - 1.0)  # less the labels' and the title's margins
+    assert drawn / allotted > 0.9

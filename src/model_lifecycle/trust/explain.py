@@ -331,11 +331,13 @@ def explanation_figure(images: torch.Tensor, maps: dict[str, torch.Tensor],
         panels[-1] += [0.5 * jet(_normalised(batch[r]))[..., :3] + 0.5 * gray
                        for batch in maps.values()]
     mosaic, pitch_y, pitch_x = tile(panels, gap)
-    # inches: 1.6 a panel, 1.2 on the left for the class labels, 0.9 on top for the title
-    # and the column names, 0.1 below
-    fig_w, fig_h = 1.6 * cols + 1.2, 1.6 * rows + 1.0
+    # inches: 1.6 high a panel, as wide as the images' shape makes it (a square box left
+    # non-square images half blank), 1.2 on the left for the class labels, 0.9 on top for
+    # the title and the column names, 0.1 below
+    panel_w = min(4.0, max(0.6, 1.6 * pitch_x / pitch_y))
+    fig_w, fig_h = panel_w * cols + 1.2, 1.6 * rows + 1.0
     fig = Figure(figsize=(fig_w, fig_h))
-    ax = fig.add_axes((1.2 / fig_w, 0.1 / fig_h, 1.6 * cols / fig_w, 1.6 * rows / fig_h))
+    ax = fig.add_axes((1.2 / fig_w, 0.1 / fig_h, panel_w * cols / fig_w, 1.6 * rows / fig_h))
     ax.imshow(mosaic, interpolation="nearest", vmin=0, vmax=1)
     ax.set_axis_off()
     for c, name in enumerate(["image", *maps]):
