@@ -247,78 +247,64 @@ def _check_architectures(groups: dict[str, Any]) -> None:
 def _check_image_size(groups: dict[str, Any], prefix: str = "") -> None:
     """Images too small for an architecture this run trains (a 3-pixel image through
     `small_cnn`'s two poolings), or of a size it cannot take (vit's patches), fail inside
-    the first training step, after ingest has saved them: try a forward pass of that size
-    on the meta device (no memory, no time). ``prefix``: a namespace's (``source.``)."""
-    import torch  # noqa: PLC0415 - a run that trains imports it anyway
-
-    from model_lifecycle.models.registry import shape_only  # noqa: PLC0415
-
+    the first training step, after ingest has saved them; so do arguments it refuses.
+    ``prefix``: a namespace's (``source.``)."""
     ingest = groups[f"{prefix}ingest"]
-    channels, (height, width) = ingest.channels or 3, ingest.size_hw
     for group in (f"{prefix}pretrain", f"{prefix}finetune"):
         # a fine-tuned model from the pretrained encoder has pretrain's architecture
         if group not in groups or (group.endswith("finetune")
                                    and groups[group].init == "pretrained"):
             continue
-        arch, kwargs = groups[group].arch, groups[group].arch_kwargs
-        try:
-            model = shape_only(arch, channels, input_size=(height, width), **kwargs)
-            with torch.device("meta"):
-                model.eval()(torch.zeros(1, channels, height, width))
-        except ArchitectureArgumentsError as exc:
-            raise LifecycleError(f"{group}.arch_kwargs {kwargs} do not suit {group}.arch "
-                                 f"'{arch}' ({exc.reason}): fix them.") from None
-        except ImageSizeError as exc:  # the architecture's own sentence (vit's patches)
-            raise LifecycleError(f"{group}.arch '{arch}' cannot take images of "
-                                 f"{prefix}ingest.image_size {height}×{width}: "
-                                 f"{str(exc).removeprefix(arch + ': ')}") from None
-        except (LifecycleError, NotImplementedError):
-            continue  # another setting's own sentence, or an op without a meta kernel
-        except (RuntimeError, IndexError) as exc:  # IndexError: a layer of width 0
-            also = f" or fix {group}.arch_kwargs {kwargs}" if kwargs else ""
-            raise LifecycleError(
-                f"{prefix}ingest.image_size {height}×{width} is too small for {group}.arch "
-                f"'{arch}' ({str(exc).splitlines()[0]}): raise {prefix}ingest.image_size"
-                f"{also}.") from None
+        if problem := _build_problem(groups[group].arch, groups[group].arch_kwargs,
+                                     ingest.channels or 3, ingest.size_hw,
+                                     arch_key=f"{group}.arch",
+                                     kwargs_key=f"{group}.arch_kwargs",
+                                     size_key=f"{prefix}ingest.image_size"):
+            raise LifecycleError(problem)
 
 
 def _check_student(groups: dict[str, Any]) -> None:
     """The distillation student is built from `compress.distill.student_arch` and
     `student_kwargs` after pretraining, fine-tuning and pruning: a misspelt or
-    impossible argument (a width of 0) is found before them. Built on the meta device
-    (no memory, no time), and passed an image of `ingest.image_size` when the run
-    ingests."""
-    import torch  # noqa: PLC0415 - a run that distils imports it anyway
+    impossible argument (a width of 0) is found before them, and passed an image of
+    `ingest.image_size` when the run ingests (``groups`` holds `ingest` then)."""
+    distill, ingest = groups["compress"].distill, groups.get("ingest")
+    if problem := _build_problem(distill.student_arch, distill.student_kwargs,
+                                 (ingest.channels or 3) if ingest else 3,
+                                 ingest.size_hw if ingest else None,
+                                 arch_key="compress.distill.student_arch",
+                                 kwargs_key="compress.distill.student_kwargs",
+                                 size_key="ingest.image_size"):
+        raise LifecycleError(problem)
+
+
+def _build_problem(arch: str, kwargs: dict[str, Any], channels: int,
+                   size: tuple[int, int] | None, *, arch_key: str, kwargs_key: str,
+                   size_key: str) -> str | None:
+    """Why ``arch`` with ``kwargs`` cannot be built, or cannot take a C×H×W image of
+    ``size`` (None: not tried), in one sentence naming the keys; None when it can. Built
+    on the meta device: no memory, no time."""
+    import torch  # noqa: PLC0415 - a run that trains imports it anyway
 
     from model_lifecycle.models.registry import shape_only  # noqa: PLC0415
 
-    distill = groups["compress"].distill
-    ingest = groups.get("ingest")
-    channels = (ingest.channels or 3) if ingest else 3
-    size = ingest.size_hw if ingest else None
-    key = "compress.distill.student_kwargs"
     try:
-        student = shape_only(distill.student_arch, channels, input_size=size,
-                             **distill.student_kwargs)
+        model = shape_only(arch, channels, input_size=size, **kwargs)
         if size is not None:
             with torch.device("meta"):
-                student.eval()(torch.zeros(1, channels, *size))
+                model.eval()(torch.zeros(1, channels, *size))
     except ArchitectureArgumentsError as exc:
-        raise LifecycleError(f"{key} {distill.student_kwargs} do not suit "
-                             f"compress.distill.student_arch '{distill.student_arch}' "
-                             f"({exc.reason}): fix them.") from None
-    except ImageSizeError as exc:
-        raise LifecycleError(f"compress.distill.student_arch '{distill.student_arch}' "
-                             f"cannot take images of ingest.image_size {size[0]}×{size[1]}: "
-                             f"{str(exc).removeprefix(distill.student_arch + ': ')}") from None
+        return f"{kwargs_key} {kwargs} do not suit {arch_key} '{arch}' ({exc.reason}): fix them."
+    except ImageSizeError as exc:  # the architecture's own sentence (vit's patches)
+        return (f"{arch_key} '{arch}' cannot take images of {size_key} "
+                f"{size[0]}×{size[1]}: {str(exc).removeprefix(arch + ': ')}")
     except (LifecycleError, NotImplementedError):
-        return  # another setting's own sentence, or an op without a meta kernel
+        return None  # another setting's own sentence, or an op without a meta kernel
     except (RuntimeError, IndexError) as exc:  # IndexError: a layer of width 0
-        raise LifecycleError(
-            f"compress.distill.student_arch '{distill.student_arch}' with {key} "
-            f"{distill.student_kwargs} cannot take images of ingest.image_size "
-            f"{size[0]}×{size[1]} ({str(exc).splitlines()[0]}): fix {key}, or choose "
-            "another student.") from None
+        also = f" or fix {kwargs_key} {kwargs}" if kwargs else ""
+        return (f"{size_key} {size[0]}×{size[1]} is too small for {arch_key} '{arch}' "
+                f"({str(exc).splitlines()[0]}): raise {size_key}{also}.")
+    return None
 
 
 def _check_transfer_size(groups: dict[str, Any]) -> None:
