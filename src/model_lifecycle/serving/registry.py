@@ -82,73 +82,37 @@ def register_variants(models: dict[str, nn.Module], report: pd.DataFrame,
     example = pd.DataFrame({"image": [_png(example_image)]})
     versions: dict[str, str] = {}
     try:
-        _register_each(models, rows, preprocessing, example, example_image, config,
-                       decision, evaluated_on, client, versions)
+        with tempfile.TemporaryDirectory() as tmp:
+            prep_file = Path(tmp, "preprocessing.json")
+            prep_file.write_text(json.dumps(preprocessing, indent=2))
+            for row in rows:
+                variant = row["variant"]
+                artifacts = _model_files(models[variant], Path(tmp, variant), example_image,
+                                         preprocessing)
+                info = mlflow.pyfunc.log_model(
+                    name=variant, python_model=str(MODEL_CODE),
+                    artifacts={**artifacts, "preprocessing": str(prep_file)},
+                    code_paths=[str(Path(model_lifecycle.__file__).parent)],
+                    signature=SIGNATURE, input_example=example,
+                    pip_requirements=[f"{name}=={metadata.version(name)}"
+                                      for name in REQUIREMENTS])
+                # the version and all its tags in one request (one per tag is some thirty
+                # round trips per version to a shared tracking server)
+                tags = {"variant": variant,
+                        **({"evaluated_on": evaluated_on} if evaluated_on else {}),
+                        **{key: _text(row[key]) for key in TAGGED},
+                        **{key: _text(row[key]) for key in OPTIONAL_TAGGED
+                           if _present(row.get(key))},
+                        "champion.excluded_by": decision["excluded"].get(variant, "none")}
+                version = mlflow.register_model(info.model_uri, config.model_name,
+                                                tags=tags).version
+                versions[variant] = str(version)
+                client.update_model_version(config.model_name, version, description=(
+                    f"{variant} ({row['method']}): test accuracy {row['accuracy']:.2%}, "
+                    f"{row['size_bytes'] / 1024:.0f} KiB"))
     except BaseException:  # Ctrl-C, a registry error: none of this run's versions, not some
         _withdraw(client, config.model_name, versions)
         raise
-    return _name_aliases(client, config, preprocessing, decision, versions, current,
-                         other_inputs, evaluated_on, rows, baseline)
-
-
-def _withdraw(client: mlflow.MlflowClient, name: str, versions: dict[str, str]) -> None:
-    """Delete the versions a registration that did not finish created (earlier runs'
-    versions and the aliases are untouched: they move only at the end)."""
-    for version in versions.values():
-        try:
-            client.delete_model_version(name, version)
-        except MlflowException as exc:
-            log.warning("could not delete version %s of %s left by the interrupted "
-                        "registration: %s", version, name, exc.message)
-    if versions:
-        log.warning("registration of %s did not finish: deleted the versions it had "
-                    "created (%s); the earlier versions and the aliases are as they were",
-                    name, ", ".join(versions.values()))
-
-
-def _register_each(models: dict[str, nn.Module], rows: list[dict[str, Any]],
-                   preprocessing: dict[str, Any], example: pd.DataFrame,
-                   example_image: np.ndarray, config: RegisterParams,
-                   decision: dict[str, Any], evaluated_on: str | None,
-                   client: mlflow.MlflowClient, versions: dict[str, str]) -> None:
-    """Each report row's model logged and registered; ``versions`` filled as they are."""
-    with tempfile.TemporaryDirectory() as tmp:
-        prep_file = Path(tmp, "preprocessing.json")
-        prep_file.write_text(json.dumps(preprocessing, indent=2))
-        for row in rows:
-            variant = row["variant"]
-            artifacts = _model_files(models[variant], Path(tmp, variant), example_image,
-                                     preprocessing)
-            info = mlflow.pyfunc.log_model(
-                name=variant, python_model=str(MODEL_CODE),
-                artifacts={**artifacts, "preprocessing": str(prep_file)},
-                code_paths=[str(Path(model_lifecycle.__file__).parent)],
-                signature=SIGNATURE, input_example=example,
-                pip_requirements=[f"{name}=={metadata.version(name)}"
-                                  for name in REQUIREMENTS])
-            # the version and all its tags in one request (one per tag is some thirty
-            # round trips per version to a shared tracking server)
-            tags = {"variant": variant,
-                    **({"evaluated_on": evaluated_on} if evaluated_on else {}),
-                    **{key: _text(row[key]) for key in TAGGED},
-                    **{key: _text(row[key]) for key in OPTIONAL_TAGGED
-                       if _present(row.get(key))},
-                    "champion.excluded_by": decision["excluded"].get(variant, "none")}
-            version = mlflow.register_model(info.model_uri, config.model_name,
-                                            tags=tags).version
-            versions[variant] = str(version)
-            client.update_model_version(config.model_name, version, description=(
-                f"{variant} ({row['method']}): test accuracy {row['accuracy']:.2%}, "
-                f"{row['size_bytes'] / 1024:.0f} KiB"))
-
-
-def _name_aliases(client: mlflow.MlflowClient, config: RegisterParams,
-                  preprocessing: dict[str, Any], decision: dict[str, Any],
-                  versions: dict[str, str], current: Any, other_inputs: str | None,
-                  evaluated_on: str | None, rows: list[dict[str, Any]],
-                  baseline: str) -> dict[str, Any]:
-    """The registered model's description, the baseline and champion aliases, and the
-    registry summary."""
     client.update_registered_model(config.model_name, description=(
         "Image classifier of the model-lifecycle project. Each version is one variant "
         "(tag `variant`) measured on the same test split. Alias `baseline`: the "
@@ -180,6 +144,21 @@ def _name_aliases(client: mlflow.MlflowClient, config: RegisterParams,
                for alias in ("baseline", "champion")}
     return {"model_name": config.model_name, "versions": versions, "aliases": aliases,
             "decision": decision}
+
+
+def _withdraw(client: mlflow.MlflowClient, name: str, versions: dict[str, str]) -> None:
+    """Delete the versions a registration that did not finish created (earlier runs'
+    versions and the aliases are untouched: they move only at the end)."""
+    for version in versions.values():
+        try:
+            client.delete_model_version(name, version)
+        except MlflowException as exc:
+            log.warning("could not delete version %s of %s left by the interrupted "
+                        "registration: %s", version, name, exc.message)
+    if versions:
+        log.warning("registration of %s did not finish: deleted the versions it had "
+                    "created (%s); the earlier versions and the aliases are as they were",
+                    name, ", ".join(versions.values()))
 
 
 def _version_at(client: mlflow.MlflowClient, name: str, alias: str) -> str | None:
