@@ -6,6 +6,7 @@ with exit status 1 instead."""
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 
@@ -19,6 +20,13 @@ def taken(host: str, port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+def connection_failure(text: str) -> str | None:
+    """``Connection refused`` (the OS's words) out of requests' and urllib3's nested
+    repr of a failed connection, or None when ``text`` holds none."""
+    found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    return found.group(1) if found else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,6 @@ import glob
 import json
 import os
 import pwd
-import re
 import shlex
 import shutil
 import signal
@@ -128,8 +127,7 @@ def probe(uri: str, *, connect_timeout: float = 3.0, read_timeout: float = 30.0
 
 def _reason(exc: Exception) -> str:
     """``Connection refused`` rather than urllib3's nested repr of the same."""
-    found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
-    return found.group(1) if found else type(exc).__name__
+    return ports.connection_failure(str(exc)) or type(exc).__name__
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,13 @@ sentence with exit status 1 when it does not, instead of the traceback
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 
 import mlflow
 from mlflow.exceptions import MlflowException
+
+from model_lifecycle.ports import connection_failure
 
 
 def missing(name: str, alias: str, version: str | None = None) -> str | None:
@@ -32,9 +33,8 @@ def missing(name: str, alias: str, version: str | None = None) -> str | None:
             client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         if any(sign in exc.message for sign in _DOWN):  # a tracking server that is down
-            found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", exc.message)
             return (f"The registry at {uri} does not answer "
-                    f"({found.group(1) if found else 'no connection'}): start it (make "
+                    f"({connection_failure(exc.message) or 'no connection'}): start it (make "
                     "server), or set SERVE_URI to the registry that holds the model.")
         if exc.error_code not in _NOT_FOUND:  # a registry that cannot be read: as it says
             return f"The registry at {uri} cannot be read: {exc.message}"
